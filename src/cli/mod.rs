@@ -1,0 +1,90 @@
+//! Command-line interface: one file per subcommand, orchestration only. Each file owns
+//! its `Args` and a `run` that returns the exit status.
+
+pub mod apply;
+pub mod catalog;
+pub mod check;
+pub mod explain;
+pub mod inventory;
+pub mod plan;
+pub mod trust;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::exit::Status;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tandem",
+    version,
+    about = "Keep two clouds identical to what git declares"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand understands.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// The site repository (holding manifests/, modules/, templates/)
+    #[arg(long, global = true, env = "TANDEM_SITE", default_value = ".")]
+    pub site: PathBuf,
+    /// A static node list (nodes.toml format) used instead of discovery; the local
+    /// fleet writes one
+    #[arg(long, global = true, env = "TANDEM_INVENTORY")]
+    pub inventory: Option<PathBuf>,
+    /// tandem's own known_hosts file; unknown or changed host keys get no command
+    #[arg(long, global = true, env = "TANDEM_KNOWN_HOSTS")]
+    pub known_hosts: Option<PathBuf>,
+    /// SSH private key (default: ssh-agent)
+    #[arg(long, global = true, env = "TANDEM_IDENTITY")]
+    pub identity: Option<PathBuf>,
+    /// SSH login user (default: root)
+    #[arg(long, global = true, env = "TANDEM_USER")]
+    pub user: Option<String>,
+    /// Output format
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate manifests, modules and templates, compile every catalog, check parity
+    Check(check::Args),
+    /// Print a node's resources and rendered files (secrets redacted)
+    Catalog(catalog::Args),
+    /// Show a variable's value for a node and every layer that set it
+    Explain(explain::Args),
+    /// List the nodes of every datacenter
+    Inventory(inventory::Args),
+    /// Pin a node's SSH host key in tandem's known_hosts
+    Trust(trust::Args),
+    /// Read actual state over SSH and show what would change
+    Plan(plan::Args),
+    /// Converge nodes to their catalogs
+    Apply(apply::Args),
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<Status> {
+    let global = &cli.global;
+    match cli.command {
+        Command::Check(args) => check::run(global, args).await,
+        Command::Catalog(args) => catalog::run(global, args).await,
+        Command::Explain(args) => explain::run(global, args).await,
+        Command::Inventory(args) => inventory::run(global, args).await,
+        Command::Trust(args) => trust::run(global, args).await,
+        Command::Plan(args) => plan::run(global, args).await,
+        Command::Apply(args) => apply::run(global, args).await,
+    }
+}

@@ -1,0 +1,18 @@
+//! tandem keeps a fleet of Linux VMs in two clouds identical to what a site repository
+//! declares. The data flows one way through these modules: `manifest` (TOML on disk) and
+//! `template` produce a `catalog` per `node`; `inventory` finds the nodes; `transport`
+//! reaches them; `resource` turns catalog entries plus facts read from a node into
+//! changes; `plan` and `apply` show and carry them out.
+
+pub mod catalog;
+pub mod cli;
+pub mod exit;
+pub mod inventory;
+pub mod manifest;
+pub mod node;
+pub mod path;
+pub mod resource;
+pub mod secret;
+pub mod selector;
+pub mod template;
+pub mod transport;

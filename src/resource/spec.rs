@@ -1,0 +1,383 @@
+//! The desired state of one resource, as the catalog compiler hands it to planning.
+//! Plain data: values are already rendered, paths already validated, relations already
+//! resolved to resource ids that exist in the same catalog.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::{Serialize, Serializer};
+use sha2::{Digest, Sha256};
+
+use crate::path::RemotePath;
+use crate::secret::Fingerprint;
+
+/// The resource types of SPEC section 3. Adding a type starts here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResourceKind {
+    File,
+    Directory,
+    Symlink,
+    Package,
+    Service,
+    User,
+    Group,
+    Exec,
+}
+
+impl ResourceKind {
+    pub const ALL: [ResourceKind; 8] = [
+        ResourceKind::File,
+        ResourceKind::Directory,
+        ResourceKind::Symlink,
+        ResourceKind::Package,
+        ResourceKind::Service,
+        ResourceKind::User,
+        ResourceKind::Group,
+        ResourceKind::Exec,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::File => "file",
+            ResourceKind::Directory => "directory",
+            ResourceKind::Symlink => "symlink",
+            ResourceKind::Package => "package",
+            ResourceKind::Service => "service",
+            ResourceKind::User => "user",
+            ResourceKind::Group => "group",
+            ResourceKind::Exec => "exec",
+        }
+    }
+}
+
+impl fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ResourceKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ResourceKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown resource type `{s}`"))
+    }
+}
+
+/// `file:/etc/nginx/nginx.conf`, `service:nginx`: unique within a node's catalog.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ResourceId {
+    pub kind: ResourceKind,
+    pub name: String,
+}
+
+impl ResourceId {
+    pub fn new(kind: ResourceKind, name: impl Into<String>) -> Self {
+        ResourceId {
+            kind,
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.kind, self.name)
+    }
+}
+
+impl FromStr for ResourceId {
+    type Err = String;
+    /// Parses `kind:name`; the name may itself contain colons.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (kind, name) = s
+            .split_once(':')
+            .ok_or_else(|| format!("resource reference `{s}` is not of the form `type:name`"))?;
+        if name.is_empty() {
+            return Err(format!("resource reference `{s}` has an empty name"));
+        }
+        Ok(ResourceId::new(kind.parse()?, name))
+    }
+}
+
+impl Serialize for ResourceId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Where a resource was declared, for error messages that name both places.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Origin {
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}
+
+/// One entry of a node's catalog.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Resource {
+    pub id: ResourceId,
+    pub spec: Spec,
+    #[serde(skip)]
+    pub origin: Origin,
+    /// Every resource that must be in sync before this one is applied: declaration
+    /// order, module `requires`, `require`, and the inverse of `before`/`notify`.
+    pub after: Vec<ResourceId>,
+    /// Resources to refresh (reload a service, run a refresh-only exec) when this one
+    /// changes: `notify`, and the inverse of `subscribe`.
+    pub notify: Vec<ResourceId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Presence {
+    Present,
+    Absent,
+}
+
+/// A permission mode, parsed from an octal string (`"0644"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mode(pub u32);
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match u32::from_str_radix(s, 8) {
+            Ok(bits) if bits <= 0o7777 && !s.is_empty() => Ok(Mode(bits)),
+            _ => Err(format!("mode `{s}` is not an octal permission like `0644`")),
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04o}", self.0)
+    }
+}
+
+impl Serialize for Mode {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Rendered file content. When `secrets` is not empty the content is sensitive: it is
+/// written to the node but never printed, and serializes as its digest and fingerprints.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Content {
+    pub bytes: Vec<u8>,
+    pub secrets: Vec<Fingerprint>,
+}
+
+impl Content {
+    pub fn is_sensitive(&self) -> bool {
+        !self.secrets.is_empty()
+    }
+
+    /// SHA-256 of the bytes, hex: what the probe compares against.
+    pub fn sha256(&self) -> String {
+        hex::encode(Sha256::digest(&self.bytes))
+    }
+}
+
+impl Serialize for Content {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut s = serializer.serialize_struct("Content", 3)?;
+        s.serialize_field("sha256", &self.sha256())?;
+        if self.is_sensitive() {
+            s.serialize_field("secrets", &self.secrets)?;
+        } else {
+            s.serialize_field("text", &String::from_utf8_lossy(&self.bytes))?;
+        }
+        s.end()
+    }
+}
+
+/// Validation of a staged file before it is renamed into place.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Validate {
+    /// Command with `{staged}` standing for the staged file's path (`nginx -t -c {staged}`).
+    pub command: String,
+    /// When set, every changed file below this directory is staged together in a copy of
+    /// the tree and validated there, so a config that spans several files (nginx.conf
+    /// plus its includes) is checked as a whole. Templates then use relative includes.
+    pub tree: Option<RemotePath>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FileSpec {
+    pub path: RemotePath,
+    pub ensure: Presence,
+    /// `None`: tandem manages only existence and metadata, not content.
+    pub content: Option<Content>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    pub mode: Option<Mode>,
+    pub validate: Option<Validate>,
+    /// Keep the replaced content in the node's tandem state directory.
+    pub backup: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DirectorySpec {
+    pub path: RemotePath,
+    pub ensure: Presence,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    pub mode: Option<Mode>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SymlinkSpec {
+    pub path: RemotePath,
+    pub ensure: Presence,
+    /// What the link points to, verbatim (may be relative, like `ln -s` takes it).
+    pub target: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PackageState {
+    Present,
+    Absent,
+    Version(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PackageSpec {
+    pub name: String,
+    pub state: PackageState,
+}
+
+/// Explicit service commands for nodes without systemd.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceCommands {
+    pub start: String,
+    pub stop: String,
+    pub reload: Option<String>,
+    /// Exits 0 when the service is running.
+    pub status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceSpec {
+    pub name: String,
+    /// `Some(true)`: running; `Some(false)`: stopped; `None`: not managed.
+    pub running: Option<bool>,
+    pub enabled: Option<bool>,
+    /// When notified: reload (if the service can) rather than restart.
+    pub reload: bool,
+    /// Used instead of systemd when set, or when the node has no systemd.
+    pub commands: Option<ServiceCommands>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UserSpec {
+    pub name: String,
+    pub ensure: Presence,
+    pub uid: Option<u32>,
+    /// Primary group.
+    pub group: Option<String>,
+    pub groups: Vec<String>,
+    pub home: Option<RemotePath>,
+    pub shell: Option<String>,
+    pub system: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupSpec {
+    pub name: String,
+    pub ensure: Presence,
+    pub gid: Option<u32>,
+    pub system: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExecSpec {
+    pub command: String,
+    /// Skip when this path exists.
+    pub creates: Option<RemotePath>,
+    /// Skip when this command exits 0.
+    pub unless: Option<String>,
+    /// Run only when this command exits 0.
+    pub onlyif: Option<String>,
+    /// Run only when notified.
+    pub refresh_only: bool,
+    pub user: Option<String>,
+    pub cwd: Option<RemotePath>,
+}
+
+/// The typed desired state, one variant per `ResourceKind`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Spec {
+    File(FileSpec),
+    Directory(DirectorySpec),
+    Symlink(SymlinkSpec),
+    Package(PackageSpec),
+    Service(ServiceSpec),
+    User(UserSpec),
+    Group(GroupSpec),
+    Exec(ExecSpec),
+}
+
+impl Spec {
+    pub fn kind(&self) -> ResourceKind {
+        match self {
+            Spec::File(_) => ResourceKind::File,
+            Spec::Directory(_) => ResourceKind::Directory,
+            Spec::Symlink(_) => ResourceKind::Symlink,
+            Spec::Package(_) => ResourceKind::Package,
+            Spec::Service(_) => ResourceKind::Service,
+            Spec::User(_) => ResourceKind::User,
+            Spec::Group(_) => ResourceKind::Group,
+            Spec::Exec(_) => ResourceKind::Exec,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_id_round_trips() {
+        let id: ResourceId = "file:/etc/a:b".parse().unwrap();
+        assert_eq!(id.kind, ResourceKind::File);
+        assert_eq!(id.name, "/etc/a:b");
+        assert_eq!(id.to_string(), "file:/etc/a:b");
+        assert!("nginx".parse::<ResourceId>().is_err());
+        assert!("widget:x".parse::<ResourceId>().is_err());
+    }
+
+    #[test]
+    fn mode_parses_octal_only() {
+        assert_eq!("0644".parse::<Mode>().unwrap(), Mode(0o644));
+        assert_eq!(Mode(0o600).to_string(), "0600");
+        assert!("0999".parse::<Mode>().is_err());
+        assert!("".parse::<Mode>().is_err());
+        assert!("17777".parse::<Mode>().is_err());
+    }
+
+    #[test]
+    fn sensitive_content_serializes_without_its_text() {
+        let content = Content {
+            bytes: b"hunter2".to_vec(),
+            secrets: vec![Fingerprint::of(b"hunter2")],
+        };
+        let json = serde_json::to_string(&content).unwrap();
+        assert!(!json.contains("hunter2"), "{json}");
+        assert!(json.contains(content.secrets[0].as_str()));
+    }
+}

@@ -1,0 +1,9 @@
+//! The integration tests: one binary, one module per area. End-to-end modules use the
+//! local fleet of real SSH hosts (`support::fleet`) and need root.
+
+mod converge;
+mod fleet;
+mod inventory;
+mod site;
+mod support;
+mod transport;

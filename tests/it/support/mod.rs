@@ -1,0 +1,1 @@
+//! Shared test support: the local fleet, fixture sites, running the binary.
