@@ -12,6 +12,7 @@ pub mod manifest;
 pub mod node;
 pub mod path;
 pub mod resource;
+pub mod rollout;
 pub mod secret;
 pub mod selector;
 pub mod template;

@@ -41,6 +41,25 @@ impl Templates {
         let mut registry = Handlebars::new();
         registry.set_strict_mode(true);
         registry.register_escape_fn(handlebars::no_escape);
+        let store = Arc::clone(&secrets);
+        registry.register_helper(
+            "secret",
+            Box::new(
+                move |h: &handlebars::Helper<'_>,
+                      _: &Handlebars<'_>,
+                      _: &handlebars::Context,
+                      _: &mut handlebars::RenderContext<'_, '_>,
+                      out: &mut dyn handlebars::Output|
+                      -> handlebars::HelperResult {
+                    let name = h.param(0).and_then(|p| p.value().as_str()).unwrap_or("");
+                    let secret = store.get(name).ok_or_else(|| {
+                        handlebars::RenderErrorReason::Other(format!("unknown secret `{name}`"))
+                    })?;
+                    out.write(secret.expose())?;
+                    Ok(())
+                },
+            ),
+        );
         Templates { registry, secrets }
     }
 

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::inventory::{AwsSettings, AzureSettings, DatacenterSpec, ProviderConfig, ProviderKind};
 use crate::node::{DatacenterName, Node};
+use crate::rollout::RolloutPolicy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -34,11 +35,15 @@ pub struct Site {
     pub datacenters: Vec<DatacenterSpec>,
     /// Static nodes from `manifests/nodes.toml` (empty when the file is absent).
     pub nodes: Vec<Node>,
+    /// `[rollout]` of `site.toml`.
+    pub rollout: RolloutPolicy,
 }
 
 #[derive(Deserialize)]
 struct RawSite {
     site: RawSiteTable,
+    #[serde(default)]
+    rollout: RolloutPolicy,
     datacenters: std::collections::BTreeMap<String, RawDatacenter>,
 }
 
@@ -85,6 +90,7 @@ impl Site {
             name: raw.site.name,
             datacenters,
             nodes,
+            rollout: raw.rollout,
         })
     }
 }

@@ -3,6 +3,8 @@
 //!
 //! SKELETON: the trait only; the SSH and local transports come next.
 
+pub mod quote;
+
 use std::time::Duration;
 
 use async_trait::async_trait;
