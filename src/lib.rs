@@ -10,6 +10,7 @@ pub mod exit;
 pub mod inventory;
 pub mod manifest;
 pub mod node;
+pub mod outcome;
 pub mod path;
 pub mod resource;
 pub mod rollout;
