@@ -9,6 +9,7 @@ pub mod cli;
 pub mod exit;
 pub mod inventory;
 pub mod manifest;
+pub mod lock;
 pub mod node;
 pub mod outcome;
 pub mod path;
