@@ -16,6 +16,7 @@ pub mod path;
 pub mod resource;
 pub mod rollout;
 pub mod secret;
+pub mod store;
 pub mod selector;
 pub mod template;
 pub mod transport;

@@ -269,4 +269,4 @@ pub(crate) fn current_host() -> String {
 
 #[cfg(test)]
 #[path = "lock_tests.rs"]
-mod tests;
+pub(crate) mod tests;
