@@ -37,16 +37,16 @@ pub enum LockError {
     Open { path: PathBuf, source: io::Error },
     #[error("cannot lock `{path}`: {source}")]
     Flock { path: PathBuf, source: io::Error },
-    #[error("site is locked by {}", holder_text(.holder.as_ref(), .path))]
+    #[error("site is locked by {}", holder_text(.holder.as_deref(), .path))]
     Held {
         path: PathBuf,
-        holder: Option<Holder>,
+        holder: Option<Box<Holder>>,
     },
-    #[error("site is still locked after waiting {}s, by {}", .waited.as_secs(), holder_text(.holder.as_ref(), .path))]
+    #[error("site is still locked after waiting {}s, by {}", .waited.as_secs(), holder_text(.holder.as_deref(), .path))]
     Timeout {
         path: PathBuf,
         waited: Duration,
-        holder: Option<Holder>,
+        holder: Option<Box<Holder>>,
     },
 }
 
@@ -161,7 +161,7 @@ impl SiteLock {
             })? {
                 break;
             }
-            let holder = read_holder(&mut file);
+            let holder = read_holder(&mut file).map(Box::new);
             match wait {
                 Wait::FailFast => {
                     return Err(LockError::Held {
