@@ -61,16 +61,32 @@ fn lock_holder_process() {
     let hold_ms: u64 =
         std::env::var("TANDEM_TEST_LOCK_HOLD_MS").map_or(30_000, |v| v.parse().unwrap());
     let lock = SiteLock::acquire(Path::new(&site), HOLDER_COMMAND, Wait::FailFast).unwrap();
+    // A long-lived child, as ssh would be: it must not inherit the lock.
+    let child = std::env::var("TANDEM_TEST_LOCK_SPAWN")
+        .ok()
+        .map(|_| Command::new("sleep").arg("30").spawn().unwrap());
     println!("LOCKED {}", std::process::id());
+    if let Some(child) = child {
+        println!("CHILD {}", child.id());
+    }
     std::thread::sleep(Duration::from_millis(hold_ms));
     drop(lock);
 }
 
 fn spawn_holder(site: &Path, hold_ms: u64) -> (Child, mpsc::Receiver<String>) {
-    let env = [
+    spawn_holder_with(site, hold_ms, &[])
+}
+
+fn spawn_holder_with(
+    site: &Path,
+    hold_ms: u64,
+    extra: &[(&str, String)],
+) -> (Child, mpsc::Receiver<String>) {
+    let mut env = vec![
         ("TANDEM_TEST_LOCK_SITE", site.display().to_string()),
         ("TANDEM_TEST_LOCK_HOLD_MS", hold_ms.to_string()),
     ];
+    env.extend(extra.iter().cloned());
     let (child, lines) = spawn_helper("lock::tests::lock_holder_process", &env);
     wait_for_line(&lines, "LOCKED");
     (child, lines)
@@ -158,6 +174,59 @@ fn waiting_times_out_naming_the_holder_then_succeeds_once_it_exits() {
         "the holder exits cleanly after its hold"
     );
     assert_eq!(lock.holder().command, "tandem apply");
+}
+
+#[test]
+fn children_of_a_killed_holder_do_not_keep_the_lock() {
+    let site = tempfile::tempdir().unwrap();
+    let (mut child, lines) = spawn_holder_with(
+        site.path(),
+        30_000,
+        &[("TANDEM_TEST_LOCK_SPAWN", "1".into())],
+    );
+    let grandchild: i32 = wait_for_line(&lines, "CHILD")
+        .trim_start_matches("CHILD ")
+        .parse()
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // SAFETY: signal 0 only asks whether the process exists.
+    let alive = unsafe { libc::kill(grandchild, 0) } == 0;
+    let result = SiteLock::acquire(
+        site.path(),
+        "tandem apply",
+        Wait::For(Duration::from_secs(2)),
+    );
+    // SAFETY: the `sleep` the helper spawned; its parent is dead so nobody else waits on it.
+    unsafe { libc::kill(grandchild, libc::SIGKILL) };
+    assert!(
+        alive,
+        "the holder's child outlives it, as an ssh session could"
+    );
+    assert!(
+        result.is_ok(),
+        "the lock fd must be close-on-exec: {result:?}"
+    );
+}
+
+#[tokio::test]
+async fn acquire_async_waits_without_blocking_the_runtime() {
+    let site = tempfile::tempdir().unwrap();
+    let held = SiteLock::acquire(site.path(), "tandem apply", Wait::FailFast).unwrap();
+    let waiter = tokio::spawn(SiteLock::acquire_async(
+        site.path().to_path_buf(),
+        "tandem plan".into(),
+        Wait::For(Duration::from_secs(10)),
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished());
+    drop(held);
+    let lock = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(lock.holder().command, "tandem plan");
 }
 
 #[test]

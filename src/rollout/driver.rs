@@ -47,12 +47,18 @@ pub enum Halt {
     },
 }
 
+/// How nodes count against `max_failed`, as reports state it.
+pub const FAILURE_RULE: &str =
+    "failed, unreachable and host-key nodes count against max_failed; skipped and not-attempted nodes do not";
+
 /// Every planned node with its outcome, in plan order, and why the rollout halted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RolloutReport {
     pub nodes: Vec<NodeResult>,
     pub halt: Option<Halt>,
     pub max_failed: usize,
+    /// [`FAILURE_RULE`], so that JSON readers see the rule next to the numbers.
+    pub failure_rule: &'static str,
 }
 
 impl RolloutReport {
@@ -99,9 +105,10 @@ impl fmt::Display for RolloutReport {
         )?;
         writeln!(
             f,
-            "failure threshold: {} of max {} (failed, unreachable and host-key nodes count)",
+            "failure threshold: {} of max {} ({})",
             self.failed_count(),
-            self.max_failed
+            self.max_failed,
+            self.failure_rule
         )?;
         match &self.halt {
             None => {}
@@ -151,6 +158,7 @@ where
         nodes: Vec::with_capacity(plan.node_count()),
         halt: None,
         max_failed: policy.max_failed,
+        failure_rule: FAILURE_RULE,
     };
     let total = plan.batches.len();
     for batch in plan.batches {

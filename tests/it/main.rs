@@ -4,6 +4,7 @@
 mod converge;
 mod fleet;
 mod inventory;
+mod rollout;
 mod runs;
 mod site;
 mod support;
