@@ -47,6 +47,25 @@ pub enum Halt {
     },
 }
 
+impl fmt::Display for Halt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Halt::Threshold { after_batch, failed, max_failed } => write!(
+                f,
+                "halted after batch {after_batch}: {failed} failed nodes exceed max_failed {max_failed}"
+            ),
+            Halt::Health { after_batch, failures } => {
+                write!(f, "halted after batch {after_batch}: health check failed")?;
+                for (i, failure) in failures.iter().enumerate() {
+                    let sep = if i == 0 { " on " } else { ", " };
+                    write!(f, "{sep}`{}` ({})", failure.node, failure.reason)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// How nodes count against `max_failed`, as reports state it.
 pub const FAILURE_RULE: &str =
     "failed, unreachable and host-key nodes count against max_failed; skipped and not-attempted nodes do not";
@@ -132,7 +151,45 @@ impl fmt::Display for RolloutReport {
     }
 }
 
-/// Runs `plan` under `policy`.
+/// What the driver is doing, for progress lines (`Display` gives a plain line).
+#[derive(Debug, Clone, Copy)]
+pub enum Progress<'a> {
+    /// A batch is about to be applied; `of` is the number of batches in the plan.
+    Batch { batch: &'a Batch, of: usize },
+    /// The health check is about to run on `nodes` converged nodes of `batch`.
+    Health { batch: &'a Batch, nodes: usize },
+    /// Waiting before the next batch.
+    Pause { seconds: u64 },
+    /// The rollout stops here.
+    Halt(&'a Halt),
+}
+
+impl fmt::Display for Progress<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Progress::Batch { batch, of } => {
+                let n = batch.nodes.len();
+                let s = if n == 1 { "" } else { "s" };
+                write!(f, "{} of {of}: applying {n} node{s}", batch.label())
+            }
+            Progress::Health { batch, nodes } => {
+                write!(f, "health check on {nodes} nodes of {}", batch.label())
+            }
+            Progress::Pause { seconds } => write!(f, "pausing {seconds}s before the next batch"),
+            Progress::Halt(Halt::Threshold { after_batch, failed, max_failed }) => write!(
+                f,
+                "halting after batch {after_batch}: {failed} failed nodes exceed max_failed {max_failed}"
+            ),
+            Progress::Halt(Halt::Health { after_batch, failures }) => write!(
+                f,
+                "halting after batch {after_batch}: health check failed on {} nodes",
+                failures.len()
+            ),
+        }
+    }
+}
+
+/// Runs `plan` under `policy`, telling `progress` what it does.
 ///
 /// `apply` gets each batch's nodes and returns an outcome per node; a node it leaves out
 /// counts as failed (a node must never pass silently). After a batch, if more than
@@ -147,6 +204,7 @@ pub async fn run<A, AF, C, CF>(
     policy: &RolloutPolicy,
     mut apply: A,
     mut command_check: C,
+    mut progress: impl FnMut(Progress<'_>),
 ) -> RolloutReport
 where
     A: FnMut(Vec<Node>) -> AF,
@@ -171,6 +229,10 @@ where
             );
             continue;
         }
+        progress(Progress::Batch {
+            batch: &batch,
+            of: total,
+        });
         let mut outcomes: BTreeMap<NodeName, Outcome> =
             apply(batch.nodes.clone()).await.into_iter().collect();
         let results: Vec<NodeResult> = batch
@@ -195,11 +257,13 @@ where
 
         let failed = report.failed_count();
         if failed > policy.max_failed {
-            report.halt = Some(Halt::Threshold {
+            let halt = Halt::Threshold {
                 after_batch: batch.number,
                 failed,
                 max_failed: policy.max_failed,
-            });
+            };
+            progress(Progress::Halt(&halt));
+            report.halt = Some(halt);
             continue;
         }
         if batch.number == total {
@@ -207,16 +271,25 @@ where
         }
         if let Some(health) = &policy.health {
             let timeout = Duration::from_secs(health.timeout_seconds);
+            progress(Progress::Health {
+                batch: &batch,
+                nodes: converged.len(),
+            });
             let failures = check_batch(&health.probe, converged, timeout, &mut command_check).await;
             if !failures.is_empty() {
-                report.halt = Some(Halt::Health {
+                let halt = Halt::Health {
                     after_batch: batch.number,
                     failures,
-                });
+                };
+                progress(Progress::Halt(&halt));
+                report.halt = Some(halt);
                 continue;
             }
         }
         if policy.pause_seconds > 0 {
+            progress(Progress::Pause {
+                seconds: policy.pause_seconds,
+            });
             tokio::time::sleep(Duration::from_secs(policy.pause_seconds)).await;
         }
     }

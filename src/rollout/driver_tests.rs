@@ -60,6 +60,7 @@ async fn a_clean_rollout_applies_every_batch_in_order() {
         &policy(0),
         fake_apply(vec![], seen.clone()),
         no_command,
+        |_| {},
     )
     .await;
     assert_eq!(report.halt, None);
@@ -81,6 +82,7 @@ async fn a_failed_canary_halts_with_max_failed_zero() {
         &policy(0),
         fake_apply(vec![("aws-0", Outcome::Failed)], seen.clone()),
         no_command,
+        |_| {},
     )
     .await;
     assert_eq!(
@@ -121,7 +123,14 @@ async fn unreachable_and_host_key_count_but_skipped_does_not() {
     ];
     let seen = Arc::new(Mutex::new(Vec::new()));
     let plan = plan(fleet(), &datacenters(), &policy(1)).unwrap();
-    let report = run(plan, &policy(1), fake_apply(bad, seen.clone()), no_command).await;
+    let report = run(
+        plan,
+        &policy(1),
+        fake_apply(bad, seen.clone()),
+        no_command,
+        |_| {},
+    )
+    .await;
     // Batch 3 brings one (unreachable), within max_failed 1; batch 4 brings the second.
     assert_eq!(
         report.halt,
@@ -146,6 +155,7 @@ async fn reaching_the_threshold_exactly_does_not_halt() {
         &policy(2),
         fake_apply(bad, Default::default()),
         no_command,
+        |_| {},
     )
     .await;
     assert_eq!(report.halt, None);
@@ -164,7 +174,7 @@ async fn a_node_the_executor_forgets_counts_as_failed() {
         std::future::ready(outcomes.collect::<Vec<_>>())
     };
     let plan = plan(fleet(), &datacenters(), &policy(0)).unwrap();
-    let report = run(plan, &policy(0), apply, no_command).await;
+    let report = run(plan, &policy(0), apply, no_command, |_| {}).await;
     assert_eq!(
         report.halt,
         Some(Halt::Threshold {
@@ -197,11 +207,13 @@ async fn a_failing_command_health_check_halts_before_the_next_batch() {
         std::future::ready(verdict)
     };
     let plan = plan(fleet(), &datacenters(), &policy).unwrap();
+    let mut lines = Vec::new();
     let report = run(
         plan,
         &policy,
         fake_apply(vec![("aws-2", Outcome::Failed)], seen.clone()),
         health,
+        |p: Progress<'_>| lines.push(p.to_string()),
     )
     .await;
     assert_eq!(
@@ -225,6 +237,18 @@ async fn a_failing_command_health_check_halts_before_the_next_batch() {
     assert!(report
         .to_string()
         .contains("  aws-4: exit status 3: inactive"));
+    assert_eq!(
+        lines,
+        [
+            "canary 1 (aws-useast1) of 5: applying 1 node",
+            "health check on 1 nodes of canary 1 (aws-useast1)",
+            "canary 2 (azure-westus) of 5: applying 1 node",
+            "health check on 1 nodes of canary 2 (azure-westus)",
+            "batch 3 of 5: applying 6 nodes",
+            "health check on 5 nodes of batch 3",
+            "halting after batch 3: health check failed on 1 nodes",
+        ]
+    );
 }
 
 #[tokio::test]
@@ -260,7 +284,14 @@ async fn a_failing_http_health_check_halts_and_a_passing_one_does_not() {
         .collect();
     let plan = plan(nodes, &datacenters(), &policy).unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let report = run(plan, &policy, fake_apply(vec![], seen.clone()), no_command).await;
+    let report = run(
+        plan,
+        &policy,
+        fake_apply(vec![], seen.clone()),
+        no_command,
+        |_| {},
+    )
+    .await;
     match &report.halt {
         Some(Halt::Health {
             after_batch: 3,
@@ -289,16 +320,26 @@ async fn the_pause_separates_batches_but_not_the_end() {
     let nodes: Vec<Node> = fleet().into_iter().take(4).collect();
     let plan = plan(nodes, &datacenters(), &policy).unwrap();
     assert_eq!(plan.batches.len(), 2);
+    let mut lines = Vec::new();
     let started = Instant::now();
     let report = run(
         plan,
         &policy,
         fake_apply(vec![], Default::default()),
         no_command,
+        |p: Progress<'_>| lines.push(p.to_string()),
     )
     .await;
     let elapsed = started.elapsed();
     assert_eq!(report.halt, None);
+    assert_eq!(
+        lines,
+        [
+            "batch 1 of 2: applying 2 nodes",
+            "pausing 1s before the next batch",
+            "batch 2 of 2: applying 2 nodes",
+        ]
+    );
     assert!(elapsed >= Duration::from_secs(1), "{elapsed:?}");
     assert!(
         elapsed < Duration::from_millis(1900),

@@ -16,11 +16,13 @@
 mod record;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::lock::{current_host, SiteLock};
+use crate::outcome::Outcome;
+use crate::rollout::RolloutReport;
 use crate::secret::SecretStore;
 use record::{now_millis, parse_rfc3339, rfc3339};
 pub use record::{NewRun, NodeRun, ResourceChange, Run, RunDetail, RunId, RunKind, RunStatus};
@@ -282,6 +284,31 @@ impl Store {
             });
         }
         Ok(())
+    }
+
+    /// Finishes a run that went through the rollout driver: records the nodes it never
+    /// attempted (the executor records the others as they finish), and sets the status:
+    /// `halted` with the reason when the rollout halted, else from its exit status.
+    pub fn finish_rollout(&self, run: RunId, report: &RolloutReport) -> Result<(), StoreError> {
+        let now = SystemTime::now();
+        for node in report
+            .nodes
+            .iter()
+            .filter(|n| n.outcome == Outcome::NotAttempted)
+        {
+            let record = NodeRun::new(
+                node.node.clone(),
+                Some(node.datacenter.clone()),
+                node.outcome,
+                now,
+                Duration::ZERO,
+            );
+            self.record_node(run, &record)?;
+        }
+        match &report.halt {
+            Some(halt) => self.finish(run, RunStatus::Halted, Some(&halt.to_string())),
+            None => self.finish(run, RunStatus::from_exit(report.exit_status()), None),
+        }
     }
 
     /// Marks every `running` apply as interrupted. Only the holder of the site lock may

@@ -283,3 +283,73 @@ fn a_killed_run_shows_as_interrupted_and_a_live_one_as_running() {
     );
     assert_eq!(detail.run.finished_at, None);
 }
+
+#[tokio::test]
+async fn a_halted_rollout_records_its_reason_and_the_nodes_never_attempted() {
+    use crate::inventory::{DatacenterSpec, ProviderConfig};
+    use crate::rollout::{self, RolloutPolicy};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_site(dir.path()).unwrap();
+    let id = store.begin(&apply_run()).unwrap();
+    let datacenters = [DatacenterSpec {
+        name: DatacenterName::new("aws-useast1"),
+        primary: false,
+        provider: ProviderConfig::Static,
+    }];
+    let nodes = ["fe-1", "fe-2", "fe-3"].map(|name| crate::node::Node {
+        name: NodeName::new(name),
+        datacenter: DatacenterName::new("aws-useast1"),
+        role: crate::node::RoleName::new("frontend"),
+        address: "127.0.0.1".into(),
+        port: 22,
+        user: None,
+        facts: Default::default(),
+        vars: Default::default(),
+    });
+    let policy = RolloutPolicy::default();
+    let plan = rollout::plan(nodes.to_vec(), &datacenters, &policy).unwrap();
+    let apply = |batch: Vec<crate::node::Node>| {
+        std::future::ready(
+            batch
+                .into_iter()
+                .map(|n| (n.name, Outcome::Failed))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let no_command = |_: crate::node::Node, _: String, _: Duration| std::future::ready(Ok(()));
+    let report = rollout::run(plan, &policy, apply, no_command, |_| {}).await;
+    // The executor records what it ran; the store adds the rest.
+    let started = SystemTime::now();
+    store
+        .record_node(
+            id,
+            &NodeRun::new(
+                NodeName::new("fe-1"),
+                None,
+                Outcome::Failed,
+                started,
+                Duration::from_millis(20),
+            ),
+        )
+        .unwrap();
+    store.finish_rollout(id, &report).unwrap();
+    let detail = store.run(id).unwrap();
+    assert_eq!(detail.run.status, RunStatus::Halted);
+    assert_eq!(
+        detail.run.error.as_deref(),
+        Some("halted after batch 1: 1 failed nodes exceed max_failed 0")
+    );
+    let outcomes: Vec<(&str, Outcome)> = detail
+        .nodes
+        .iter()
+        .map(|n| (n.node.as_str(), n.outcome))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("fe-1", Outcome::Failed),
+            ("fe-2", Outcome::NotAttempted),
+            ("fe-3", Outcome::NotAttempted)
+        ]
+    );
+}

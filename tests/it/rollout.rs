@@ -142,7 +142,7 @@ async fn a_healthy_service_lets_every_batch_through() {
                 .collect::<Vec<_>>(),
         )
     };
-    let report = rollout::run(plan, &policy, apply, no_command).await;
+    let report = rollout::run(plan, &policy, apply, no_command, |_| {}).await;
     assert_eq!(report.halt, None, "{report}");
     assert_eq!(*applied.lock().unwrap(), 6);
 }
@@ -163,6 +163,7 @@ async fn an_unhealthy_answer_halts_after_the_first_canary() {
             )
         },
         no_command,
+        |_| {},
     )
     .await;
     match &report.halt {
@@ -202,7 +203,7 @@ async fn a_deploy_that_stops_the_service_halts_the_rollout() {
                 .collect::<Vec<_>>(),
         )
     };
-    let report = rollout::run(plan(&policy), &policy, apply, no_command).await;
+    let report = rollout::run(plan(&policy), &policy, apply, no_command, |_| {}).await;
     assert_eq!(*batches.lock().unwrap(), 2);
     match &report.halt {
         Some(Halt::Health {
