@@ -192,13 +192,14 @@ impl fmt::Display for Progress<'_> {
 /// Runs `plan` under `policy`, telling `progress` what it does.
 ///
 /// `apply` gets each batch's nodes and returns an outcome per node; a node it leaves out
-/// counts as failed (a node must never pass silently). After a batch, if more than
-/// `policy.max_failed` nodes in the whole rollout so far failed, were unreachable or had
-/// a host-key problem, the rollout halts. Otherwise, when there is a next batch, the
-/// health check (if any) runs on the batch's converged nodes, HTTP probes here and
-/// command probes through `command_check(node, command, timeout)`, which returns `Err`
-/// with a reason when the command failed; any unhealthy node halts the rollout. Then it
-/// waits `pause_seconds` and goes on.
+/// counts as failed (a node must never pass silently). After each batch but the last
+/// (whose failures show in the outcomes and exit status, with nothing left to stop):
+/// if more than `policy.max_failed` nodes of the whole rollout so far failed, were
+/// unreachable or had a host-key problem, the rollout halts. Otherwise the health check
+/// (if any) runs on the batch's converged nodes, HTTP probes here and command probes
+/// through `command_check(node, command, timeout)`, which returns `Err` with a reason
+/// when the command failed; any unhealthy node halts the rollout. Then it waits
+/// `pause_seconds` and goes on.
 pub async fn run<A, AF, C, CF>(
     plan: RolloutPlan,
     policy: &RolloutPolicy,
@@ -219,7 +220,8 @@ where
         failure_rule: FAILURE_RULE,
     };
     let total = plan.batches.len();
-    for batch in plan.batches {
+    for (index, batch) in plan.batches.into_iter().enumerate() {
+        let last = index + 1 == total;
         if report.halt.is_some() {
             report.nodes.extend(
                 batch
@@ -255,6 +257,9 @@ where
             .collect();
         report.nodes.extend(results);
 
+        if last {
+            break;
+        }
         let failed = report.failed_count();
         if failed > policy.max_failed {
             let halt = Halt::Threshold {
@@ -265,9 +270,6 @@ where
             progress(Progress::Halt(&halt));
             report.halt = Some(halt);
             continue;
-        }
-        if batch.number == total {
-            break;
         }
         if let Some(health) = &policy.health {
             let timeout = Duration::from_secs(health.timeout_seconds);

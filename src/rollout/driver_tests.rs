@@ -165,6 +165,25 @@ async fn reaching_the_threshold_exactly_does_not_halt() {
 }
 
 #[tokio::test]
+async fn failures_in_the_last_batch_fail_the_run_without_a_halt() {
+    let bad = vec![("az-8", Outcome::Failed), ("az-9", Outcome::Unreachable)];
+    let plan = plan(fleet(), &datacenters(), &policy(0)).unwrap();
+    let report = run(
+        plan,
+        &policy(0),
+        fake_apply(bad, Default::default()),
+        no_command,
+        |_| {},
+    )
+    .await;
+    assert_eq!(report.halt, None, "nothing is left to stop");
+    assert_eq!(report.failed_count(), 2);
+    assert!(report.not_attempted().is_empty());
+    assert_eq!(report.exit_status(), Status::Failed);
+    assert!(report.to_string().contains("failure threshold: 2 of max 0"));
+}
+
+#[tokio::test]
 async fn a_node_the_executor_forgets_counts_as_failed() {
     let apply = |nodes: Vec<Node>| {
         let outcomes = nodes
