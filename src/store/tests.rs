@@ -353,3 +353,42 @@ async fn a_halted_rollout_records_its_reason_and_the_nodes_never_attempted() {
         ]
     );
 }
+
+#[test]
+#[ignore = "helper process for the concurrent writers test"]
+fn run_writer_process() {
+    let Ok(path) = std::env::var("TANDEM_TEST_STORE_WRITER") else {
+        return;
+    };
+    let store = Store::open(Path::new(&path)).unwrap();
+    println!("WRITING");
+    for _ in 0..100 {
+        let id = store.begin(&apply_run()).unwrap();
+        store.finish(id, RunStatus::Succeeded, None).unwrap();
+    }
+    println!("WROTE");
+}
+
+#[test]
+fn two_processes_write_at_once_without_losing_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.sqlite");
+    drop(Store::open(&path).unwrap());
+    let (mut child, lines) = spawn_helper(
+        "store::tests::run_writer_process",
+        &[("TANDEM_TEST_STORE_WRITER", path.display().to_string())],
+    );
+    wait_for_line(&lines, "WRITING");
+    let store = Store::open(&path).unwrap();
+    for _ in 0..100 {
+        let id = store.begin(&apply_run()).unwrap();
+        store.finish(id, RunStatus::Failed, None).unwrap();
+    }
+    wait_for_line(&lines, "WROTE");
+    assert!(child.wait().unwrap().success());
+    let runs = store.runs(1_000).unwrap();
+    assert_eq!(runs.len(), 200);
+    let mine = runs.iter().filter(|r| r.pid == std::process::id()).count();
+    assert_eq!(mine, 100);
+    assert!(runs.iter().all(|r| r.status != RunStatus::Running));
+}
