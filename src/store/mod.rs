@@ -85,6 +85,8 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+    #[error("run history `{path}` has schema version {found}, which tandem never writes: is it another program's database?")]
+    BadVersion { path: PathBuf, found: i64 },
     #[error("no run `{id}` in the run history `{path}`")]
     NoSuchRun { path: PathBuf, id: RunId },
 }
@@ -159,7 +161,7 @@ impl Store {
     }
 
     fn migrate(&self) -> Result<(), StoreError> {
-        let known = MIGRATIONS.len() as i64;
+        let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
         let found: i64 = self
             .conn
             .pragma_query_value(None, "user_version", |row| row.get(0))
@@ -171,7 +173,13 @@ impl Store {
                 known,
             });
         }
-        for (version, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let Ok(done) = usize::try_from(found) else {
+            return Err(StoreError::BadVersion {
+                path: self.path.clone(),
+                found,
+            });
+        };
+        for (version, migration) in MIGRATIONS.iter().enumerate().skip(done) {
             // One transaction per step, version bump included, so a crash mid-upgrade
             // leaves the previous version intact.
             let batch = format!(

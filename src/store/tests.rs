@@ -164,6 +164,13 @@ fn the_schema_is_versioned_and_a_newer_file_is_refused() {
     let err = Store::open(&path).unwrap_err();
     assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
     assert!(err.to_string().contains("upgrade tandem"));
+    let conn = Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", -3).unwrap();
+    drop(conn);
+    assert!(matches!(
+        Store::open(&path),
+        Err(StoreError::BadVersion { found: -3, .. })
+    ));
 }
 
 #[test]
