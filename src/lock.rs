@@ -244,14 +244,33 @@ fn write_holder(file: &mut File, holder: &Holder) -> io::Result<()> {
     file.sync_data()
 }
 
-/// `$USER` (or `$LOGNAME`), else the numeric uid.
+/// The person behind this run: `$SUDO_USER` when run through sudo (the human, not
+/// `root`), else the account of the real uid, else `$USER`, else `uidN`.
 pub(crate) fn current_user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .ok()
-        .filter(|u| !u.is_empty())
-        // SAFETY: getuid has no preconditions and cannot fail.
-        .unwrap_or_else(|| format!("uid{}", unsafe { libc::getuid() }))
+    if let Some(user) = std::env::var("SUDO_USER").ok().filter(|u| !u.is_empty()) {
+        return user;
+    }
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    account_name(uid)
+        .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| format!("uid{uid}"))
+}
+
+fn account_name(uid: libc::uid_t) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: an all-zero passwd is a valid value to be overwritten (pointers null).
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; on success `found` points at `entry`,
+    // whose strings live in `buf`, which outlives their use below.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut entry, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() || entry.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: getpwuid_r succeeded, so pw_name is a NUL-terminated string inside `buf`.
+    let name = unsafe { std::ffi::CStr::from_ptr(entry.pw_name) };
+    Some(name.to_string_lossy().into_owned()).filter(|n| !n.is_empty())
 }
 
 /// The machine's host name, `unknown-host` if the kernel will not say.

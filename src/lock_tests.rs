@@ -230,6 +230,19 @@ async fn acquire_async_waits_without_blocking_the_runtime() {
 }
 
 #[test]
+fn the_user_is_the_account_name() {
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let name = passwd
+        .lines()
+        .find(|l| l.split(':').nth(2) == Some(&uid.to_string()))
+        .and_then(|l| l.split(':').next())
+        .unwrap();
+    assert_eq!(account_name(uid).as_deref(), Some(name));
+}
+
+#[test]
 fn dropping_the_lock_releases_it_and_clears_the_label() {
     let site = tempfile::tempdir().unwrap();
     let path = site.path().join(LOCK_FILE);
