@@ -330,4 +330,47 @@ pub(crate) mod tests {
             }
         );
     }
+
+    proptest::proptest! {
+        /// Any fleet, any policy: every node exactly once, canaries first and one
+        /// datacenter each, the first datacenter's nodes all before the other's, no batch
+        /// larger than the policy allows.
+        #[test]
+        fn every_node_once_in_a_safe_order(
+            aws in 0usize..30,
+            az in 0usize..30,
+            canary in 0usize..4,
+            count in proptest::option::of(1usize..10),
+            percent in 1u8..=100,
+            primary_first in proptest::bool::ANY,
+        ) {
+            let mut nodes: Vec<Node> = (0..aws).map(|i| node(&format!("aws-{i:02}"), "aws-useast1")).collect();
+            nodes.extend((0..az).map(|i| node(&format!("az-{i:02}"), "azure-westus")));
+            let batch = count.map_or(BatchSize::Percent(percent), BatchSize::Count);
+            let order = if primary_first { Order::PrimaryFirst } else { Order::StandbyFirst };
+            let plan = plan(nodes.clone(), &datacenters(), &policy(canary, batch, order)).unwrap();
+
+            let mut names: Vec<String> = plan.batches.iter().flat_map(|b| b.nodes.iter().map(|n| n.name.to_string())).collect();
+            proptest::prop_assert_eq!(names.len(), aws + az);
+            names.sort();
+            names.dedup();
+            proptest::prop_assert_eq!(names.len(), aws + az);
+
+            let canaries = plan.batches.iter().take_while(|b| b.kind == BatchKind::Canary).count();
+            proptest::prop_assert!(plan.batches[canaries..].iter().all(|b| b.kind == BatchKind::Batch));
+            for b in &plan.batches[..canaries] {
+                proptest::prop_assert!(b.nodes.len() <= canary);
+                proptest::prop_assert!(b.nodes.iter().all(|n| n.datacenter == b.nodes[0].datacenter));
+            }
+            let first = if primary_first { "azure-westus" } else { "aws-useast1" };
+            let rest: Vec<&Node> = plan.batches[canaries..].iter().flat_map(|b| &b.nodes).collect();
+            let switch = rest.iter().position(|n| n.datacenter.as_str() != first).unwrap_or(rest.len());
+            proptest::prop_assert!(rest[switch..].iter().all(|n| n.datacenter.as_str() != first));
+            let size = batch.nodes_per_batch(rest.len());
+            proptest::prop_assert!(plan.batches[canaries..].iter().all(|b| !b.nodes.is_empty() && b.nodes.len() <= size));
+            for (i, b) in plan.batches.iter().enumerate() {
+                proptest::prop_assert_eq!(b.number, i + 1);
+            }
+        }
+    }
 }
