@@ -7,6 +7,7 @@ pub mod check;
 pub mod explain;
 pub mod inventory;
 pub mod plan;
+pub mod runs;
 pub mod trust;
 
 use std::path::PathBuf;
@@ -74,6 +75,8 @@ pub enum Command {
     Plan(plan::Args),
     /// Converge nodes to their catalogs
     Apply(apply::Args),
+    /// List recorded runs, or show one with `runs show ID`
+    Runs(runs::Args),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<Status> {
@@ -86,5 +89,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Trust(args) => trust::run(global, args).await,
         Command::Plan(args) => plan::run(global, args).await,
         Command::Apply(args) => apply::run(global, args).await,
+        Command::Runs(args) => runs::run(global, args).await,
     }
 }

@@ -4,6 +4,8 @@
 mod converge;
 mod fleet;
 mod inventory;
+mod rollout;
+mod runs;
 mod site;
 mod support;
 mod transport;
