@@ -34,7 +34,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
 
-pub use file::{write_secrets_file, RECIPIENTS_FILE, SECRETS_FILE};
+pub use file::{read_secrets_file, write_secrets_file, RECIPIENTS_FILE, SECRETS_FILE};
 
 /// Environment variable naming the age identity file that decrypts the secrets file.
 pub const IDENTITY_ENV: &str = "TANDEM_AGE_IDENTITY";

@@ -7,6 +7,7 @@ pub mod check;
 pub mod explain;
 pub mod inventory;
 pub mod plan;
+pub mod secrets;
 pub mod trust;
 
 use std::path::PathBuf;
@@ -74,6 +75,8 @@ pub enum Command {
     Plan(plan::Args),
     /// Converge nodes to their catalogs
     Apply(apply::Args),
+    /// Set, remove and list the secrets of the encrypted secrets file
+    Secrets(secrets::Args),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<Status> {
@@ -86,5 +89,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Trust(args) => trust::run(global, args).await,
         Command::Plan(args) => plan::run(global, args).await,
         Command::Apply(args) => apply::run(global, args).await,
+        Command::Secrets(args) => secrets::run(global, args).await,
     }
 }

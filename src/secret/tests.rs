@@ -269,3 +269,25 @@ fn names_are_lowercase_identifiers() {
     assert!(!is_valid_name("a-b"));
     assert!(!is_valid_name(""));
 }
+
+#[test]
+fn example_site_secrets_open_with_the_demo_identity_only() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let identity = root.join("manifests/DEMO-ONLY-age-identity.txt");
+    let store = SecretStore::load_from(root, &sources(Some(&identity), &[])).unwrap();
+    // `openssl rand -base64 756`: 1008 base64 characters in lines of 64.
+    let keyfile = store.get("mongodb_keyfile").unwrap().expose();
+    let chars: String = keyfile.split_whitespace().collect();
+    assert_eq!(chars.len(), 1008);
+    assert!(chars
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/'));
+    assert!(keyfile.lines().all(|l| l.len() <= 64));
+    let session = store.get("dashboard_session_key").unwrap().expose();
+    assert!(session.len() == 64 && session.bytes().all(|b| b.is_ascii_hexdigit()));
+
+    let (_other, other_identity, _) = site();
+    assert!(SecretStore::load_from(root, &sources(Some(&other_identity), &[])).is_err());
+    let locked = SecretStore::load_from(root, &sources(None, &[])).unwrap();
+    assert!(locked.locked().is_some() && locked.iter().next().is_none());
+}

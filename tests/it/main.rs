@@ -4,6 +4,7 @@
 mod converge;
 mod fleet;
 mod inventory;
+mod secrets;
 mod site;
 mod support;
 mod transport;
