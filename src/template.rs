@@ -11,9 +11,12 @@ mod helpers;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
-use handlebars::{Handlebars, RenderError, RenderErrorReason};
+use handlebars::{
+    Context, Handlebars, RenderContext, RenderError, RenderErrorReason, Renderable, StringOutput,
+    Template,
+};
 
 use crate::secret::{Fingerprint, SecretStore};
 
@@ -66,6 +69,10 @@ pub struct Templates {
     secrets: Arc<SecretStore>,
     /// Partial name -> the file it was read from, to name it in errors.
     partials: HashMap<String, PathBuf>,
+    /// Compiled templates by source text: a role's templates render once per node, and
+    /// keying by content (not path) stays right when a long-lived process sees files
+    /// change.
+    compiled: RwLock<HashMap<String, Arc<Template>>>,
 }
 
 impl Templates {
@@ -79,6 +86,7 @@ impl Templates {
             registry,
             secrets,
             partials: HashMap::new(),
+            compiled: RwLock::default(),
         }
     }
 
@@ -143,8 +151,11 @@ impl Templates {
         first_line: usize,
         vars: &serde_json::Value,
     ) -> Result<Rendered, TemplateError> {
+        let template = self
+            .compile(source)
+            .map_err(|err| syntax_error(&err, origin, first_line))?;
         let used = helpers::SecretUse::start();
-        let result = self.registry.render_template(source, vars);
+        let result = self.render_compiled(&template, vars);
         let mut secrets = used.finish();
         let text = result.map_err(|err| self.render_error(err, origin, first_line))?;
         secrets.extend(
@@ -156,6 +167,39 @@ impl Templates {
         secrets.sort();
         secrets.dedup();
         Ok(Rendered { text, secrets })
+    }
+
+    fn compile(&self, source: &str) -> Result<Arc<Template>, handlebars::TemplateError> {
+        // A poisoned lock only means another render panicked; the map itself is whole
+        // (inserts are single calls).
+        let cached = self
+            .compiled
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(source)
+            .cloned();
+        if let Some(template) = cached {
+            return Ok(template);
+        }
+        let template = Arc::new(Template::compile(source)?);
+        self.compiled
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(source.to_string(), Arc::clone(&template));
+        Ok(template)
+    }
+
+    /// What `Handlebars::render_template` does, minus the compilation.
+    fn render_compiled(
+        &self,
+        template: &Template,
+        vars: &serde_json::Value,
+    ) -> Result<String, RenderError> {
+        let context = Context::wraps(vars)?;
+        let mut render_context = RenderContext::new(None);
+        let mut out = StringOutput::new();
+        template.render(&self.registry, &context, &mut render_context, &mut out)?;
+        Ok(out.into_string()?)
     }
 
     /// Maps a handlebars error to ours, naming the file the error is in: a partial's
