@@ -25,6 +25,27 @@ pub(super) fn register(registry: &mut Handlebars<'static>, secrets: Arc<SecretSt
     registry.register_helper("json", Box::new(ToJson));
     registry.register_helper("yaml", Box::new(ToYaml));
     registry.register_helper("secret", Box::new(SecretHelper { store: secrets }));
+    registry.register_helper("log", Box::new(NoLog));
+}
+
+/// The built-in `log` helper would hand its parameters (secrets included) to the
+/// logger; handlebars' logging is compiled out (`no_logging`), and this says so
+/// instead of silently doing nothing.
+struct NoLog;
+
+impl HelperDef for NoLog {
+    fn call<'reg: 'rc, 'rc>(
+        &self,
+        _: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+        _: &mut dyn Output,
+    ) -> HelperResult {
+        Err(other(
+            "the `log` helper is disabled: it could print secrets".to_string(),
+        ))
+    }
 }
 
 thread_local! {

@@ -380,3 +380,14 @@ fn render_file_reads_and_names_the_file() {
         .unwrap_err();
     assert!(matches!(err, TemplateError::Read { .. }), "{err}");
 }
+
+#[test]
+fn log_helper_is_refused() {
+    let err = render("{{log (secret \"db_password\")}}", json!({}))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "the `log` helper is disabled: it could print secrets in inline.hbs:1"
+    );
+}
