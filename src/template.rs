@@ -75,6 +75,17 @@ pub struct Templates {
     compiled: RwLock<HashMap<String, Arc<Template>>>,
 }
 
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut partials: Vec<&String> = self.partials.keys().collect();
+        partials.sort();
+        f.debug_struct("Templates")
+            .field("partials", &partials)
+            .field("secrets", &self.secrets)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Templates {
     /// A registry whose `{{secret "name"}}` helper reads from `secrets`.
     pub fn new(secrets: Arc<SecretStore>) -> Self {

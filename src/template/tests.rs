@@ -391,3 +391,33 @@ fn log_helper_is_refused() {
         "the `log` helper is disabled: it could print secrets in inline.hbs:1"
     );
 }
+
+#[test]
+fn templates_can_be_shared_across_threads_and_debugged_safely() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Templates>();
+    let t = Arc::new(templates());
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let t = Arc::clone(&t);
+            std::thread::spawn(move || {
+                let source = if i % 2 == 0 {
+                    "{{secret \"db_password\"}}"
+                } else {
+                    "{{x}}"
+                };
+                t.render_str(source, Path::new("t"), 0, &json!({"x": i}))
+                    .unwrap()
+            })
+        })
+        .collect();
+    for (i, handle) in handles.into_iter().enumerate() {
+        // Each render sees only its own secret use.
+        assert_eq!(handle.join().unwrap().is_sensitive(), i % 2 == 0);
+    }
+    let shown = format!("{t:?}");
+    assert!(
+        shown.contains("Templates") && !shown.contains("hunter2"),
+        "{shown}"
+    );
+}
