@@ -291,3 +291,26 @@ fn example_site_secrets_open_with_the_demo_identity_only() {
     let locked = SecretStore::load_from(root, &sources(None, &[])).unwrap();
     assert!(locked.locked().is_some() && locked.iter().next().is_none());
 }
+
+proptest::proptest! {
+    #[test]
+    fn redaction_leaves_no_trace_and_found_in_agrees(
+        value in "[A-Za-z0-9+/=]{12,40}(\n[A-Za-z0-9+/=]{16,64}){0,3}\n?",
+        before in "[ -~\n]{0,40}",
+        after in "[ -~\n]{0,40}",
+        indent in 0usize..6,
+    ) {
+        let mut store = SecretStore::default();
+        store.insert(Secret::new("s", value.clone()));
+        let pad = " ".repeat(indent);
+        let reindented: String = value.lines().map(|l| format!("{pad}{l}\n")).collect();
+        for text in [format!("{before}{value}{after}"), format!("{before}\n{reindented}{after}")] {
+            proptest::prop_assert_eq!(store.found_in(&text).len(), 1);
+            let redacted = store.redact(&text);
+            proptest::prop_assert!(!redacted.contains(value.as_str()));
+            for line in value.lines().filter(|l| l.len() >= MIN_FRAGMENT) {
+                proptest::prop_assert!(!redacted.contains(line), "{}", redacted);
+            }
+        }
+    }
+}
