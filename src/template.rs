@@ -1,13 +1,22 @@
 //! Handlebars rendering for config files: strict mode (a missing variable is an error
 //! naming template, line and variable), no HTML escaping, and the helpers config files
-//! need.
+//! need (see [`helpers`]). Partials come from the site's `templates/` folder and from
+//! each module's own folder, namespaced by module (`{{> nginx/location}}`).
 //!
-//! SKELETON: strict rendering only; helpers and module partials come next.
+//! Every render reports the fingerprints of the secrets its output carries, whether
+//! they came through `{{secret "name"}}` or any other way (a variable that happens to
+//! hold a secret's value), so that whatever prints the content shows a marker instead.
 
+mod helpers;
+
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
-use handlebars::Handlebars;
+use handlebars::{
+    Context, Handlebars, RenderContext, RenderError, RenderErrorReason, Renderable, StringOutput,
+    Template,
+};
 
 use crate::secret::{Fingerprint, SecretStore};
 
@@ -21,6 +30,24 @@ pub enum TemplateError {
         line: usize,
         message: String,
     },
+    #[error("unknown variable `{variable}` in {path}:{line}")]
+    UnknownVariable {
+        path: PathBuf,
+        line: usize,
+        variable: String,
+    },
+    #[error("template syntax error in {path}:{line}: {message}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("partial `{name}` is defined twice: in `{first}` and in `{second}`")]
+    DuplicatePartial {
+        name: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
 }
 
 /// Rendered text and the fingerprints of the secrets it contains.
@@ -30,9 +57,33 @@ pub struct Rendered {
     pub secrets: Vec<Fingerprint>,
 }
 
+impl Rendered {
+    /// Whether the text carries a secret and so must only be shown as a marker.
+    pub fn is_sensitive(&self) -> bool {
+        !self.secrets.is_empty()
+    }
+}
+
 pub struct Templates {
     registry: Handlebars<'static>,
     secrets: Arc<SecretStore>,
+    /// Partial name -> the file it was read from, to name it in errors.
+    partials: HashMap<String, PathBuf>,
+    /// Compiled templates by source text: a role's templates render once per node, and
+    /// keying by content (not path) stays right when a long-lived process sees files
+    /// change.
+    compiled: RwLock<HashMap<String, Arc<Template>>>,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut partials: Vec<&String> = self.partials.keys().collect();
+        partials.sort();
+        f.debug_struct("Templates")
+            .field("partials", &partials)
+            .field("secrets", &self.secrets)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Templates {
@@ -41,36 +92,52 @@ impl Templates {
         let mut registry = Handlebars::new();
         registry.set_strict_mode(true);
         registry.register_escape_fn(handlebars::no_escape);
-        let store = Arc::clone(&secrets);
-        registry.register_helper(
-            "secret",
-            Box::new(
-                move |h: &handlebars::Helper<'_>,
-                      _: &Handlebars<'_>,
-                      _: &handlebars::Context,
-                      _: &mut handlebars::RenderContext<'_, '_>,
-                      out: &mut dyn handlebars::Output|
-                      -> handlebars::HelperResult {
-                    let name = h.param(0).and_then(|p| p.value().as_str()).unwrap_or("");
-                    let secret = store.get(name).ok_or_else(|| {
-                        handlebars::RenderErrorReason::Other(format!("unknown secret `{name}`"))
-                    })?;
-                    out.write(secret.expose())?;
-                    Ok(())
-                },
-            ),
-        );
-        Templates { registry, secrets }
+        helpers::register(&mut registry, Arc::clone(&secrets));
+        Templates {
+            registry,
+            secrets,
+            partials: HashMap::new(),
+            compiled: RwLock::default(),
+        }
     }
 
     /// Registers every `*.hbs` file below `dir` as a partial named by its path relative
     /// to `dir` without the extension, prefixed by `namespace/` when given (a module's
-    /// own partials: `nginx/location`).
+    /// own partials: `nginx/location`). A missing `dir` registers nothing.
     pub fn register_partials(
         &mut self,
-        _dir: &Path,
-        _namespace: Option<&str>,
+        dir: &Path,
+        namespace: Option<&str>,
     ) -> Result<(), TemplateError> {
+        if !dir.is_dir() {
+            return Ok(());
+        }
+        let mut files = Vec::new();
+        collect_hbs(dir, &mut files)?;
+        files.sort();
+        for path in files {
+            let relative = path.strip_prefix(dir).unwrap_or(&path).with_extension("");
+            let mut name = relative
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            if let Some(namespace) = namespace {
+                name = format!("{namespace}/{name}");
+            }
+            if let Some(first) = self.partials.get(&name) {
+                return Err(TemplateError::DuplicatePartial {
+                    name,
+                    first: first.clone(),
+                    second: path,
+                });
+            }
+            let source = read(&path)?;
+            self.registry
+                .register_partial(&name, source)
+                .map_err(|err| syntax_error(&err, &path, 0))?;
+            self.partials.insert(name, path);
+        }
         Ok(())
     }
 
@@ -80,15 +147,14 @@ impl Templates {
         path: &Path,
         vars: &serde_json::Value,
     ) -> Result<Rendered, TemplateError> {
-        let source = std::fs::read_to_string(path).map_err(|err| TemplateError::Read {
-            path: path.to_path_buf(),
-            reason: err.to_string(),
-        })?;
+        let source = read(path)?;
         self.render_str(&source, path, 0, vars)
     }
 
     /// Renders inline template text from a manifest (`content = "..."`); errors name
-    /// `origin` and the line, counted from `first_line`.
+    /// `origin` and the line, counted from `first_line`: the number of lines of
+    /// `origin` before the template's first line (0 for a whole file; for TOML's
+    /// `content = """` followed by a newline, the 1-based line of `content =`).
     pub fn render_str(
         &self,
         source: &str,
@@ -96,21 +162,159 @@ impl Templates {
         first_line: usize,
         vars: &serde_json::Value,
     ) -> Result<Rendered, TemplateError> {
-        let path = origin;
-        let text = self
-            .registry
-            .render_template(&source, vars)
-            .map_err(|err| TemplateError::Render {
-                path: path.to_path_buf(),
-                line: first_line + err.line_no.unwrap_or(1),
-                message: err.reason().to_string(),
-            })?;
-        let secrets = self
-            .secrets
-            .found_in(&text)
-            .into_iter()
-            .map(|s| s.fingerprint().clone())
-            .collect();
+        let template = self
+            .compile(source)
+            .map_err(|err| syntax_error(&err, origin, first_line))?;
+        let used = helpers::SecretUse::start();
+        let result = self.render_compiled(&template, vars);
+        let mut secrets = used.finish();
+        let text = result.map_err(|err| self.render_error(err, origin, first_line))?;
+        secrets.extend(
+            self.secrets
+                .found_in(&text)
+                .into_iter()
+                .map(|s| s.fingerprint().clone()),
+        );
+        secrets.sort();
+        secrets.dedup();
         Ok(Rendered { text, secrets })
     }
+
+    fn compile(&self, source: &str) -> Result<Arc<Template>, handlebars::TemplateError> {
+        // A poisoned lock only means another render panicked; the map itself is whole
+        // (inserts are single calls).
+        let cached = self
+            .compiled
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(source)
+            .cloned();
+        if let Some(template) = cached {
+            return Ok(template);
+        }
+        let template = Arc::new(Template::compile(source)?);
+        self.compiled
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(source.to_string(), Arc::clone(&template));
+        Ok(template)
+    }
+
+    /// What `Handlebars::render_template` does, minus the compilation.
+    fn render_compiled(
+        &self,
+        template: &Template,
+        vars: &serde_json::Value,
+    ) -> Result<String, RenderError> {
+        let context = Context::wraps(vars)?;
+        let mut render_context = RenderContext::new(None);
+        let mut out = StringOutput::new();
+        template.render(&self.registry, &context, &mut render_context, &mut out)?;
+        Ok(out.into_string()?)
+    }
+
+    /// Maps a handlebars error to ours, naming the file the error is in: a partial's
+    /// own file, or `origin` shifted by `first_line`.
+    fn render_error(&self, err: RenderError, origin: &Path, first_line: usize) -> TemplateError {
+        let (path, offset) = match err
+            .template_name
+            .as_ref()
+            .and_then(|name| self.partials.get(name))
+        {
+            Some(partial) => (partial.clone(), 0),
+            None => (origin.to_path_buf(), first_line),
+        };
+        let line = offset + err.line_no.unwrap_or(1);
+        let message = match err.reason() {
+            RenderErrorReason::MissingVariable(Some(variable)) => {
+                return TemplateError::UnknownVariable {
+                    path,
+                    line,
+                    variable: variable.clone(),
+                }
+            }
+            RenderErrorReason::TemplateError(syntax) => {
+                return syntax_error(syntax, origin, first_line)
+            }
+            RenderErrorReason::MissingVariable(None) => "unknown variable".to_string(),
+            RenderErrorReason::PartialNotFound(name) => format!("unknown partial `{name}`"),
+            RenderErrorReason::HelperNotFound(name) => format!("unknown helper `{name}`"),
+            RenderErrorReason::ParamNotFoundForIndex(helper, index) => {
+                format!(
+                    "helper `{helper}` needs a parameter at position {}",
+                    index + 1
+                )
+            }
+            RenderErrorReason::ParamNotFoundForName(helper, name) => {
+                format!("helper `{helper}` needs parameter `{name}`")
+            }
+            RenderErrorReason::ParamTypeMismatchForName(helper, name, expected) => {
+                format!("helper `{helper}` needs `{name}` to be {expected}")
+            }
+            RenderErrorReason::InvalidParamType(expected) => {
+                format!("invalid parameter, {expected} expected")
+            }
+            RenderErrorReason::Other(message) => message.clone(),
+            other => lowercase_first(&other.to_string()),
+        };
+        TemplateError::Render {
+            path,
+            line,
+            message,
+        }
+    }
 }
+
+fn read(path: &Path) -> Result<String, TemplateError> {
+    std::fs::read_to_string(path).map_err(|err| TemplateError::Read {
+        path: path.to_path_buf(),
+        reason: err.to_string(),
+    })
+}
+
+fn collect_hbs(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), TemplateError> {
+    let read_err = |err: std::io::Error| TemplateError::Read {
+        path: dir.to_path_buf(),
+        reason: err.to_string(),
+    };
+    for entry in std::fs::read_dir(dir).map_err(read_err)? {
+        let path = entry.map_err(read_err)?.path();
+        if path.is_dir() {
+            collect_hbs(&path, out)?;
+        } else if path.extension().is_some_and(|ext| ext == "hbs") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn syntax_error(err: &handlebars::TemplateError, path: &Path, offset: usize) -> TemplateError {
+    TemplateError::Syntax {
+        path: path.to_path_buf(),
+        line: offset + err.pos().map_or(1, |(line, _)| line),
+        message: syntax_message(err.reason()),
+    }
+}
+
+/// pest lists every rule it expected after an unclosed block; that list helps nobody.
+fn syntax_message(reason: &handlebars::TemplateErrorReason) -> String {
+    match reason {
+        handlebars::TemplateErrorReason::InvalidSyntax(detail)
+            if detail.matches(", ").count() > 3 =>
+        {
+            "invalid handlebars syntax: unclosed block or malformed `{{...}}`".to_string()
+        }
+        other => lowercase_first(&other.to_string()),
+    }
+}
+
+fn lowercase_first(message: &str) -> String {
+    let mut chars = message.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

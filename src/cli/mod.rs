@@ -8,6 +8,7 @@ pub mod explain;
 pub mod inventory;
 pub mod plan;
 pub mod runs;
+pub mod secrets;
 pub mod trust;
 
 use std::path::PathBuf;
@@ -77,6 +78,8 @@ pub enum Command {
     Apply(apply::Args),
     /// List recorded runs, or show one with `runs show ID`
     Runs(runs::Args),
+    /// Set, remove and list the secrets of the encrypted secrets file
+    Secrets(secrets::Args),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<Status> {
@@ -90,5 +93,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Plan(args) => plan::run(global, args).await,
         Command::Apply(args) => apply::run(global, args).await,
         Command::Runs(args) => runs::run(global, args).await,
+        Command::Secrets(args) => secrets::run(global, args).await,
     }
 }

@@ -6,6 +6,7 @@ mod fleet;
 mod inventory;
 mod rollout;
 mod runs;
+mod secrets;
 mod site;
 mod support;
 mod transport;
