@@ -71,7 +71,9 @@ pub enum NodeError {
         status: Option<i32>,
         stderr: String,
     },
-    #[error("{node}: node lock `{lock}` is held by another apply ({holder}); gave up after {waited:?}")]
+    #[error(
+        "{node}: node lock `{lock}` is held by another apply ({holder}); gave up after {waited:?}"
+    )]
     Locked {
         node: NodeName,
         lock: String,
@@ -145,7 +147,14 @@ pub async fn plan_nodes(
             let result = match connect_and_probe(&*connector, &catalog, &options).await {
                 Ok((_, facts)) => match plan::plan_node(&catalog, &facts, &options.secrets) {
                     Ok(p) => NodeResult::Planned(p),
-                    Err(source) => node_failure(NodeError::Facts { node: node.clone(), source }, node, dc),
+                    Err(source) => node_failure(
+                        NodeError::Facts {
+                            node: node.clone(),
+                            source,
+                        },
+                        node,
+                        dc,
+                    ),
                 },
                 Err(err) => node_failure(err, node, dc),
             };
@@ -224,7 +233,9 @@ async fn probe(
 ) -> Result<NodeFacts, NodeError> {
     let token = Token::random();
     let (script, stdin) = plan::probe_script(catalog, token.clone());
-    let out = session.exec(&script, &stdin, options.command_timeout).await?;
+    let out = session
+        .exec(&script, &stdin, options.command_timeout)
+        .await?;
     let node = catalog.node.name.clone();
     if !out.success() {
         return Err(NodeError::Probe {
@@ -236,7 +247,11 @@ async fn probe(
     NodeFacts::parse(&out.stdout, &token).map_err(|source| NodeError::Facts { node, source })
 }
 
-async fn apply_node(connector: &dyn Connector, catalog: &Catalog, options: &ApplyOptions) -> NodeReport {
+async fn apply_node(
+    connector: &dyn Connector,
+    catalog: &Catalog,
+    options: &ApplyOptions,
+) -> NodeReport {
     let started = Instant::now();
     let mut report = NodeReport {
         node: catalog.node.name.clone(),
@@ -274,8 +289,11 @@ async fn apply_with(
     report: &mut NodeReport,
 ) -> Result<Outcome, NodeError> {
     let node = catalog.node.name.clone();
-    let plan: NodePlan = plan::plan_node(catalog, facts, &options.secrets)
-        .map_err(|source| NodeError::Facts { node: node.clone(), source })?;
+    let plan: NodePlan =
+        plan::plan_node(catalog, facts, &options.secrets).map_err(|source| NodeError::Facts {
+            node: node.clone(),
+            source,
+        })?;
     if plan.is_empty() {
         return Ok(Outcome::Unchanged);
     }
@@ -299,11 +317,18 @@ async fn apply_with(
                 return Err(NodeError::Locked {
                     node,
                     lock: format!("{}/lock", options.state_dir),
-                    holder: Some(text()).filter(|t| !t.is_empty()).unwrap_or_else(|| "unknown holder".into()),
+                    holder: Some(text())
+                        .filter(|t| !t.is_empty())
+                        .unwrap_or_else(|| "unknown holder".into()),
                     waited: options.lock_wait,
                 })
             }
-            "fatal" => return Err(NodeError::Script { node, reason: text() }),
+            "fatal" => {
+                return Err(NodeError::Script {
+                    node,
+                    reason: text(),
+                })
+            }
             "frame" => {
                 return Err(NodeError::Script {
                     node,
@@ -312,13 +337,16 @@ async fn apply_with(
             }
             "applied" => verify_output = Some(body),
             step => {
-                if let Some(r) = step_report(step, body, catalog, &plan) {
+                if let Some(r) = step_report(step, body, catalog, &plan, &options.secrets) {
                     report.resources.push(r);
                 }
             }
         }
     }
-    let failed = report.resources.iter().any(|r| r.status != StepStatus::Applied);
+    let failed = report
+        .resources
+        .iter()
+        .any(|r| r.status != StepStatus::Applied);
     let Some(verify_output) = verify_output else {
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
         return Err(NodeError::Script {
@@ -326,11 +354,20 @@ async fn apply_with(
             reason: format!("the script ended early (status {:?}): {stderr}", out.status),
         });
     };
-    let after = NodeFacts::parse(verify_output, &verify_token)
-        .map_err(|source| NodeError::Facts { node: node.clone(), source })?;
-    let again = plan::plan_node(catalog, &after, &options.secrets)
-        .map_err(|source| NodeError::Facts { node: node.clone(), source })?;
-    report.unsynced = plan::unsynced(&again).into_iter().map(|c| c.id.clone()).collect();
+    let after =
+        NodeFacts::parse(verify_output, &verify_token).map_err(|source| NodeError::Facts {
+            node: node.clone(),
+            source,
+        })?;
+    let again =
+        plan::plan_node(catalog, &after, &options.secrets).map_err(|source| NodeError::Facts {
+            node: node.clone(),
+            source,
+        })?;
+    report.unsynced = plan::unsynced(&again)
+        .into_iter()
+        .map(|c| c.id.clone())
+        .collect();
     if failed || !report.unsynced.is_empty() {
         if !report.unsynced.is_empty() {
             let ids: Vec<String> = report.unsynced.iter().map(ToString::to_string).collect();
@@ -342,16 +379,27 @@ async fn apply_with(
 }
 
 /// `r<index> ok|fail|skip` and its error output.
-fn step_report(name: &str, body: &[u8], catalog: &Catalog, plan: &NodePlan) -> Option<ResourceReport> {
+fn step_report(
+    name: &str,
+    body: &[u8],
+    catalog: &Catalog,
+    plan: &NodePlan,
+    secrets: &SecretStore,
+) -> Option<ResourceReport> {
     let (index, status) = name.strip_prefix('r')?.split_once(' ')?;
     let resource = catalog.resources.get(index.parse::<usize>().ok()?)?;
     let change = plan.change(&resource.id)?;
     let (status, error) = match status {
         "ok" => (StepStatus::Applied, None),
-        "skip" => (StepStatus::Skipped, Some("a resource it depends on failed".to_string())),
+        "skip" => (
+            StepStatus::Skipped,
+            Some("a resource it depends on failed".to_string()),
+        ),
         _ => (
             StepStatus::Failed,
-            Some(options_redact(String::from_utf8_lossy(body).trim())),
+            Some(one_line(
+                &secrets.redact(String::from_utf8_lossy(body).trim()),
+            )),
         ),
     };
     Some(ResourceReport {
@@ -362,8 +410,8 @@ fn step_report(name: &str, body: &[u8], catalog: &Catalog, plan: &NodePlan) -> O
     })
 }
 
-/// Error output of a failed step, on one line.
-fn options_redact(text: &str) -> String {
+/// Error output of a failed step (secrets already redacted), on one line.
+fn one_line(text: &str) -> String {
     text.lines().collect::<Vec<_>>().join(" | ")
 }
 
@@ -380,9 +428,21 @@ fn outcome_of(err: &NodeError) -> Outcome {
 fn node_failure(err: NodeError, node: NodeName, datacenter: DatacenterName) -> NodeResult {
     let error = err.to_string();
     match outcome_of(&err) {
-        Outcome::HostKey => NodeResult::HostKey { node, datacenter, error },
-        Outcome::Unreachable => NodeResult::Unreachable { node, datacenter, error },
-        _ => NodeResult::Failed { node, datacenter, error },
+        Outcome::HostKey => NodeResult::HostKey {
+            node,
+            datacenter,
+            error,
+        },
+        Outcome::Unreachable => NodeResult::Unreachable {
+            node,
+            datacenter,
+            error,
+        },
+        _ => NodeResult::Failed {
+            node,
+            datacenter,
+            error,
+        },
     }
 }
 

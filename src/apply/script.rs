@@ -69,7 +69,11 @@ pub fn build(
             .filter_map(|d| index_of.get(d))
             .map(|i| format!("[ \"$s{i}\" = ok ]"))
             .collect();
-        let cond = if deps.is_empty() { "true".to_string() } else { deps.join(" && ") };
+        let cond = if deps.is_empty() {
+            "true".to_string()
+        } else {
+            deps.join(" && ")
+        };
         steps.push_str(&format!("if {cond}; then\n"));
         if out.systemd_service {
             steps.push_str("if [ \"$dr\" = 1 ]; then systemctl daemon-reload; dr=0; fi\n");

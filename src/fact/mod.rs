@@ -164,7 +164,10 @@ fn parse_stat(body: &[u8], stats: &mut HashMap<String, PathStat>) -> Result<(), 
         let text = String::from_utf8_lossy(record);
         let fields: Vec<&str> = text.rsplitn(6, '\u{1}').collect();
         let [kind, size, group, owner, mode, path] = fields[..] else {
-            return Err(malformed(format!("record `{}` has too few fields", text.escape_debug())));
+            return Err(malformed(format!(
+                "record `{}` has too few fields",
+                text.escape_debug()
+            )));
         };
         let mode = u32::from_str_radix(mode, 8)
             .map_err(|_| malformed(format!("mode `{mode}` of `{path}` is not octal")))?;
@@ -266,7 +269,10 @@ mod tests {
     fn sums_and_packages() {
         let mut sums = HashMap::new();
         let h = "a".repeat(64);
-        parse_sums(format!("{h}  /etc/x\n\\{h}  /etc/a\\nb\n").as_bytes(), &mut sums);
+        parse_sums(
+            format!("{h}  /etc/x\n\\{h}  /etc/a\\nb\n").as_bytes(),
+            &mut sums,
+        );
         assert_eq!(sums["/etc/x"], h);
         assert_eq!(sums["/etc/a\nb"], h);
         let mut pk = HashMap::new();

@@ -110,8 +110,12 @@ impl ProbeBuilder {
     pub fn lines_if_differs(&mut self, index: usize, path: &RemotePath, want: &[u8], sum: &str) {
         self.sum(path);
         self.stdin.extend_from_slice(want);
-        self.contents
-            .push((format!("l{index}"), path.clone(), sum.to_string(), Some(want.len())));
+        self.contents.push((
+            format!("l{index}"),
+            path.clone(),
+            sum.to_string(),
+            Some(want.len()),
+        ));
     }
 
     /// Section `r<index>` holds what `shell` prints. `shell` must quote every value.

@@ -108,7 +108,12 @@ mod tests {
     fn unified_diff_redacts_known_secrets() {
         let mut store = SecretStore::default();
         store.insert(Secret::new("db", "hunter2"));
-        let d = text("/etc/app.conf", Some(b"a\npw=hunter2\n"), b"a\npw=x\n", &store);
+        let d = text(
+            "/etc/app.conf",
+            Some(b"a\npw=hunter2\n"),
+            b"a\npw=x\n",
+            &store,
+        );
         let Diff::Text { unified } = d else { panic!() };
         assert!(unified.contains("--- /etc/app.conf"));
         assert!(unified.contains("+pw=x"));
@@ -123,7 +128,7 @@ mod tests {
             removed_lines,
             added_lines,
             ..
-        } = redacted(b"-2\n-3\n+2\n+3\n+4\n", &[fp.clone()])
+        } = redacted(b"-2\n-3\n+2\n+3\n+4\n", std::slice::from_ref(&fp))
         else {
             panic!()
         };

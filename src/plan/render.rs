@@ -115,13 +115,25 @@ pub fn text(results: &[NodeResult]) -> String {
                     change_text(&mut out, change);
                 }
             }
-            NodeResult::Unreachable { node, datacenter, error } => {
+            NodeResult::Unreachable {
+                node,
+                datacenter,
+                error,
+            } => {
                 let _ = writeln!(out, "{node} ({datacenter}): unreachable: {error}");
             }
-            NodeResult::HostKey { node, datacenter, error } => {
+            NodeResult::HostKey {
+                node,
+                datacenter,
+                error,
+            } => {
                 let _ = writeln!(out, "{node} ({datacenter}): host key refused: {error}");
             }
-            NodeResult::Failed { node, datacenter, error } => {
+            NodeResult::Failed {
+                node,
+                datacenter,
+                error,
+            } => {
                 let _ = writeln!(out, "{node} ({datacenter}): failed: {error}");
             }
         }
@@ -164,7 +176,11 @@ fn change_text(out: &mut String, change: &Change) {
                 let _ = writeln!(out, "      {line}");
             }
         }
-        Some(Diff::Redacted { removed_lines, added_lines, secrets }) => {
+        Some(Diff::Redacted {
+            removed_lines,
+            added_lines,
+            secrets,
+        }) => {
             let fps: Vec<String> = secrets.iter().map(|f| f.marker()).collect();
             let _ = writeln!(
                 out,

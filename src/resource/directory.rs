@@ -4,8 +4,8 @@
 use crate::fact::{EntryKind, FactError, NodeFacts, ProbeBuilder};
 use crate::plan::{Action, Assessment, Change, Detail};
 use crate::resource::{
-    metadata_details, metadata_shell, observed_stat, Context, DirectorySpec, Operations,
-    Presence, StepOut,
+    metadata_details, metadata_shell, observed_stat, Context, DirectorySpec, Operations, Presence,
+    StepOut,
 };
 use crate::transport::quote::quote_str;
 
@@ -22,7 +22,9 @@ impl Operations for DirectorySpec {
             (Presence::Present, None) => {
                 let mut change = Change::new(ctx.id, Action::Create);
                 if let Some(mode) = self.mode {
-                    change.details.push(Detail::new("mode", None, Some(mode.to_string())));
+                    change
+                        .details
+                        .push(Detail::new("mode", None, Some(mode.to_string())));
                 }
                 Some(change)
             }

@@ -30,7 +30,7 @@ impl Operations for ExecSpec {
 
     fn assess(&self, ctx: &Context<'_>) -> Result<Assessment, FactError> {
         let kv = ctx.facts.keyed(&format!("r{}", ctx.index));
-        let created = kv.get("creates").is_some();
+        let created = kv.contains_key("creates");
         let unless_ok = kv.get("unless").map(|v| v == "0");
         let onlyif_ok = kv.get("onlyif").map(|v| v == "0");
         let observed = format!("creates={created} unless={unless_ok:?} onlyif={onlyif_ok:?}");
@@ -42,7 +42,8 @@ impl Operations for ExecSpec {
             let mut c = Change::new(ctx.id, Action::Run);
             if !ctx.notified_by.is_empty() {
                 let by: Vec<String> = ctx.notified_by.iter().map(ToString::to_string).collect();
-                c.details.push(Detail::new("notified", None, Some(by.join(", "))));
+                c.details
+                    .push(Detail::new("notified", None, Some(by.join(", "))));
             }
             c
         });
@@ -50,6 +51,10 @@ impl Operations for ExecSpec {
     }
 
     fn apply(&self, _change: &Change, _facts: &NodeFacts, out: &mut StepOut) {
-        out.line(wrap_command(&self.command, self.user.as_ref(), self.cwd.as_ref()));
+        out.line(wrap_command(
+            &self.command,
+            self.user.as_ref(),
+            self.cwd.as_ref(),
+        ));
     }
 }

@@ -34,7 +34,11 @@ impl Operations for FileSpec {
         let path = self.path.as_str();
         let stat = ctx.facts.stats.get(path);
         let sum = ctx.facts.sums.get(path);
-        let observed = format!("{} {}", observed_stat(stat), sum.map_or("-", String::as_str));
+        let observed = format!(
+            "{} {}",
+            observed_stat(stat),
+            sum.map_or("-", String::as_str)
+        );
         let change = match (self.ensure, stat) {
             (Presence::Absent, None) => None,
             (Presence::Absent, Some(_)) => Some(Change::new(ctx.id, Action::Remove)),
@@ -117,7 +121,13 @@ impl Operations for FileSpec {
                 "if [ -f {p} ]; then chmod --reference={p} -- \"$st\"; else chmod 0644 \"$st\"; fi"
             ));
         }
-        metadata_shell(out, "\"$st\"", self.mode, self.owner.as_ref(), self.group.as_ref());
+        metadata_shell(
+            out,
+            "\"$st\"",
+            self.mode,
+            self.owner.as_ref(),
+            self.group.as_ref(),
+        );
         out.line("sync -- \"$st\"");
         if let Some(validate) = &self.validate {
             let command = validate.command.replace("{staged}", "\"$st\"");

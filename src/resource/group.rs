@@ -9,7 +9,10 @@ use crate::transport::quote::quote_str;
 impl Operations for GroupSpec {
     fn probe(&self, index: usize, probe: &mut ProbeBuilder) {
         let n = quote_str(&self.name);
-        probe.section(index, &format!("printf 'g=%s\\n' \"$(getent group -- {n})\""));
+        probe.section(
+            index,
+            &format!("printf 'g=%s\\n' \"$(getent group -- {n})\""),
+        );
     }
 
     fn assess(&self, ctx: &Context<'_>) -> Result<Assessment, FactError> {
@@ -25,7 +28,11 @@ impl Operations for GroupSpec {
                 match self.gid {
                     Some(want) if gid != Some(want.to_string().as_str()) => {
                         let mut c = Change::new(ctx.id, Action::Modify);
-                        c.details.push(Detail::new("gid", gid.map(str::to_string), Some(want.to_string())));
+                        c.details.push(Detail::new(
+                            "gid",
+                            gid.map(str::to_string),
+                            Some(want.to_string()),
+                        ));
                         Some(c)
                     }
                     _ => None,

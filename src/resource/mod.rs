@@ -100,12 +100,20 @@ pub(crate) fn metadata_details(
     }
     if let Some(owner) = owner {
         if &stat.owner != owner {
-            details.push(Detail::new("owner", Some(stat.owner.clone()), Some(owner.clone())));
+            details.push(Detail::new(
+                "owner",
+                Some(stat.owner.clone()),
+                Some(owner.clone()),
+            ));
         }
     }
     if let Some(group) = group {
         if &stat.group != group {
-            details.push(Detail::new("group", Some(stat.group.clone()), Some(group.clone())));
+            details.push(Detail::new(
+                "group",
+                Some(stat.group.clone()),
+                Some(group.clone()),
+            ));
         }
     }
     details
@@ -129,7 +137,10 @@ pub(crate) fn metadata_shell(
         out.line(format!("chown -h -- {} {target}", quote_str(&spec)));
     }
     if let Some(mode) = mode {
-        out.line(format!("chmod -- {} {target}", quote_str(&mode.to_string())));
+        out.line(format!(
+            "chmod -- {} {target}",
+            quote_str(&mode.to_string())
+        ));
     }
 }
 
@@ -137,13 +148,20 @@ pub(crate) fn metadata_shell(
 pub(crate) fn observed_stat(stat: Option<&PathStat>) -> String {
     match stat {
         None => "absent".into(),
-        Some(s) => format!("{:?} {:o} {}:{} {}", s.kind, s.mode, s.owner, s.group, s.size),
+        Some(s) => format!(
+            "{:?} {:o} {}:{} {}",
+            s.kind, s.mode, s.owner, s.group, s.size
+        ),
     }
 }
 
 /// Wraps a manifest command for running as `user` in `cwd`. The command is shell code
 /// by design (the manifest author wrote it); user and directory are quoted values.
-pub(crate) fn wrap_command(command: &str, user: Option<&String>, cwd: Option<&RemotePath>) -> String {
+pub(crate) fn wrap_command(
+    command: &str,
+    user: Option<&String>,
+    cwd: Option<&RemotePath>,
+) -> String {
     let inner = match cwd {
         Some(dir) => format!("cd {} && {command}", quote_str(dir.as_str())),
         None => command.to_string(),

@@ -18,21 +18,28 @@ impl Operations for PackageSpec {
             (PackageState::Absent, None) => None,
             (PackageState::Absent, Some(v)) => {
                 let mut c = Change::new(ctx.id, Action::Remove);
-                c.details.push(Detail::new("version", Some(v.clone()), None));
+                c.details
+                    .push(Detail::new("version", Some(v.clone()), None));
                 Some(c)
             }
             (PackageState::Present, Some(_)) => None,
             (PackageState::Version(want), Some(v)) if want == v => None,
             (state, current) => {
-                let action = if current.is_some() { Action::Modify } else { Action::Create };
+                let action = if current.is_some() {
+                    Action::Modify
+                } else {
+                    Action::Create
+                };
                 let mut c = Change::new(ctx.id, action);
                 let to = match state {
                     PackageState::Version(v) => v.clone(),
                     _ => "latest".into(),
                 };
-                c.details.push(Detail::new("version", current.cloned(), Some(to)));
+                c.details
+                    .push(Detail::new("version", current.cloned(), Some(to)));
                 if ctx.facts.packager.is_none() {
-                    c.details.push(Detail::new("manager", None, Some("none found".into())));
+                    c.details
+                        .push(Detail::new("manager", None, Some("none found".into())));
                 }
                 Some(c)
             }
@@ -65,7 +72,9 @@ impl Operations for PackageSpec {
             }
             None => out.line(format!(
                 "echo {} >&2; exit 1",
-                quote_str(&format!("no supported package manager for `{name}` (apt or dnf)"))
+                quote_str(&format!(
+                    "no supported package manager for `{name}` (apt or dnf)"
+                ))
             )),
         }
     }

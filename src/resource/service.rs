@@ -73,7 +73,11 @@ impl Operations for ServiceSpec {
         if !ctx.notified_by.is_empty() && keeps_running {
             let by: Vec<String> = ctx.notified_by.iter().map(ToString::to_string).collect();
             let verb = if self.reload { "reload" } else { "restart" };
-            change.details.push(Detail::new("refresh", None, Some(format!("{verb} (notified by {})", by.join(", ")))));
+            change.details.push(Detail::new(
+                "refresh",
+                None,
+                Some(format!("{verb} (notified by {})", by.join(", "))),
+            ));
             if change.details.len() == 1 {
                 change.action = Action::Reload;
             }
@@ -105,14 +109,21 @@ impl Operations for ServiceSpec {
         if !facts.systemd {
             out.line(format!(
                 "echo {} >&2; exit 1",
-                quote_str(&format!("service `{}`: no systemd and no service commands", self.name))
+                quote_str(&format!(
+                    "service `{}`: no systemd and no service commands",
+                    self.name
+                ))
             ));
             return;
         }
         out.systemd_service = true;
         let u = quote_str(&self.name);
         if detail("enabled").is_some() {
-            let verb = if wants("enabled") { "enable" } else { "disable" };
+            let verb = if wants("enabled") {
+                "enable"
+            } else {
+                "disable"
+            };
             out.line(format!("systemctl {verb} -- {u}"));
         }
         if detail("running").is_some() {
@@ -120,7 +131,11 @@ impl Operations for ServiceSpec {
             out.line(format!("systemctl {verb} -- {u}"));
         }
         if detail("refresh").is_some() {
-            let verb = if self.reload { "reload-or-restart" } else { "restart" };
+            let verb = if self.reload {
+                "reload-or-restart"
+            } else {
+                "restart"
+            };
             out.line(format!("systemctl {verb} -- {u}"));
         }
     }

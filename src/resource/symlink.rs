@@ -19,13 +19,19 @@ impl Operations for SymlinkSpec {
             let body = body.strip_suffix(b"\n").unwrap_or(body);
             String::from_utf8_lossy(body).into_owned()
         });
-        let observed = format!("{} -> {}", observed_stat(stat), target.as_deref().unwrap_or("-"));
+        let observed = format!(
+            "{} -> {}",
+            observed_stat(stat),
+            target.as_deref().unwrap_or("-")
+        );
         let change = match (self.ensure, stat) {
             (Presence::Absent, None) => None,
             (Presence::Absent, Some(_)) => Some(Change::new(ctx.id, Action::Remove)),
             (Presence::Present, None) => {
                 let mut change = Change::new(ctx.id, Action::Create);
-                change.details.push(Detail::new("target", None, Some(self.target.clone())));
+                change
+                    .details
+                    .push(Detail::new("target", None, Some(self.target.clone())));
                 Some(change)
             }
             (Presence::Present, Some(stat)) => {
@@ -50,8 +56,13 @@ impl Operations for SymlinkSpec {
     fn apply(&self, change: &Change, _facts: &NodeFacts, out: &mut StepOut) {
         let p = quote_str(self.path.as_str());
         if change.action == Action::Remove {
-            out.line(format!("if [ -L {p} ]; then rm -f -- {p}; else echo {} >&2; exit 1; fi",
-                quote_str(&format!("`{}` is not a symlink; not removing it", self.path))));
+            out.line(format!(
+                "if [ -L {p} ]; then rm -f -- {p}; else echo {} >&2; exit 1; fi",
+                quote_str(&format!(
+                    "`{}` is not a symlink; not removing it",
+                    self.path
+                ))
+            ));
             return;
         }
         let tmp = quote_str(&format!(

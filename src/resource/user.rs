@@ -32,15 +32,31 @@ impl Operations for UserSpec {
                 let mut diff = |attr, have: Option<&str>, want: Option<String>| {
                     if let Some(want) = want {
                         if have != Some(want.as_str()) {
-                            c.details.push(Detail::new(attr, have.map(str::to_string), Some(want)));
+                            c.details
+                                .push(Detail::new(attr, have.map(str::to_string), Some(want)));
                         }
                     }
                 };
-                diff("uid", fields.get(2).copied(), self.uid.map(|u| u.to_string()));
-                diff("group", kv.get("pg").map(String::as_str), self.group.clone());
-                diff("home", fields.get(5).copied(), self.home.as_ref().map(|h| h.to_string()));
+                diff(
+                    "uid",
+                    fields.get(2).copied(),
+                    self.uid.map(|u| u.to_string()),
+                );
+                diff(
+                    "group",
+                    kv.get("pg").map(String::as_str),
+                    self.group.clone(),
+                );
+                diff(
+                    "home",
+                    fields.get(5).copied(),
+                    self.home.as_ref().map(|h| h.to_string()),
+                );
                 diff("shell", fields.get(6).copied(), self.shell.clone());
-                let have: Vec<&str> = kv.get("g").map(|g| g.split(' ').collect()).unwrap_or_default();
+                let have: Vec<&str> = kv
+                    .get("g")
+                    .map(|g| g.split(' ').collect())
+                    .unwrap_or_default();
                 let missing: Vec<&str> = self
                     .groups
                     .iter()
@@ -48,7 +64,11 @@ impl Operations for UserSpec {
                     .filter(|g| !have.contains(g))
                     .collect();
                 if !missing.is_empty() {
-                    c.details.push(Detail::new("groups", None, Some(format!("+{}", missing.join(",+")))));
+                    c.details.push(Detail::new(
+                        "groups",
+                        None,
+                        Some(format!("+{}", missing.join(",+"))),
+                    ));
                 }
                 (!c.details.is_empty()).then_some(c)
             }
@@ -75,7 +95,11 @@ impl Operations for UserSpec {
         opt("-s", self.shell.clone());
         if !self.groups.is_empty() {
             let groups = quote_str(&self.groups.join(","));
-            args.push(if create { format!("-G {groups}") } else { format!("-a -G {groups}") });
+            args.push(if create {
+                format!("-G {groups}")
+            } else {
+                format!("-a -G {groups}")
+            });
         }
         if create {
             if self.system {

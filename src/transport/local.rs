@@ -143,7 +143,11 @@ mod tests {
     async fn feeds_stdin_and_captures_streams() {
         let mut s = LocalSession::new(NodeName::new("local"));
         let out = s
-            .exec("cat; echo err >&2; exit 3", b"hello", Duration::from_secs(5))
+            .exec(
+                "cat; echo err >&2; exit 3",
+                b"hello",
+                Duration::from_secs(5),
+            )
             .await
             .unwrap();
         assert_eq!(out.stdout, b"hello");

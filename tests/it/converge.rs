@@ -193,7 +193,10 @@ async fn first_apply_creates_then_plan_is_empty_then_a_change_is_exactly_that() 
     );
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "once\n");
     // No staged leftovers next to the target.
-    let names: Vec<_> = std::fs::read_dir(&conf).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(&conf)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names.len(), 1, "{names:?}");
 
     // Second run: nothing to do, one round trip, exec guarded by `creates`.
@@ -205,7 +208,9 @@ async fn first_apply_creates_then_plan_is_empty_then_a_change_is_exactly_that() 
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "once\n");
 
     // Change one line: the plan shows exactly that diff, apply changes only that.
-    let before_link = std::fs::symlink_metadata(s.root.join("current")).unwrap().ino();
+    let before_link = std::fs::symlink_metadata(s.root.join("current"))
+        .unwrap()
+        .ino();
     if let Spec::File(f) = &mut catalog.resources[1].spec {
         f.content.as_mut().unwrap().bytes = b"a=1\nb=20\nc=3\n".to_vec();
     }
@@ -217,7 +222,10 @@ async fn first_apply_creates_then_plan_is_empty_then_a_change_is_exactly_that() 
     assert!(unified.contains("-b=2\n+b=20\n"), "{unified}");
     let text = render::text(&[NodeResult::Planned(plan)]);
     assert!(text.contains("~ modify file:"), "{text}");
-    assert!(text.contains("site: 1 nodes: 0 in sync, 1 with changes (1 changes)"), "{text}");
+    assert!(
+        text.contains("site: 1 nodes: 0 in sync, 1 with changes (1 changes)"),
+        "{text}"
+    );
     let reports = apply::apply_nodes(vec![catalog.clone()], connector(), &opts).await;
     assert_eq!(reports[0].outcome, Outcome::Changed);
     assert_eq!(reports[0].resources.len(), 1);
@@ -226,7 +234,9 @@ async fn first_apply_creates_then_plan_is_empty_then_a_change_is_exactly_that() 
         "a=1\nb=20\nc=3\n"
     );
     assert_eq!(
-        std::fs::symlink_metadata(s.root.join("current")).unwrap().ino(),
+        std::fs::symlink_metadata(s.root.join("current"))
+            .unwrap()
+            .ino(),
         before_link
     );
     // The replaced content was backed up in the state directory.
@@ -264,13 +274,20 @@ async fn failing_validate_keeps_the_old_file_and_skips_its_dependent() {
         [StepStatus::Failed, StepStatus::Skipped, StepStatus::Applied]
     );
     assert!(
-        r.resources[0].error.as_deref().unwrap().contains("validation failed"),
+        r.resources[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("validation failed"),
         "{:?}",
         r.resources[0]
     );
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "old\n");
     assert!(!s.root.join("after.conf").exists());
-    assert_eq!(std::fs::read_to_string(s.root.join("other.conf")).unwrap(), "y\n");
+    assert_eq!(
+        std::fs::read_to_string(s.root.join("other.conf")).unwrap(),
+        "y\n"
+    );
     let leftovers: Vec<_> = std::fs::read_dir(&s.root)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -307,7 +324,10 @@ async fn secret_content_never_shows_in_plan_or_command_line() {
     else {
         panic!("{:?}", plan.changes[0]);
     };
-    assert_eq!((removed_lines.as_slice(), added_lines.as_slice()), (&[2][..], &[2][..]));
+    assert_eq!(
+        (removed_lines.as_slice(), added_lines.as_slice()),
+        (&[2][..], &[2][..])
+    );
     assert_eq!(secrets[0], Fingerprint::of(secret.as_bytes()));
     let results = [NodeResult::Planned(plan.clone())];
     let text = render::text(&results);
@@ -373,7 +393,11 @@ async fn refresh_only_exec_runs_once_when_notified_and_after_its_notifier() {
     let mut f = file(&s.root.join("unit.conf"), "v1\n", 0o644, &[]);
     let mut e = res(
         Spec::Exec(ExecSpec {
-            command: format!("cat {} >> {}", s.root.join("unit.conf").display(), log.display()),
+            command: format!(
+                "cat {} >> {}",
+                s.root.join("unit.conf").display(),
+                log.display()
+            ),
             creates: None,
             unless: None,
             onlyif: None,
@@ -426,5 +450,8 @@ async fn drift_in_mode_and_a_replaced_link_are_repaired() {
     let reports = apply::apply_nodes(vec![catalog], connector(), &opts).await;
     assert_eq!(reports[0].outcome, Outcome::Changed, "{:?}", reports[0]);
     assert_eq!(mode_of(&target), 0o644);
-    assert_eq!(std::fs::read_link(s.root.join("l")).unwrap(), Path::new("a.conf"));
+    assert_eq!(
+        std::fs::read_link(s.root.join("l")).unwrap(),
+        Path::new("a.conf")
+    );
 }
