@@ -485,3 +485,50 @@ pub fn plan_status(results: &[NodeResult]) -> Status {
         Status::Ok
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(outcome: Outcome) -> NodeReport {
+        NodeReport {
+            node: NodeName::new("n"),
+            datacenter: DatacenterName::new("dc"),
+            outcome,
+            resources: Vec::new(),
+            unsynced: Vec::new(),
+            error: None,
+            round_trips: 0,
+            elapsed_ms: 0,
+        }
+    }
+
+    #[test]
+    fn exit_status_precedence() {
+        use Outcome::*;
+        let status = |outcomes: &[Outcome]| {
+            exit_status(&outcomes.iter().map(|o| report(*o)).collect::<Vec<_>>())
+        };
+        assert_eq!(status(&[Unchanged, Changed]), Status::Ok);
+        assert_eq!(status(&[Changed, HostKey]), Status::Error);
+        assert_eq!(status(&[HostKey, Unreachable]), Status::Unreachable);
+        assert_eq!(status(&[Unreachable, Failed, Changed]), Status::Failed);
+    }
+
+    #[test]
+    fn transport_errors_map_to_outcomes() {
+        let node = NodeName::new("n");
+        let hostkey = NodeError::Transport(TransportError::HostKey {
+            node: node.clone(),
+            reason: "changed".into(),
+        });
+        assert_eq!(outcome_of(&hostkey), Outcome::HostKey);
+        let down = NodeError::Transport(TransportError::Unreachable {
+            node: node.clone(),
+            reason: "refused".into(),
+        });
+        assert_eq!(outcome_of(&down), Outcome::Unreachable);
+        let result = node_failure(down, node, DatacenterName::new("dc"));
+        assert_eq!(plan_status(&[result]), Status::Unreachable);
+    }
+}

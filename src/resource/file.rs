@@ -7,7 +7,7 @@ use crate::fact::{EntryKind, FactError, NodeFacts, ProbeBuilder, CONTENT_CAP};
 use crate::plan::{diff, Action, Assessment, Change, Detail, Diff};
 use crate::resource::{
     metadata_details, metadata_shell, observed_stat, Context, FileSpec, Operations, Presence,
-    StepOut,
+    StepOut, Validate,
 };
 use crate::transport::quote::quote_str;
 
@@ -129,7 +129,9 @@ impl Operations for FileSpec {
             self.group.as_ref(),
         );
         out.line("sync -- \"$st\"");
-        if let Some(validate) = &self.validate {
+        // A tree is validated as a whole before this step (see `apply::script`).
+        let in_tree = |v: &&Validate| v.tree.as_ref().is_some_and(|t| self.path.starts_with(t));
+        if let Some(validate) = self.validate.as_ref().filter(|v| !in_tree(v)) {
             let command = validate.command.replace("{staged}", "\"$st\"");
             out.line(format!(
                 "if ! {{ {command}\n}} >&2; then echo {} >&2; exit 1; fi",

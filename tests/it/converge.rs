@@ -457,3 +457,4 @@ async fn drift_in_mode_and_a_replaced_link_are_repaired() {
 }
 
 mod fixtures;
+mod scripts;

@@ -69,7 +69,11 @@ fn path(m: &Mirror) -> RemotePath {
 }
 
 fn spec(m: &Mirror) -> (Spec, String) {
-    let ensure = if m.absent { Presence::Absent } else { Presence::Present };
+    let ensure = if m.absent {
+        Presence::Absent
+    } else {
+        Presence::Present
+    };
     let mode = m.mode.as_deref().map(|s| s.parse().unwrap());
     let name = || m.name.clone().expect("fixture needs `name`");
     let spec = match m.r#type.as_str() {
@@ -78,7 +82,11 @@ fn spec(m: &Mirror) -> (Spec, String) {
             ensure,
             content: m.content.as_ref().map(|c| Content {
                 bytes: c.as_bytes().to_vec(),
-                secrets: m.secret.iter().map(|s| Fingerprint::of(s.as_bytes())).collect(),
+                secrets: m
+                    .secret
+                    .iter()
+                    .map(|s| Fingerprint::of(s.as_bytes()))
+                    .collect(),
             }),
             owner: m.owner.clone(),
             group: m.group.clone(),
@@ -145,7 +153,11 @@ fn spec(m: &Mirror) -> (Spec, String) {
         }),
         other => panic!("unknown fixture type `{other}`"),
     };
-    let id = m.path.clone().or_else(|| m.name.clone()).or_else(|| m.command.clone());
+    let id = m
+        .path
+        .clone()
+        .or_else(|| m.name.clone())
+        .or_else(|| m.command.clone());
     (spec, id.unwrap_or_default())
 }
 
@@ -214,7 +226,10 @@ fn every_fixture_plans_as_expected() {
             assert!(text.contains(s.as_str()), "{name}: `{s}` not in:\n{text}");
         }
         for s in &case.expect.hides {
-            assert!(!text.contains(s.as_str()) && !json.contains(s.as_str()), "{name}: `{s}` shown");
+            assert!(
+                !text.contains(s.as_str()) && !json.contains(s.as_str()),
+                "{name}: `{s}` shown"
+            );
         }
     }
 }
