@@ -107,6 +107,13 @@ impl Operations for FileSpec {
             self.path.parent().as_str().trim_end_matches('/'),
             self.path.file_name()
         ));
+        // Staged files of an interrupted earlier run (killed before its cleanup ran):
+        // safe to remove, the node lock is held.
+        out.line(format!(
+            "rm -f -- {}/{}??????",
+            quote_str(self.path.parent().as_str().trim_end_matches('/')),
+            quote_str(&format!(".{}.tandem-", self.path.file_name()))
+        ));
         out.line(format!("st=$(mktemp -- {stage})"));
         out.line("trap 'rm -f -- \"$st\"' EXIT");
         out.line(format!("cat -- {blob} > \"$st\""));

@@ -2,6 +2,9 @@
 //! a temporary directory: only paths below it are touched, never the machine's services,
 //! packages or users.
 
+mod fixtures;
+mod scripts;
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
@@ -456,5 +459,3 @@ async fn drift_in_mode_and_a_replaced_link_are_repaired() {
     );
 }
 
-mod fixtures;
-mod scripts;
