@@ -51,6 +51,7 @@ impl Default for ApplyOptions {
             parallel: 50,
             command_timeout: Duration::from_secs(600),
             lock_wait: Duration::from_secs(30),
+            // A literal absolute path without `..`: parsing cannot fail.
             state_dir: RemotePath::parse("/var/lib/tandem").unwrap_or_else(|_| unreachable!()),
             secrets: Arc::default(),
             progress: Progress::Quiet,

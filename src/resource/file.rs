@@ -93,6 +93,16 @@ impl Operations for FileSpec {
         }
         let content = match &self.content {
             Some(c) if change.touches("content") || change.touches("type") => c,
+            None if change.touches("type") => {
+                out.line(format!(
+                    "echo {} >&2; exit 1",
+                    quote_str(&format!(
+                        "`{}` is not a regular file and no content is declared to replace it",
+                        self.path
+                    ))
+                ));
+                return;
+            }
             _ => {
                 if change.action == Action::Create {
                     out.line(format!("( umask 022; : > {p} )"));
