@@ -4,15 +4,18 @@
 //! reaches them; `resource` turns catalog entries plus facts read from a node into
 //! changes; `plan` and `apply` show and carry them out.
 
+pub mod apply;
 pub mod catalog;
 pub mod cli;
 pub mod exit;
+pub mod fact;
 pub mod inventory;
 pub mod manifest;
 pub mod lock;
 pub mod node;
 pub mod outcome;
 pub mod path;
+pub mod plan;
 pub mod resource;
 pub mod rollout;
 pub mod secret;

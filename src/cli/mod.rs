@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod catalog;
 pub mod check;
+pub mod connect;
 pub mod explain;
 pub mod inventory;
 pub mod plan;

@@ -3,6 +3,7 @@
 //!
 //! SKELETON: the trait only; the SSH and local transports come next.
 
+pub mod local;
 pub mod quote;
 
 use std::time::Duration;

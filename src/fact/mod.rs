@@ -1,0 +1,288 @@
+//! Facts: what is read from a node. All facts of a node come from ONE generated shell
+//! script (see `script`), whose output is a sequence of sections, each introduced by a
+//! line `<token> <name>` where the token is random per run, so file content printed by
+//! the probe cannot forge a section. Parsing is pure: `NodeFacts::parse` turns recorded
+//! output into typed facts that resource modules read.
+
+pub mod script;
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+pub use script::{ProbeBuilder, Token};
+
+/// The size above which a differing file's current content is not fetched for a diff.
+pub const CONTENT_CAP: usize = 256 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FactError {
+    #[error("probe output is incomplete (no end marker): the script died or was cut off")]
+    Incomplete,
+    #[error("probe output has a malformed `{section}` section: {reason}")]
+    Malformed { section: String, reason: String },
+}
+
+/// The type of a filesystem entry, from `stat`'s `%F`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    File,
+    Directory,
+    Symlink,
+    Other,
+}
+
+/// What `stat` (not following symlinks) reported for one path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PathStat {
+    pub kind: EntryKind,
+    pub mode: u32,
+    pub owner: String,
+    pub group: String,
+    pub size: u64,
+}
+
+/// The node's package manager, detected by the probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Packager {
+    Apt,
+    Dnf,
+}
+
+/// Everything one probe read from a node.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeFacts {
+    /// `/run/systemd/system` exists: systemd is PID 1.
+    pub systemd: bool,
+    pub packager: Option<Packager>,
+    /// By path, for the paths that exist.
+    pub stats: HashMap<String, PathStat>,
+    /// SHA-256 (hex) by path, for the managed files that exist and are readable.
+    pub sums: HashMap<String, String>,
+    /// Installed version by package name.
+    pub packages: HashMap<String, String>,
+    /// Per-resource sections (`r<index>`, `c<index>`): raw bytes for the resource's parser.
+    pub sections: HashMap<String, Vec<u8>>,
+}
+
+impl NodeFacts {
+    /// Parses a probe's stdout produced with `token`.
+    pub fn parse(output: &[u8], token: &Token) -> Result<NodeFacts, FactError> {
+        let sections = split_sections(output, token);
+        if !sections.iter().any(|(name, _)| *name == "end") {
+            return Err(FactError::Incomplete);
+        }
+        let mut facts = NodeFacts::default();
+        for (name, body) in sections {
+            match name {
+                "os" => parse_os(body, &mut facts),
+                "stat" => parse_stat(body, &mut facts.stats)?,
+                "sha" => parse_sums(body, &mut facts.sums),
+                "pkg" => parse_packages(body, &mut facts.packages),
+                "end" => {}
+                other => {
+                    facts.sections.insert(other.to_string(), body.to_vec());
+                }
+            }
+        }
+        Ok(facts)
+    }
+
+    pub fn section(&self, name: &str) -> Option<&[u8]> {
+        self.sections.get(name).map(Vec::as_slice)
+    }
+
+    /// A section as `key=value` lines (resource sections use this shape).
+    pub fn keyed(&self, name: &str) -> HashMap<String, String> {
+        let mut map = HashMap::new();
+        if let Some(body) = self.section(name) {
+            for line in String::from_utf8_lossy(body).lines() {
+                if let Some((k, v)) = line.split_once('=') {
+                    map.insert(k.to_string(), v.to_string());
+                }
+            }
+        }
+        map
+    }
+}
+
+/// Splits output into `(name, body)` pairs. A section starts at `\n<token> ` and its name
+/// runs to the end of that line; its body is every byte up to the next section start.
+pub fn split_sections<'a>(output: &'a [u8], token: &Token) -> Vec<(&'a str, &'a [u8])> {
+    let marker = format!("\n{} ", token.as_str());
+    let marker = marker.as_bytes();
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while let Some(pos) = find(&output[i..], marker) {
+        starts.push(i + pos);
+        i += pos + marker.len();
+    }
+    let mut out = Vec::with_capacity(starts.len());
+    for (n, &start) in starts.iter().enumerate() {
+        let header_start = start + marker.len();
+        let end = starts.get(n + 1).copied().unwrap_or(output.len());
+        let rest = &output[header_start..end];
+        let (name, body) = match rest.iter().position(|&b| b == b'\n') {
+            Some(nl) => (&rest[..nl], &rest[nl + 1..]),
+            None => (rest, &rest[rest.len()..]),
+        };
+        if let Ok(name) = std::str::from_utf8(name) {
+            out.push((name, body));
+        }
+    }
+    out
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn parse_os(body: &[u8], facts: &mut NodeFacts) {
+    for line in String::from_utf8_lossy(body).lines() {
+        match line {
+            "systemd=1" => facts.systemd = true,
+            "pkg=apt" => facts.packager = Some(Packager::Apt),
+            "pkg=dnf" => facts.packager = Some(Packager::Dnf),
+            _ => {}
+        }
+    }
+}
+
+/// Records of `%n\1%a\1%U\1%G\1%s\1%F\0`; split from the right so a path may hold `\1`.
+fn parse_stat(body: &[u8], stats: &mut HashMap<String, PathStat>) -> Result<(), FactError> {
+    let malformed = |reason: String| FactError::Malformed {
+        section: "stat".into(),
+        reason,
+    };
+    for record in body.split(|&b| b == 0) {
+        let record = record.strip_prefix(b"\n").unwrap_or(record);
+        if record.is_empty() || record == b"\n" {
+            continue;
+        }
+        let text = String::from_utf8_lossy(record);
+        let fields: Vec<&str> = text.rsplitn(6, '\u{1}').collect();
+        let [kind, size, group, owner, mode, path] = fields[..] else {
+            return Err(malformed(format!(
+                "record `{}` has too few fields",
+                text.escape_debug()
+            )));
+        };
+        let mode = u32::from_str_radix(mode, 8)
+            .map_err(|_| malformed(format!("mode `{mode}` of `{path}` is not octal")))?;
+        let size = size
+            .parse()
+            .map_err(|_| malformed(format!("size `{size}` of `{path}` is not a number")))?;
+        let kind = match kind.trim_end() {
+            "regular file" | "regular empty file" => EntryKind::File,
+            "directory" => EntryKind::Directory,
+            "symbolic link" => EntryKind::Symlink,
+            _ => EntryKind::Other,
+        };
+        stats.insert(
+            path.to_string(),
+            PathStat {
+                kind,
+                mode,
+                owner: owner.to_string(),
+                group: group.to_string(),
+                size,
+            },
+        );
+    }
+    Ok(())
+}
+
+/// `sha256sum` lines: `<hex>  <path>`; a leading `\` means the path is escaped.
+fn parse_sums(body: &[u8], sums: &mut HashMap<String, String>) {
+    for line in String::from_utf8_lossy(body).lines() {
+        let (escaped, line) = match line.strip_prefix('\\') {
+            Some(rest) => (true, rest),
+            None => (false, line),
+        };
+        let Some((hash, path)) = line.split_once("  ") else {
+            continue;
+        };
+        if hash.len() != 64 {
+            continue;
+        }
+        let path = if escaped {
+            path.replace("\\n", "\n").replace("\\\\", "\\")
+        } else {
+            path.to_string()
+        };
+        sums.insert(path, hash.to_string());
+    }
+}
+
+/// `name<TAB>version` lines of installed packages (both dpkg-query and rpm are asked for
+/// that shape; other lines, like rpm's "is not installed", are ignored).
+fn parse_packages(body: &[u8], packages: &mut HashMap<String, String>) {
+    for line in String::from_utf8_lossy(body).lines() {
+        let mut fields = line.split('\t');
+        match (fields.next(), fields.next(), fields.next()) {
+            // dpkg-query: name, status abbreviation, version; `ii` is installed.
+            (Some(name), Some(status), Some(version)) if status.starts_with("ii") => {
+                packages.insert(name.to_string(), version.to_string());
+            }
+            (Some(name), Some(version), None) if !version.is_empty() => {
+                packages.insert(name.to_string(), version.to_string());
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_cannot_be_forged_without_the_token() {
+        let token = Token::fixed("TOK");
+        let out = b"\nTOK os\nsystemd=1\n\nTOK c1\nfake\nOTHER end\n\nTOK end\n";
+        let s = split_sections(out, &token);
+        let names: Vec<_> = s.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["os", "c1", "end"]);
+        assert_eq!(s[1].1, b"fake\nOTHER end\n");
+        let facts = NodeFacts::parse(out, &token).unwrap();
+        assert!(facts.systemd);
+        assert_eq!(
+            NodeFacts::parse(b"\nTOK os\n", &token),
+            Err(FactError::Incomplete)
+        );
+    }
+
+    #[test]
+    fn stat_records_split_from_the_right() {
+        let mut stats = HashMap::new();
+        let body = b"\n/a\x01b\x01644\x01root\x01adm\x0112\x01regular file\0/d\x01755\x01root\x01root\x014096\x01directory\0";
+        parse_stat(body, &mut stats).unwrap();
+        assert_eq!(stats["/a\x01b"].mode, 0o644);
+        assert_eq!(stats["/a\x01b"].group, "adm");
+        assert_eq!(stats["/d"].kind, EntryKind::Directory);
+        assert!(parse_stat(b"/x\x01zz\0", &mut stats).is_err());
+    }
+
+    #[test]
+    fn sums_and_packages() {
+        let mut sums = HashMap::new();
+        let h = "a".repeat(64);
+        parse_sums(
+            format!("{h}  /etc/x\n\\{h}  /etc/a\\nb\n").as_bytes(),
+            &mut sums,
+        );
+        assert_eq!(sums["/etc/x"], h);
+        assert_eq!(sums["/etc/a\nb"], h);
+        let mut pk = HashMap::new();
+        parse_packages(
+            b"nginx\tii \t1.22.1-9\ncurl\trc \t7.1\nhtop\t3.2.2-1.el9\npackage vim is not installed\n",
+            &mut pk,
+        );
+        assert_eq!(pk.get("nginx").map(String::as_str), Some("1.22.1-9"));
+        assert_eq!(pk.get("htop").map(String::as_str), Some("3.2.2-1.el9"));
+        assert!(!pk.contains_key("curl"));
+        assert_eq!(pk.len(), 2);
+    }
+}

@@ -1,0 +1,205 @@
+//! The probe script: one POSIX sh program that prints every fact a node's catalog needs.
+//! Resources add what they need through `ProbeBuilder`; shared work is batched so the
+//! node runs one `stat` over all paths, one `sha256sum` over all managed files and one
+//! package query, whatever the number of resources.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+
+use crate::fact::CONTENT_CAP;
+use crate::path::RemotePath;
+use crate::transport::quote::quote_str;
+
+/// The per-run section delimiter. Unpredictable, so content a node prints (a file being
+/// diffed) cannot contain a section header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// A fresh random token: SHA-256 of the time, the process id and a counter. No
+    /// secret depends on it; it only has to be unguessable to file authors.
+    pub fn random() -> Token {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let seed = format!("{nanos}/{}/{n}/{:p}", std::process::id(), &n);
+        Token(format!("T{}", &hex::encode(Sha256::digest(seed))[..24]))
+    }
+
+    /// A given token, for recorded fixtures.
+    pub fn fixed(token: &str) -> Token {
+        Token(token.to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Shell that prints a section header; `m NAME` in generated scripts.
+pub(crate) fn preamble(token: &Token) -> String {
+    format!(
+        "T={}\nm(){{ printf '\\n%s %s\\n' \"$T\" \"$1\"; }}\n",
+        quote_str(token.as_str())
+    )
+}
+
+/// Collects what resources want read and produces the script.
+#[derive(Debug)]
+pub struct ProbeBuilder {
+    token: Token,
+    stat_paths: BTreeSet<String>,
+    sum_paths: BTreeSet<String>,
+    packages: BTreeSet<String>,
+    /// `(section, path, wanted sha256, sensitive length)`: print the file (or, for
+    /// secret-bearing content, only changed line numbers) when its sum differs.
+    contents: Vec<(String, RemotePath, String, Option<usize>)>,
+    sections: String,
+    stdin: Vec<u8>,
+}
+
+impl ProbeBuilder {
+    pub fn new(token: Token) -> Self {
+        ProbeBuilder {
+            token,
+            stat_paths: BTreeSet::new(),
+            sum_paths: BTreeSet::new(),
+            packages: BTreeSet::new(),
+            contents: Vec::new(),
+            sections: String::new(),
+            stdin: Vec::new(),
+        }
+    }
+
+    pub fn token(&self) -> &Token {
+        &self.token
+    }
+
+    /// `path` goes into the one `stat` call.
+    pub fn stat(&mut self, path: &RemotePath) {
+        self.stat_paths.insert(path.as_str().to_string());
+    }
+
+    /// `path` goes into the one `sha256sum` call.
+    pub fn sum(&mut self, path: &RemotePath) {
+        self.sum_paths.insert(path.as_str().to_string());
+    }
+
+    /// The package goes into the one package query.
+    pub fn package(&mut self, name: &str) {
+        self.packages.insert(name.to_string());
+    }
+
+    /// Section `c<index>` holds the file's current content (at most `CONTENT_CAP` + 1
+    /// bytes) when its sum is not `want`, so a plan with diffs is still one round trip.
+    pub fn content_if_differs(&mut self, index: usize, path: &RemotePath, want: &str) {
+        self.sum(path);
+        self.contents
+            .push((format!("c{index}"), path.clone(), want.to_string(), None));
+    }
+
+    /// For secret-bearing content: section `l<index>` lists changed line numbers only
+    /// (`-N` old, `+N` new), computed on the node by `diff` against the desired bytes,
+    /// which travel on stdin. Nothing of the current content is printed.
+    pub fn lines_if_differs(&mut self, index: usize, path: &RemotePath, want: &[u8], sum: &str) {
+        self.sum(path);
+        self.stdin.extend_from_slice(want);
+        self.contents.push((
+            format!("l{index}"),
+            path.clone(),
+            sum.to_string(),
+            Some(want.len()),
+        ));
+    }
+
+    /// Section `r<index>` holds what `shell` prints. `shell` must quote every value.
+    pub fn section(&mut self, index: usize, shell: &str) {
+        self.sections.push_str(&format!("m r{index}\n{shell}\n"));
+    }
+
+    /// The script and the bytes to feed it on stdin.
+    pub fn finish(self) -> (String, Vec<u8>) {
+        let mut s = preamble(&self.token);
+        s.push_str(
+            "m os\n[ -d /run/systemd/system ] && echo systemd=1\n\
+             if command -v dpkg-query >/dev/null 2>&1; then echo pkg=apt; P=apt\n\
+             elif command -v rpm >/dev/null 2>&1; then echo pkg=dnf; P=dnf; fi\n",
+        );
+        if !self.stat_paths.is_empty() {
+            s.push_str("m stat\nstat --printf '%n\\001%a\\001%U\\001%G\\001%s\\001%F\\000' --");
+            for p in &self.stat_paths {
+                s.push(' ');
+                s.push_str(&quote_str(p));
+            }
+            s.push_str(" 2>/dev/null\n");
+        }
+        if !self.sum_paths.is_empty() {
+            s.push_str("S=$(sha256sum --");
+            for p in &self.sum_paths {
+                s.push(' ');
+                s.push_str(&quote_str(p));
+            }
+            s.push_str(" 2>/dev/null)\nm sha\nprintf '%s\\n' \"$S\"\n");
+        }
+        for (section, path, want, sensitive) in &self.contents {
+            let q = quote_str(path.as_str());
+            // The pattern is a quoted literal: `<sum>  <path>` followed by a newline.
+            let same = quote_str(&format!("{want}  {}\n", path.as_str()));
+            match sensitive {
+                None => s.push_str(&format!(
+                    "case \"$S\n\" in *{same}*) ;; *) [ -f {q} ] && [ ! -L {q} ] && {{ m {section}; head -c {} -- {q}; }};; esac\n",
+                    CONTENT_CAP + 1
+                )),
+                // The desired bytes are always consumed from stdin, used or not.
+                Some(len) => s.push_str(&format!(
+                    "case \"$S\n\" in *{same}*) head -c {len} >/dev/null;; *) if [ -f {q} ] && [ ! -L {q} ]; then m {section}; head -c {len} | diff --unchanged-line-format= --old-line-format='-%dn\n' --new-line-format='+%dn\n' -- {q} - 2>/dev/null; else head -c {len} >/dev/null; fi;; esac\n"
+                )),
+            }
+        }
+        if !self.packages.is_empty() {
+            let names: Vec<String> = self.packages.iter().map(|p| quote_str(p)).collect();
+            let names = names.join(" ");
+            s.push_str(&format!(
+                "m pkg\ncase $P in\n\
+                 apt) dpkg-query -W -f='${{Package}}\\t${{db:Status-Abbrev}}\\t${{Version}}\\n' -- {names} 2>/dev/null;;\n\
+                 dnf) rpm -q --qf '%{{NAME}}\\t%{{VERSION}}-%{{RELEASE}}\\n' -- {names} 2>/dev/null;;\n\
+                 esac\n"
+            ));
+        }
+        s.push_str(&self.sections);
+        s.push_str("m end\n");
+        (s, self.stdin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_differ() {
+        assert_ne!(Token::random(), Token::random());
+        assert!(Token::random().as_str().len() > 20);
+    }
+
+    #[test]
+    fn one_stat_and_one_sum_for_many_files() {
+        let mut b = ProbeBuilder::new(Token::fixed("TOK"));
+        for i in 0..20 {
+            let p = RemotePath::parse(&format!("/etc/f{i}")).unwrap();
+            b.stat(&p);
+            b.content_if_differs(i, &p, "00");
+        }
+        let (script, stdin) = b.finish();
+        assert!(stdin.is_empty());
+        assert_eq!(script.matches("stat --printf").count(), 1);
+        assert_eq!(script.matches("sha256sum").count(), 1);
+        assert!(script.contains("'/etc/f19'"));
+    }
+}

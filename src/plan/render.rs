@@ -1,0 +1,209 @@
+//! Rendering plans: text for people (per node the changes with diffs, a summary line per
+//! datacenter and for the site) and JSON for programs. Secret-bearing content is already
+//! reduced to line numbers and fingerprints in `Diff`, so neither form can show it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::node::DatacenterName;
+use crate::plan::{diff, Action, Change, Diff, NodePlan};
+
+/// A node's planning result: its plan, or why none could be made.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum NodeResult {
+    Planned(NodePlan),
+    Unreachable {
+        node: crate::node::NodeName,
+        datacenter: DatacenterName,
+        error: String,
+    },
+    HostKey {
+        node: crate::node::NodeName,
+        datacenter: DatacenterName,
+        error: String,
+    },
+    Failed {
+        node: crate::node::NodeName,
+        datacenter: DatacenterName,
+        error: String,
+    },
+}
+
+impl NodeResult {
+    pub fn datacenter(&self) -> &DatacenterName {
+        match self {
+            NodeResult::Planned(p) => &p.datacenter,
+            NodeResult::Unreachable { datacenter, .. }
+            | NodeResult::HostKey { datacenter, .. }
+            | NodeResult::Failed { datacenter, .. } => datacenter,
+        }
+    }
+}
+
+/// Counts for one summary line.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub nodes: usize,
+    pub in_sync: usize,
+    pub with_changes: usize,
+    pub changes: usize,
+    pub unreachable: usize,
+    pub failed: usize,
+}
+
+impl Summary {
+    fn add(&mut self, result: &NodeResult) {
+        self.nodes += 1;
+        match result {
+            NodeResult::Planned(p) if p.is_empty() => self.in_sync += 1,
+            NodeResult::Planned(p) => {
+                self.with_changes += 1;
+                self.changes += p.changes.len();
+            }
+            NodeResult::Unreachable { .. } => self.unreachable += 1,
+            NodeResult::HostKey { .. } | NodeResult::Failed { .. } => self.failed += 1,
+        }
+    }
+
+    fn line(&self) -> String {
+        let mut s = format!(
+            "{} nodes: {} in sync, {} with changes ({} changes)",
+            self.nodes, self.in_sync, self.with_changes, self.changes
+        );
+        if self.unreachable > 0 {
+            let _ = write!(s, ", {} unreachable", self.unreachable);
+        }
+        if self.failed > 0 {
+            let _ = write!(s, ", {} failed", self.failed);
+        }
+        s
+    }
+}
+
+/// Summaries per datacenter and for the site.
+pub fn summarize(results: &[NodeResult]) -> (BTreeMap<DatacenterName, Summary>, Summary) {
+    let mut per_dc: BTreeMap<DatacenterName, Summary> = BTreeMap::new();
+    let mut site = Summary::default();
+    for r in results {
+        per_dc.entry(r.datacenter().clone()).or_default().add(r);
+        site.add(r);
+    }
+    (per_dc, site)
+}
+
+/// The plan as text.
+pub fn text(results: &[NodeResult]) -> String {
+    let mut out = String::new();
+    for r in results {
+        match r {
+            NodeResult::Planned(plan) if plan.is_empty() => {
+                let _ = writeln!(out, "{} ({}): in sync", plan.node, plan.datacenter);
+            }
+            NodeResult::Planned(plan) => {
+                let _ = writeln!(
+                    out,
+                    "{} ({}): {} change{}",
+                    plan.node,
+                    plan.datacenter,
+                    plan.changes.len(),
+                    if plan.changes.len() == 1 { "" } else { "s" }
+                );
+                for change in &plan.changes {
+                    change_text(&mut out, change);
+                }
+            }
+            NodeResult::Unreachable {
+                node,
+                datacenter,
+                error,
+            } => {
+                let _ = writeln!(out, "{node} ({datacenter}): unreachable: {error}");
+            }
+            NodeResult::HostKey {
+                node,
+                datacenter,
+                error,
+            } => {
+                let _ = writeln!(out, "{node} ({datacenter}): host key refused: {error}");
+            }
+            NodeResult::Failed {
+                node,
+                datacenter,
+                error,
+            } => {
+                let _ = writeln!(out, "{node} ({datacenter}): failed: {error}");
+            }
+        }
+    }
+    let (per_dc, site) = summarize(results);
+    out.push('\n');
+    for (dc, summary) in &per_dc {
+        let _ = writeln!(out, "datacenter {dc}: {}", summary.line());
+    }
+    let _ = writeln!(out, "site: {}", site.line());
+    out
+}
+
+fn change_text(out: &mut String, change: &Change) {
+    let sign = match change.action {
+        Action::Create => '+',
+        Action::Remove => '-',
+        Action::Modify => '~',
+        Action::Run | Action::Reload => '!',
+    };
+    let details: Vec<String> = change
+        .details
+        .iter()
+        .filter(|d| d.from.is_some() || d.to.is_some())
+        .map(|d| match (&d.from, &d.to) {
+            (Some(f), Some(t)) => format!("{} {f} -> {t}", d.attr),
+            (None, Some(t)) => format!("{} {t}", d.attr),
+            (Some(f), None) => format!("{} {f} -> none", d.attr),
+            (None, None) => d.attr.to_string(),
+        })
+        .collect();
+    let _ = write!(out, "  {sign} {} {}", change.action.as_str(), change.id);
+    if !details.is_empty() {
+        let _ = write!(out, " ({})", details.join("; "));
+    }
+    out.push('\n');
+    match &change.diff {
+        Some(Diff::Text { unified }) => {
+            for line in unified.lines() {
+                let _ = writeln!(out, "      {line}");
+            }
+        }
+        Some(Diff::Redacted {
+            removed_lines,
+            added_lines,
+            secrets,
+        }) => {
+            let fps: Vec<String> = secrets.iter().map(|f| f.marker()).collect();
+            let _ = writeln!(
+                out,
+                "      secret-bearing content: lines -{} +{}; holds {}",
+                diff::ranges(removed_lines),
+                diff::ranges(added_lines),
+                fps.join(" ")
+            );
+        }
+        Some(Diff::Unavailable { reason }) => {
+            let _ = writeln!(out, "      (no diff: {reason})");
+        }
+        None => {}
+    }
+}
+
+/// The plan as JSON: the node results and the summaries.
+pub fn json(results: &[NodeResult]) -> serde_json::Value {
+    let (per_dc, site) = summarize(results);
+    serde_json::json!({
+        "version": 1,
+        "nodes": results,
+        "datacenters": per_dc,
+        "site": site,
+    })
+}

@@ -1,0 +1,68 @@
+//! `directory`: existence, owner, group and mode of a directory, from the batched `stat`.
+//! Removal uses `rmdir`: tandem does not delete a tree it did not declare file by file.
+
+use crate::fact::{EntryKind, FactError, NodeFacts, ProbeBuilder};
+use crate::plan::{Action, Assessment, Change, Detail};
+use crate::resource::{
+    metadata_details, metadata_shell, observed_stat, Context, DirectorySpec, Operations, Presence,
+    StepOut,
+};
+use crate::transport::quote::quote_str;
+
+impl Operations for DirectorySpec {
+    fn probe(&self, _index: usize, probe: &mut ProbeBuilder) {
+        probe.stat(&self.path);
+    }
+
+    fn assess(&self, ctx: &Context<'_>) -> Result<Assessment, FactError> {
+        let stat = ctx.facts.stats.get(self.path.as_str());
+        let change = match (self.ensure, stat) {
+            (Presence::Absent, None) => None,
+            (Presence::Absent, Some(_)) => Some(Change::new(ctx.id, Action::Remove)),
+            (Presence::Present, None) => {
+                let mut change = Change::new(ctx.id, Action::Create);
+                if let Some(mode) = self.mode {
+                    change
+                        .details
+                        .push(Detail::new("mode", None, Some(mode.to_string())));
+                }
+                Some(change)
+            }
+            (Presence::Present, Some(stat)) => {
+                let mut change = Change::new(ctx.id, Action::Modify);
+                if stat.kind != EntryKind::Directory {
+                    change.details.push(Detail::new(
+                        "type",
+                        Some(format!("{:?}", stat.kind).to_lowercase()),
+                        Some("directory".into()),
+                    ));
+                }
+                change.details.extend(metadata_details(
+                    stat,
+                    self.mode,
+                    self.owner.as_ref(),
+                    self.group.as_ref(),
+                ));
+                (!change.details.is_empty()).then_some(change)
+            }
+        };
+        Ok(Assessment {
+            observed: observed_stat(stat),
+            change,
+        })
+    }
+
+    fn apply(&self, change: &Change, _facts: &NodeFacts, out: &mut StepOut) {
+        let p = quote_str(self.path.as_str());
+        match change.action {
+            Action::Remove => out.line(format!("rmdir -- {p}")),
+            _ => {
+                if change.action == Action::Create || change.touches("type") {
+                    // Fails on a non-directory in the way: replacing a file is not implied.
+                    out.line(format!("( umask 022; mkdir -p -- {p} )"));
+                }
+                metadata_shell(out, &p, self.mode, self.owner.as_ref(), self.group.as_ref());
+            }
+        }
+    }
+}

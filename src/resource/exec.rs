@@ -1,0 +1,60 @@
+//! `exec`: a command guarded by `creates` (a path), `unless` and `onlyif` (commands),
+//! all evaluated in the probe, so planning knows whether it would run. `refresh_only`
+//! commands run only when notified.
+
+use crate::fact::{FactError, NodeFacts, ProbeBuilder};
+use crate::plan::{Action, Assessment, Change, Detail};
+use crate::resource::{wrap_command, Context, ExecSpec, Operations, StepOut};
+use crate::transport::quote::quote_str;
+
+impl Operations for ExecSpec {
+    fn probe(&self, index: usize, probe: &mut ProbeBuilder) {
+        let mut shell = String::new();
+        if let Some(path) = &self.creates {
+            shell.push_str(&format!(
+                "[ -e {} ] && echo creates=1\n",
+                quote_str(path.as_str())
+            ));
+        }
+        for (key, guard) in [("unless", &self.unless), ("onlyif", &self.onlyif)] {
+            if let Some(guard) = guard {
+                let cmd = wrap_command(guard, self.user.as_ref(), self.cwd.as_ref());
+                shell.push_str(&format!(
+                    "if {cmd} </dev/null >/dev/null 2>&1; then echo {key}=0; else echo {key}=1; fi\n"
+                ));
+            }
+        }
+        shell.push(':');
+        probe.section(index, &shell);
+    }
+
+    fn assess(&self, ctx: &Context<'_>) -> Result<Assessment, FactError> {
+        let kv = ctx.facts.keyed(&format!("r{}", ctx.index));
+        let created = kv.contains_key("creates");
+        let unless_ok = kv.get("unless").map(|v| v == "0");
+        let onlyif_ok = kv.get("onlyif").map(|v| v == "0");
+        let observed = format!("creates={created} unless={unless_ok:?} onlyif={onlyif_ok:?}");
+        let guards_pass = !created
+            && (self.unless.is_none() || unless_ok == Some(false))
+            && (self.onlyif.is_none() || onlyif_ok == Some(true));
+        let runs = guards_pass && (!self.refresh_only || !ctx.notified_by.is_empty());
+        let change = runs.then(|| {
+            let mut c = Change::new(ctx.id, Action::Run);
+            if !ctx.notified_by.is_empty() {
+                let by: Vec<String> = ctx.notified_by.iter().map(ToString::to_string).collect();
+                c.details
+                    .push(Detail::new("notified", None, Some(by.join(", "))));
+            }
+            c
+        });
+        Ok(Assessment { observed, change })
+    }
+
+    fn apply(&self, _change: &Change, _facts: &NodeFacts, out: &mut StepOut) {
+        out.line(wrap_command(
+            &self.command,
+            self.user.as_ref(),
+            self.cwd.as_ref(),
+        ));
+    }
+}

@@ -1,0 +1,57 @@
+//! `group`: a local group read with `getent group`, changed with `groupadd`/`groupmod`/
+//! `groupdel`.
+
+use crate::fact::{FactError, NodeFacts, ProbeBuilder};
+use crate::plan::{Action, Assessment, Change, Detail};
+use crate::resource::{Context, GroupSpec, Operations, Presence, StepOut};
+use crate::transport::quote::quote_str;
+
+impl Operations for GroupSpec {
+    fn probe(&self, index: usize, probe: &mut ProbeBuilder) {
+        let n = quote_str(&self.name);
+        probe.section(
+            index,
+            &format!("printf 'g=%s\\n' \"$(getent group -- {n})\""),
+        );
+    }
+
+    fn assess(&self, ctx: &Context<'_>) -> Result<Assessment, FactError> {
+        let kv = ctx.facts.keyed(&format!("r{}", ctx.index));
+        let entry = kv.get("g").filter(|g| !g.is_empty());
+        let observed = format!("{entry:?}");
+        let change = match (self.ensure, entry) {
+            (Presence::Absent, None) => None,
+            (Presence::Absent, Some(_)) => Some(Change::new(ctx.id, Action::Remove)),
+            (Presence::Present, None) => Some(Change::new(ctx.id, Action::Create)),
+            (Presence::Present, Some(line)) => {
+                let gid = line.split(':').nth(2);
+                match self.gid {
+                    Some(want) if gid != Some(want.to_string().as_str()) => {
+                        let mut c = Change::new(ctx.id, Action::Modify);
+                        c.details.push(Detail::new(
+                            "gid",
+                            gid.map(str::to_string),
+                            Some(want.to_string()),
+                        ));
+                        Some(c)
+                    }
+                    _ => None,
+                }
+            }
+        };
+        Ok(Assessment { observed, change })
+    }
+
+    fn apply(&self, change: &Change, _facts: &NodeFacts, out: &mut StepOut) {
+        let n = quote_str(&self.name);
+        let gid = self.gid.map(|g| format!(" -g {g}")).unwrap_or_default();
+        match change.action {
+            Action::Remove => out.line(format!("groupdel -- {n}")),
+            Action::Create => {
+                let system = if self.system { " -r" } else { "" };
+                out.line(format!("groupadd{system}{gid} -- {n}"));
+            }
+            _ => out.line(format!("groupmod{gid} -- {n}")),
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! `symlink`: a link and its target, read with `readlink`. Replacing a link is atomic: a
+//! new link is made beside it and renamed over it.
+
+use crate::fact::{EntryKind, FactError, NodeFacts, ProbeBuilder};
+use crate::plan::{Action, Assessment, Change, Detail};
+use crate::resource::{observed_stat, Context, Operations, Presence, StepOut, SymlinkSpec};
+use crate::transport::quote::quote_str;
+
+impl Operations for SymlinkSpec {
+    fn probe(&self, index: usize, probe: &mut ProbeBuilder) {
+        probe.stat(&self.path);
+        let p = quote_str(self.path.as_str());
+        probe.section(index, &format!("[ -L {p} ] && readlink -- {p}"));
+    }
+
+    fn assess(&self, ctx: &Context<'_>) -> Result<Assessment, FactError> {
+        let stat = ctx.facts.stats.get(self.path.as_str());
+        let target = ctx.facts.section(&format!("r{}", ctx.index)).map(|body| {
+            let body = body.strip_suffix(b"\n").unwrap_or(body);
+            String::from_utf8_lossy(body).into_owned()
+        });
+        let observed = format!(
+            "{} -> {}",
+            observed_stat(stat),
+            target.as_deref().unwrap_or("-")
+        );
+        let change = match (self.ensure, stat) {
+            (Presence::Absent, None) => None,
+            (Presence::Absent, Some(_)) => Some(Change::new(ctx.id, Action::Remove)),
+            (Presence::Present, None) => {
+                let mut change = Change::new(ctx.id, Action::Create);
+                change
+                    .details
+                    .push(Detail::new("target", None, Some(self.target.clone())));
+                Some(change)
+            }
+            (Presence::Present, Some(stat)) => {
+                let current = match stat.kind {
+                    EntryKind::Symlink => target.unwrap_or_default(),
+                    kind => format!("({:?})", kind).to_lowercase(),
+                };
+                (current != self.target).then(|| {
+                    let mut change = Change::new(ctx.id, Action::Modify);
+                    change.details.push(Detail::new(
+                        "target",
+                        Some(current),
+                        Some(self.target.clone()),
+                    ));
+                    change
+                })
+            }
+        };
+        Ok(Assessment { observed, change })
+    }
+
+    fn apply(&self, change: &Change, _facts: &NodeFacts, out: &mut StepOut) {
+        let p = quote_str(self.path.as_str());
+        if change.action == Action::Remove {
+            out.line(format!(
+                "if [ -L {p} ]; then rm -f -- {p}; else echo {} >&2; exit 1; fi",
+                quote_str(&format!(
+                    "`{}` is not a symlink; not removing it",
+                    self.path
+                ))
+            ));
+            return;
+        }
+        let tmp = quote_str(&format!(
+            "{}/.{}.tandem-link",
+            self.path.parent().as_str().trim_end_matches('/'),
+            self.path.file_name()
+        ));
+        out.line(format!("rm -f -- {tmp}"));
+        out.line(format!("ln -s -- {} {tmp}", quote_str(&self.target)));
+        // `mv -T` refuses to replace a directory, which is what we want.
+        out.line(format!("mv -Tf -- {tmp} {p}"));
+    }
+}

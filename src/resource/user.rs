@@ -1,0 +1,116 @@
+//! `user`: a local account read with `getent passwd` and `id`, changed with
+//! `useradd`/`usermod`/`userdel`. Supplementary groups are a minimum: groups the node
+//! adds on its own are left alone.
+
+use crate::fact::{FactError, NodeFacts, ProbeBuilder};
+use crate::plan::{Action, Assessment, Change, Detail};
+use crate::resource::{Context, Operations, Presence, StepOut, UserSpec};
+use crate::transport::quote::quote_str;
+
+impl Operations for UserSpec {
+    fn probe(&self, index: usize, probe: &mut ProbeBuilder) {
+        let n = quote_str(&self.name);
+        probe.section(
+            index,
+            &format!(
+                "printf 'p=%s\\ng=%s\\npg=%s\\n' \"$(getent passwd -- {n})\" \"$(id -Gn -- {n} 2>/dev/null)\" \"$(id -gn -- {n} 2>/dev/null)\""
+            ),
+        );
+    }
+
+    fn assess(&self, ctx: &Context<'_>) -> Result<Assessment, FactError> {
+        let kv = ctx.facts.keyed(&format!("r{}", ctx.index));
+        let passwd = kv.get("p").filter(|p| !p.is_empty());
+        let observed = format!("{passwd:?} {:?} {:?}", kv.get("g"), kv.get("pg"));
+        let change = match (self.ensure, passwd) {
+            (Presence::Absent, None) => None,
+            (Presence::Absent, Some(_)) => Some(Change::new(ctx.id, Action::Remove)),
+            (Presence::Present, None) => Some(Change::new(ctx.id, Action::Create)),
+            (Presence::Present, Some(line)) => {
+                let fields: Vec<&str> = line.split(':').collect();
+                let mut c = Change::new(ctx.id, Action::Modify);
+                let mut diff = |attr, have: Option<&str>, want: Option<String>| {
+                    if let Some(want) = want {
+                        if have != Some(want.as_str()) {
+                            c.details
+                                .push(Detail::new(attr, have.map(str::to_string), Some(want)));
+                        }
+                    }
+                };
+                diff(
+                    "uid",
+                    fields.get(2).copied(),
+                    self.uid.map(|u| u.to_string()),
+                );
+                diff(
+                    "group",
+                    kv.get("pg").map(String::as_str),
+                    self.group.clone(),
+                );
+                diff(
+                    "home",
+                    fields.get(5).copied(),
+                    self.home.as_ref().map(|h| h.to_string()),
+                );
+                diff("shell", fields.get(6).copied(), self.shell.clone());
+                let have: Vec<&str> = kv
+                    .get("g")
+                    .map(|g| g.split(' ').collect())
+                    .unwrap_or_default();
+                let missing: Vec<&str> = self
+                    .groups
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|g| !have.contains(g))
+                    .collect();
+                if !missing.is_empty() {
+                    c.details.push(Detail::new(
+                        "groups",
+                        None,
+                        Some(format!("+{}", missing.join(",+"))),
+                    ));
+                }
+                (!c.details.is_empty()).then_some(c)
+            }
+        };
+        Ok(Assessment { observed, change })
+    }
+
+    fn apply(&self, change: &Change, _facts: &NodeFacts, out: &mut StepOut) {
+        let n = quote_str(&self.name);
+        if change.action == Action::Remove {
+            out.line(format!("userdel -- {n}"));
+            return;
+        }
+        let create = change.action == Action::Create;
+        let mut args = Vec::new();
+        let mut opt = |flag: &str, value: Option<String>| {
+            if let Some(v) = value {
+                args.push(format!("{flag} {}", quote_str(&v)));
+            }
+        };
+        opt("-u", self.uid.map(|u| u.to_string()));
+        opt("-g", self.group.clone());
+        opt("-d", self.home.as_ref().map(|h| h.to_string()));
+        opt("-s", self.shell.clone());
+        if !self.groups.is_empty() {
+            let groups = quote_str(&self.groups.join(","));
+            args.push(if create {
+                format!("-G {groups}")
+            } else {
+                format!("-a -G {groups}")
+            });
+        }
+        if create {
+            if self.system {
+                args.push("-r".into());
+            }
+            if self.home.is_some() {
+                args.push("-m".into());
+            }
+            out.line(format!("useradd {} -- {n}", args.join(" ")));
+        } else {
+            out.line(format!("usermod {} -- {n}", args.join(" ")));
+        }
+    }
+}
