@@ -222,3 +222,35 @@ fn systemd_hosts_run_sshd_and_nginx_as_units() {
 
     assert_down_leaves_nothing(fleet);
 }
+
+#[test]
+fn parallel_fleets_get_their_own_bridge_and_subnet() {
+    let handles: Vec<_> = (0..2)
+        .map(|_| std::thread::spawn(|| Fleet::up("parallel", "local:node:2", Mode::Tini)))
+        .collect();
+    let fleets: Vec<Fleet> = handles
+        .into_iter()
+        .map(|h| h.join().expect("fleet up thread"))
+        .collect();
+    let (a, b) = (&fleets[0], &fleets[1]);
+    assert_ne!(meta(a, "FLEET_BRIDGE"), meta(b, "FLEET_BRIDGE"));
+    assert_ne!(a.gateway_address(), b.gateway_address());
+    for fleet in &fleets {
+        for node in fleet.nodes() {
+            let host = node.name.as_str();
+            assert_eq!(ssh_ok(fleet, host, "hostname"), host);
+            // A host has a route to its own fleet's gateway and none to anything else.
+            let own = format!("ip route get {}", fleet.gateway_address());
+            ssh_ok(fleet, host, &own);
+        }
+    }
+    let other = format!("ip route get {}", b.gateway_address());
+    let out = ssh(a, "node-local-1", &other);
+    assert!(
+        !out.status.success(),
+        "a host reached another fleet's bridge"
+    );
+    for fleet in fleets {
+        assert_down_leaves_nothing(fleet);
+    }
+}

@@ -158,6 +158,18 @@ impl Fleet {
         self.dir.join("ssh_config")
     }
 
+    /// The bridge's address in the root namespace, the one address outside the fleet
+    /// that hosts can reach (`fleet-gateway` in their /etc/hosts): serve a local apt
+    /// repository or a webhook sender there.
+    pub fn gateway_address(&self) -> String {
+        let env = std::fs::read_to_string(self.dir.join("fleet.env")).unwrap_or_default();
+        let net = env
+            .lines()
+            .find_map(|line| line.strip_prefix("FLEET_NET="))
+            .unwrap_or_else(|| panic!("no `FLEET_NET` in {}/fleet.env", self.dir.display()));
+        format!("{net}.1")
+    }
+
     /// The hosts, as tandem's inventory loader reads them.
     pub fn nodes(&self) -> &[Node] {
         &self.nodes
