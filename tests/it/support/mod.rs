@@ -1,1 +1,3 @@
 //! Shared test support: the local fleet, fixture sites, running the binary.
+
+pub mod fleet;
