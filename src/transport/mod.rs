@@ -3,7 +3,9 @@
 //!
 //! SKELETON: the trait only; the SSH and local transports come next.
 
+pub mod known_hosts;
 pub mod quote;
+pub mod ssh;
 
 use std::time::Duration;
 

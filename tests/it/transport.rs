@@ -1,1 +1,334 @@
-//! Integration tests: transport.
+//! Integration tests: the SSH transport against a real OpenSSH sshd on loopback
+//! (`support::sshd`, needs root): output and exit status, one connection for many
+//! commands, large stdin, quoting of hostile strings, host key refusal before any
+//! authentication, auth and reachability errors, and timeouts that kill the remote
+//! process.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tandem::transport::quote::quote;
+use tandem::transport::ssh::{SshConfig, SshConnector};
+use tandem::transport::{Connector, TransportError};
+
+use crate::support::sshd::{keygen, Sshd};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// A connector trusting the sshd's current host key and using its client key.
+fn connector(sshd: &Sshd) -> SshConnector {
+    let known_hosts = sshd.dir().join("tandem_known_hosts");
+    std::fs::write(&known_hosts, sshd.known_hosts_line()).unwrap();
+    connector_with(&known_hosts, &sshd.client_key())
+}
+
+fn connector_with(known_hosts: &Path, identity: &Path) -> SshConnector {
+    let mut config = SshConfig::new(known_hosts.to_path_buf());
+    config.identity = Some(identity.to_path_buf());
+    config.connect_timeout = Duration::from_secs(5);
+    SshConnector::new(config).unwrap()
+}
+
+/// Deterministic bytes that do not compress into a trivial pattern.
+fn noise(len: usize) -> Vec<u8> {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn exec_returns_output_status_over_one_connection() {
+    let sshd = Sshd::start();
+    let mut session = connector(&sshd).connect(&sshd.node("n1")).await.unwrap();
+    let out = session
+        .exec("echo out; echo err >&2; exit 3", b"", 10 * SECOND)
+        .await
+        .unwrap();
+    assert_eq!(out.status, Some(3));
+    assert_eq!(out.stdout, b"out\n");
+    assert_eq!(out.stderr, b"err\n");
+    for i in 0..5 {
+        let out = session
+            .exec(&format!("echo {i}"), b"", 10 * SECOND)
+            .await
+            .unwrap();
+        assert!(out.success());
+        assert_eq!(out.stdout, format!("{i}\n").as_bytes());
+    }
+    // A command killed by a signal has no status.
+    let out = session.exec("kill -9 $$", b"", 10 * SECOND).await.unwrap();
+    assert_eq!(out.status, None);
+    assert_eq!(session.round_trips(), 7);
+    let log = sshd.log();
+    // One login, seven channels on it (the readiness probe of `Sshd` never logs in).
+    assert_eq!(
+        log.matches("Accepted publickey for root").count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(log.matches("Starting session: command").count(), 7, "{log}");
+}
+
+#[tokio::test]
+async fn megabytes_of_stdin_do_not_deadlock() {
+    let sshd = Sshd::start();
+    let mut session = connector(&sshd).connect(&sshd.node("n1")).await.unwrap();
+    let input = noise(8 << 20);
+    let out = session
+        .exec("sha256sum", &input, 60 * SECOND)
+        .await
+        .unwrap();
+    let expected = hex::encode(Sha256::digest(&input));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{expected}  -\n")
+    );
+    // Input and output both in megabytes at once: the case that deadlocks a transport
+    // writing all of stdin before reading anything.
+    let out = session
+        .exec("cat; cat >&2 </dev/null", &input, 60 * SECOND)
+        .await
+        .unwrap();
+    assert!(out.success());
+    assert!(
+        out.stdout == input,
+        "stdout differs ({} bytes)",
+        out.stdout.len()
+    );
+    // A command that ignores its input still completes.
+    let out = session
+        .exec("echo ignored", &input, 60 * SECOND)
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, b"ignored\n");
+}
+
+#[test]
+fn quoting_round_trips_hostile_strings_through_a_real_shell() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let sshd = Sshd::start();
+    let session = runtime
+        .block_on(connector(&sshd).connect(&sshd.node("n1")))
+        .unwrap();
+    // proptest wants `Fn`; the one session is borrowed per case.
+    let session = std::cell::RefCell::new(session);
+    let echo = |arg: &[u8]| -> Vec<u8> {
+        let command = format!("printf '%s' {}", quote(arg));
+        let out = runtime
+            .block_on(session.borrow_mut().exec(&command, b"", 10 * SECOND))
+            .unwrap();
+        assert!(
+            out.success(),
+            "{command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let fixed: [&[u8]; 12] = [
+        b"",
+        b"it's",
+        b"'\"'\"",
+        b"$(touch /tmp/tandem-pwned)",
+        b"`id`",
+        b"a\nb\n\n",
+        b"-n",
+        b"--help",
+        b"* ? [a-z]",
+        b"back\\slash\\",
+        b"\xff\xfe\x80 latin1 \xe9",
+        b"$HOME ${IFS} ; | & > < ! # ~",
+    ];
+    for arg in fixed {
+        assert_eq!(echo(arg), arg, "{:?}", String::from_utf8_lossy(arg));
+    }
+    assert!(!Path::new("/tmp/tandem-pwned").exists());
+
+    // A shell word cannot hold NUL, so it is the one byte left out.
+    let config = Config {
+        cases: 64,
+        ..Config::default()
+    };
+    TestRunner::new(config.clone())
+        .run(&proptest::collection::vec(1u8..=255, 0..64), |arg| {
+            prop_assert_eq!(echo(&arg), arg);
+            Ok(())
+        })
+        .unwrap();
+    // Printable-heavy strings too, where quotes and `$` cluster.
+    TestRunner::new(config)
+        .run(&"[ -~\n\t'\"$`\\\\]{0,40}", |arg| {
+            prop_assert_eq!(echo(arg.as_bytes()), arg.as_bytes());
+            Ok(())
+        })
+        .unwrap();
+    let trips = session.borrow().round_trips();
+    assert_eq!(trips, 12 + 64 + 64, "{trips} round trips");
+}
+
+#[tokio::test]
+async fn unknown_host_key_gets_no_authentication() {
+    let sshd = Sshd::start_logging("DEBUG1");
+    let empty = sshd.dir().join("empty_known_hosts");
+    let err = match connector_with(&empty, &sshd.client_key())
+        .connect(&sshd.node("n1"))
+        .await
+    {
+        Err(err) => err,
+        Ok(_) => panic!("connected to an unknown host"),
+    };
+    let TransportError::HostKey { node, reason } = &err else {
+        panic!("expected a host key error, got {err}");
+    };
+    assert_eq!(node.as_str(), "n1");
+    assert!(reason.contains(&sshd.fingerprint()), "{reason}");
+    assert!(reason.contains("tandem trust n1"), "{reason}");
+    // Give sshd a moment to log the closed connection, then check it saw no login.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = sshd.log();
+    assert!(log.contains("Connection from 127.0.0.1"), "{log}");
+    assert!(!log.contains("userauth-request"), "{log}");
+    assert!(!log.contains("Accepted"), "{log}");
+}
+
+#[tokio::test]
+async fn changed_host_key_is_refused() {
+    let mut sshd = Sshd::start();
+    let connector = connector(&sshd);
+    drop(connector.connect(&sshd.node("n1")).await.unwrap());
+    sshd.regenerate_host_key();
+    let err = match connector.connect(&sshd.node("n1")).await {
+        Err(err) => err,
+        Ok(_) => panic!("connected despite a changed host key"),
+    };
+    let TransportError::HostKey { reason, .. } = &err else {
+        panic!("expected a host key error, got {err}");
+    };
+    assert!(reason.contains("HOST KEY CHANGED"), "{reason}");
+    assert!(reason.contains(&sshd.fingerprint()), "{reason}");
+}
+
+#[tokio::test]
+async fn wrong_client_key_is_an_auth_error() {
+    let sshd = Sshd::start();
+    let other = sshd.dir().join("other_key");
+    keygen(&other);
+    let known_hosts = sshd.dir().join("kh");
+    std::fs::write(&known_hosts, sshd.known_hosts_line()).unwrap();
+    let err = match connector_with(&known_hosts, &other)
+        .connect(&sshd.node("n1"))
+        .await
+    {
+        Err(err) => err,
+        Ok(_) => panic!("authenticated with a key sshd does not know"),
+    };
+    assert!(matches!(err, TransportError::Auth { .. }), "{err}");
+    assert!(err.to_string().contains("`root`"), "{err}");
+}
+
+#[tokio::test]
+async fn closed_port_is_unreachable_quickly() {
+    let port = crate::support::sshd::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let connector = connector_with(&dir.path().join("kh"), &dir.path().join("key"));
+    let mut node = tandem::node::Node {
+        port,
+        ..Sshd::start().node("gone")
+    };
+    node.port = port;
+    let started = Instant::now();
+    let err = match connector.connect(&node).await {
+        Err(err) => err,
+        Ok(_) => panic!("connected to a closed port"),
+    };
+    assert!(matches!(err, TransportError::Unreachable { .. }), "{err}");
+    assert!(started.elapsed() < SECOND, "took {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn timed_out_command_is_killed_on_the_node() {
+    let sshd = Sshd::start();
+    let mut session = connector(&sshd).connect(&sshd.node("n1")).await.unwrap();
+    let pids = sshd.dir().join("pids");
+    let command = format!(
+        "sleep 300 & echo $! > {p}; echo $$ >> {p}; wait",
+        p = pids.display()
+    );
+    let started = Instant::now();
+    let err = session
+        .exec(&command, b"", Duration::from_millis(700))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TransportError::Timeout { .. }), "{err}");
+    assert!(
+        started.elapsed() < 3 * SECOND,
+        "took {:?}",
+        started.elapsed()
+    );
+    // sshd runs on this machine, so its processes are visible here.
+    let pids = std::fs::read_to_string(&pids).unwrap();
+    let pids: Vec<&str> = pids.lines().collect();
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    let deadline = Instant::now() + 2 * SECOND;
+    while pids
+        .iter()
+        .any(|pid| Path::new(&format!("/proc/{pid}")).exists())
+    {
+        assert!(Instant::now() < deadline, "still running: {pids:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The session survives the timeout.
+    let out = session.exec("echo alive", b"", 10 * SECOND).await.unwrap();
+    assert_eq!(out.stdout, b"alive\n");
+}
+
+/// Connect plus one command, against OpenSSH's own client on the same sshd. Prints both
+/// medians; fails only when tandem is far slower (the machine may be loaded).
+#[tokio::test]
+async fn connect_and_one_command_is_as_fast_as_openssh() {
+    let sshd = Sshd::start();
+    let connector = connector(&sshd);
+    let known_hosts = sshd.dir().join("tandem_known_hosts");
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..7 {
+        let started = Instant::now();
+        let mut session = connector.connect(&sshd.node("n1")).await.unwrap();
+        assert!(session
+            .exec("true", b"", 10 * SECOND)
+            .await
+            .unwrap()
+            .success());
+        drop(session);
+        ours.push(started.elapsed());
+
+        let started = Instant::now();
+        let status = tokio::process::Command::new("ssh")
+            .args(["-F", "/dev/null", "-o", "BatchMode=yes"])
+            .args(["-o", "KexAlgorithms=curve25519-sha256"])
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+            .arg("-i")
+            .arg(sshd.client_key())
+            .args(["-p", &sshd.port.to_string(), "root@127.0.0.1", "true"])
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success());
+        theirs.push(started.elapsed());
+    }
+    ours.sort();
+    theirs.sort();
+    let (ours, theirs) = (ours[3], theirs[3]);
+    let ratio = ours.as_secs_f64() / theirs.as_secs_f64();
+    eprintln!("connect + `true`: tandem {ours:?}, openssh {theirs:?}, ratio {ratio:.2}");
+    assert!(ratio < 2.0, "tandem {ours:?} vs openssh {theirs:?}");
+}

@@ -1,1 +1,2 @@
 //! Shared test support: the local fleet, fixture sites, running the binary.
+pub mod sshd;
