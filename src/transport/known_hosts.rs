@@ -248,6 +248,49 @@ impl KnownHosts {
     }
 }
 
+impl KnownHosts {
+    /// Replaces every pin for `address:port` with `key` (`tandem trust --replace`, after
+    /// a rebuild). Lines naming the host are dropped whole; `@revoked` lines and other
+    /// hosts stay. The file is rewritten atomically (temporary file, fsync, rename).
+    pub fn replace(
+        &mut self,
+        address: &str,
+        port: u16,
+        key: &HostKey,
+        comment: &str,
+    ) -> Result<(), KnownHostsError> {
+        let write_error = |err: std::io::Error| KnownHostsError::Write {
+            path: self.path.clone(),
+            reason: err.to_string(),
+        };
+        let name = host_name(address, port);
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(err) => return Err(write_error(err)),
+        };
+        let mut kept = String::new();
+        for line in text.lines() {
+            let names = line.split_whitespace().next().unwrap_or("");
+            let pins_host = !names.starts_with(['#', '@']) && names.split(',').any(|n| n == name);
+            if !pins_host {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+        }
+        kept.push_str(&format!("{name} {} {comment}\n", key.to_openssh()));
+        let mut staged = self.path.clone().into_os_string();
+        staged.push(".tandem-new");
+        let staged = PathBuf::from(staged);
+        let mut file = std::fs::File::create(&staged).map_err(write_error)?;
+        file.write_all(kept.as_bytes()).map_err(write_error)?;
+        file.sync_all().map_err(write_error)?;
+        std::fs::rename(&staged, &self.path).map_err(write_error)?;
+        *self = Self::parse(&self.path, &kept)?;
+        Ok(())
+    }
+}
+
 /// A key blob starts with its type as an SSH string (u32 length, then the bytes).
 fn blob_has_type(blob: &[u8], kind: &str) -> bool {
     let Some((len, rest)) = blob.split_first_chunk::<4>() else {
@@ -341,5 +384,13 @@ mod tests {
         kh.append("127.0.0.1", 2200, &a, "node-1").unwrap();
         let reread = KnownHosts::load(&path).unwrap();
         assert_eq!(reread.check("127.0.0.1", 2200, &a), Verdict::Trusted);
+
+        let b = key("ssh-ed25519", b"new");
+        kh.append("other", 22, &a, "node-2").unwrap();
+        kh.replace("127.0.0.1", 2200, &b, "node-1").unwrap();
+        let reread = KnownHosts::load(&path).unwrap();
+        assert_eq!(reread.check("127.0.0.1", 2200, &b), Verdict::Trusted);
+        assert_eq!(reread.check("other", 22, &a), Verdict::Trusted);
+        assert_eq!(kh.check("127.0.0.1", 2200, &b), Verdict::Trusted);
     }
 }

@@ -4,6 +4,8 @@
 //! authentication, auth and reachability errors, and timeouts that kill the remote
 //! process.
 
+mod trust;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 

@@ -11,7 +11,7 @@ mod exec;
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ use async_trait::async_trait;
 
 use super::known_hosts::{host_name, HostKey, KnownHosts, KnownHostsError, Verdict, KEY_TYPES};
 use super::{Connector, Output, Session, TransportError};
+use crate::cli::Global;
 use crate::node::{Node, NodeName};
 
 /// Key exchanges in preference order; curve25519 is the fast one.
@@ -51,6 +52,17 @@ pub struct JumpHost {
 }
 
 impl SshConfig {
+    /// The configuration the command line asks for: `--known-hosts` (default
+    /// `.tandem/known_hosts` in the site), `--identity`, `--user`.
+    pub fn from_global(global: &Global, site_root: &Path) -> Self {
+        let mut config = SshConfig::new(known_hosts_path(global, site_root));
+        config.identity = global.identity.clone();
+        if let Some(user) = &global.user {
+            config.user = user.clone();
+        }
+        config
+    }
+
     /// Defaults: user `root`, ssh-agent, 10 s to connect, 5 min per command.
     pub fn new(known_hosts: PathBuf) -> Self {
         SshConfig {
@@ -62,6 +74,15 @@ impl SshConfig {
             jump: None,
         }
     }
+}
+
+/// tandem's known_hosts: `--known-hosts`/`TANDEM_KNOWN_HOSTS`, else
+/// `.tandem/known_hosts` in the site.
+pub fn known_hosts_path(global: &Global, site_root: &Path) -> PathBuf {
+    global
+        .known_hosts
+        .clone()
+        .unwrap_or_else(|| site_root.join(".tandem/known_hosts"))
 }
 
 /// Opens SSH sessions; holds the known_hosts file read once at construction.
