@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use tandem::transport::quote::quote;
-use tandem::transport::ssh::{SshConfig, SshConnector};
+use tandem::transport::ssh::{JumpHost, SshConfig, SshConnector};
 use tandem::transport::{Connector, TransportError};
 
 use crate::support::sshd::{keygen, Sshd};
@@ -242,11 +242,16 @@ async fn closed_port_is_unreachable_quickly() {
     let port = crate::support::sshd::free_port();
     let dir = tempfile::tempdir().unwrap();
     let connector = connector_with(&dir.path().join("kh"), &dir.path().join("key"));
-    let mut node = tandem::node::Node {
+    let node = tandem::node::Node {
+        name: tandem::node::NodeName::new("gone"),
+        datacenter: tandem::node::DatacenterName::new("loopback"),
+        role: tandem::node::RoleName::new("test"),
+        address: "127.0.0.1".into(),
         port,
-        ..Sshd::start().node("gone")
+        user: None,
+        facts: Default::default(),
+        vars: Default::default(),
     };
-    node.port = port;
     let started = Instant::now();
     let err = match connector.connect(&node).await {
         Err(err) => err,
@@ -333,4 +338,103 @@ async fn connect_and_one_command_is_as_fast_as_openssh() {
     let ratio = ours.as_secs_f64() / theirs.as_secs_f64();
     eprintln!("connect + `true`: tandem {ours:?}, openssh {theirs:?}, ratio {ratio:.2}");
     assert!(ratio < 2.0, "tandem {ours:?} vs openssh {theirs:?}");
+}
+
+/// Without `--identity`, keys come from ssh-agent (`SSH_AUTH_SOCK`), the operators'
+/// default.
+#[tokio::test]
+async fn agent_keys_authenticate() {
+    let sshd = Sshd::start();
+    let socket = sshd.dir().join("agent.sock");
+    let mut agent = std::process::Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&socket)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + 5 * SECOND;
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "ssh-agent did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let added = std::process::Command::new("ssh-add")
+        .arg(sshd.client_key())
+        .env("SSH_AUTH_SOCK", &socket)
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{added:?}");
+    // Only this test reads SSH_AUTH_SOCK; the others authenticate with key files.
+    std::env::set_var("SSH_AUTH_SOCK", &socket);
+    let known_hosts = sshd.dir().join("kh");
+    std::fs::write(&known_hosts, sshd.known_hosts_line()).unwrap();
+    let connector = SshConnector::new(SshConfig::new(known_hosts)).unwrap();
+    let result = connector.connect(&sshd.node("n1")).await;
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let mut session = result.unwrap();
+    let out = session.exec("whoami", b"", 10 * SECOND).await.unwrap();
+    assert_eq!(out.stdout, b"root\n");
+}
+
+/// Through a bastion: the bastion's key is checked, the node's key is checked end to
+/// end, and the bastion's log shows the forwarding to the node.
+#[tokio::test]
+async fn jump_host_tunnels_to_the_node() {
+    let bastion = Sshd::start_logging("DEBUG1");
+    let target = Sshd::start();
+    bastion.authorize(&target.client_key().with_extension("pub"));
+    let known_hosts = target.dir().join("kh");
+    let mut config = SshConfig::new(known_hosts.clone());
+    config.identity = Some(target.client_key());
+    config.jump = Some(JumpHost {
+        address: "127.0.0.1".into(),
+        port: bastion.port,
+        user: "root".into(),
+    });
+
+    // Only the node is pinned: the unknown bastion is refused.
+    std::fs::write(&known_hosts, target.known_hosts_line()).unwrap();
+    let err = match SshConnector::new(config.clone())
+        .unwrap()
+        .connect(&target.node("n1"))
+        .await
+    {
+        Err(err) => err,
+        Ok(_) => panic!("went through an unknown bastion"),
+    };
+    assert!(matches!(err, TransportError::HostKey { .. }), "{err}");
+    assert!(err.to_string().contains("via bastion"), "{err}");
+
+    let both = format!(
+        "{}{}",
+        bastion.known_hosts_line(),
+        target.known_hosts_line()
+    );
+    std::fs::write(&known_hosts, both).unwrap();
+    let connector = SshConnector::new(config).unwrap();
+    let mut session = connector.connect(&target.node("n1")).await.unwrap();
+    let input = noise(1 << 20);
+    for _ in 0..3 {
+        let out = session.exec("cat", &input, 30 * SECOND).await.unwrap();
+        assert!(
+            out.stdout == input,
+            "stdout differs ({} bytes)",
+            out.stdout.len()
+        );
+    }
+    let target_port = format!("target 127.0.0.1 port {}", target.port);
+    assert_eq!(
+        bastion.log().matches(&target_port).count(),
+        1,
+        "{}",
+        bastion.log()
+    );
+    assert_eq!(
+        target.log().matches("Accepted publickey for root").count(),
+        1,
+        "{}",
+        target.log()
+    );
+    drop(session);
 }
