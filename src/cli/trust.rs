@@ -17,6 +17,7 @@ use crate::node::Node;
 use crate::selector::Selector;
 use crate::transport::known_hosts::{host_name, HostKey, KnownHosts, Verdict};
 use crate::transport::ssh::{SshConfig, SshConnector};
+use crate::transport::TransportError;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -89,7 +90,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Status> {
             reason: None,
         };
         match key {
-            Err(err) => outcome.reason = Some(err.to_string()),
+            Err(err) => outcome.reason = Some(reason(&err)),
             Ok(key) => {
                 outcome.key_type = Some(key.kind.clone());
                 outcome.fingerprint = Some(key.fingerprint());
@@ -180,6 +181,17 @@ fn confirm(node: &Node, key: &HostKey) -> anyhow::Result<bool> {
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+/// The error without the node name and kind the outcome line already shows.
+fn reason(err: &TransportError) -> String {
+    match err {
+        TransportError::Unreachable { reason, .. }
+        | TransportError::HostKey { reason, .. }
+        | TransportError::Auth { reason, .. }
+        | TransportError::Lost { reason, .. } => reason.clone(),
+        TransportError::Timeout { after, .. } => format!("timed out after {after:?}"),
+    }
 }
 
 fn print_text(outcome: &Outcome) {

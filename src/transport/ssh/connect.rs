@@ -93,6 +93,10 @@ pub(super) fn tcp(node: &Node, config: &SshConfig) -> Result<TcpStream, Transpor
                     .map_err(|err| unreachable(node, format!("cannot set TCP_NODELAY: {err}")))?;
                 return Ok(stream);
             }
+            // An address literal is already in the message; a name is not.
+            Err(err) if node.address.parse::<std::net::IpAddr>().is_ok() => {
+                last_error = err.to_string()
+            }
             Err(err) => last_error = format!("{addr}: {err}"),
         }
     }
