@@ -438,3 +438,92 @@ async fn jump_host_tunnels_to_the_node() {
     );
     drop(session);
 }
+
+/// The pids of the sshd processes serving `session`'s connection: the session
+/// process (the command's grandparent, above `timeout`) and its privileged monitor.
+async fn connection_pids(session: &mut Box<dyn tandem::transport::Session>) -> [i32; 2] {
+    let out = session
+        .exec(
+            "p=$(cut -d' ' -f4 /proc/$PPID/stat); echo $p $(cut -d' ' -f4 /proc/$p/stat)",
+            b"",
+            10 * SECOND,
+        )
+        .await
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let pids: Vec<i32> = text
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    [pids[0], pids[1]]
+}
+
+fn signal(pids: &[i32], name: &str) {
+    for pid in pids {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} {pid}");
+    }
+}
+
+#[tokio::test]
+async fn dead_peer_cannot_hang_a_command() {
+    let sshd = Sshd::start();
+    let mut session = connector(&sshd).connect(&sshd.node("n1")).await.unwrap();
+    let pids = connection_pids(&mut session).await;
+    // Frozen, not closed: the socket stays open and silent, as in a partition.
+    signal(&pids, "STOP");
+    let started = Instant::now();
+    let result = session.exec("true", b"", SECOND).await;
+    signal(&pids, "CONT");
+    let err = result.unwrap_err();
+    assert!(matches!(err, TransportError::Timeout { .. }), "{err}");
+    assert!(
+        started.elapsed() < 5 * SECOND,
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn killed_connection_is_lost_and_stays_lost() {
+    let sshd = Sshd::start();
+    let mut session = connector(&sshd).connect(&sshd.node("n1")).await.unwrap();
+    let pids = connection_pids(&mut session).await;
+    signal(&pids, "KILL");
+    let err = session.exec("true", b"", 10 * SECOND).await.unwrap_err();
+    assert!(matches!(err, TransportError::Lost { .. }), "{err}");
+    let started = Instant::now();
+    let err = session.exec("true", b"", 10 * SECOND).await.unwrap_err();
+    assert!(matches!(err, TransportError::Lost { .. }), "{err}");
+    assert!(started.elapsed() < SECOND, "took {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn silent_server_is_unreachable_within_the_connect_timeout() {
+    let sshd = Sshd::start();
+    let known_hosts = sshd.dir().join("kh");
+    std::fs::write(&known_hosts, sshd.known_hosts_line()).unwrap();
+    let mut config = SshConfig::new(known_hosts);
+    config.identity = Some(sshd.client_key());
+    config.connect_timeout = SECOND;
+    let connector = SshConnector::new(config).unwrap();
+    // The kernel still accepts the TCP connection; sshd never says hello.
+    let pid = sshd.pid() as i32;
+    signal(&[pid], "STOP");
+    let started = Instant::now();
+    let result = connector.connect(&sshd.node("n1")).await;
+    signal(&[pid], "CONT");
+    let err = match result {
+        Err(err) => err,
+        Ok(_) => panic!("connected to a frozen sshd"),
+    };
+    assert!(matches!(err, TransportError::Unreachable { .. }), "{err}");
+    assert!(
+        started.elapsed() < 3 * SECOND,
+        "took {:?}",
+        started.elapsed()
+    );
+}

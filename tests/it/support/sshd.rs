@@ -73,6 +73,11 @@ impl Sshd {
         sshd
     }
 
+    /// The listening sshd's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
