@@ -488,6 +488,29 @@ async fn dead_peer_cannot_hang_a_command() {
 }
 
 #[tokio::test]
+async fn peer_frozen_mid_command_cannot_hang_it() {
+    let sshd = Sshd::start();
+    let mut session = connector(&sshd).connect(&sshd.node("n1")).await.unwrap();
+    let pids = connection_pids(&mut session).await;
+    let freezer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        signal(&pids, "STOP");
+    });
+    let started = Instant::now();
+    let result = session.exec("sleep 30", b"", SECOND).await;
+    freezer.await.unwrap();
+    signal(&pids, "CONT");
+    let err = result.unwrap_err();
+    assert!(matches!(err, TransportError::Timeout { .. }), "{err}");
+    // The timeout, plus the grace the node gets to report the kill, plus slack.
+    assert!(
+        started.elapsed() < Duration::from_millis(4500),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn killed_connection_is_lost_and_stays_lost() {
     let sshd = Sshd::start();
     let mut session = connector(&sshd).connect(&sshd.node("n1")).await.unwrap();

@@ -22,7 +22,7 @@ const CHUNK: usize = 64 * 1024;
 /// libssh2's "would block" code.
 const EAGAIN: i32 = -37;
 
-/// Restores blocking mode whatever way the command ends.
+/// Restores blocking mode whatever way the command ends, once the channel is dropped.
 struct Blocking<'a>(&'a ssh2::Session);
 
 impl Drop for Blocking<'_> {
@@ -75,6 +75,10 @@ pub(super) fn run(
         after: started.elapsed(),
     };
 
+    // Declared before the channel so that it drops after it: a channel given up on a
+    // silent peer is then freed without blocking (libssh2 would wait for the peer's
+    // close, up to the session timeout).
+    let _restore = Blocking(session);
     // Opening the channel and starting the command: blocking, bounded by the deadline.
     session.set_blocking(true);
     session.set_timeout((timeout + GRACE).as_millis().min(u32::MAX as u128) as u32);
@@ -87,7 +91,6 @@ pub(super) fn run(
         .map_err(|err| lost("cannot start the command", &err))?;
 
     session.set_blocking(false);
-    let _restore = Blocking(session);
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     let mut written = 0;
     let mut eof_sent = false;
