@@ -16,7 +16,7 @@ use crate::transport::{Output, TransportError};
 
 /// How long past its timeout a command may take to be reported killed by the node
 /// before the channel is abandoned locally.
-const GRACE: Duration = Duration::from_secs(2);
+pub(super) const GRACE: Duration = Duration::from_secs(2);
 /// Bytes of stdin offered per write.
 const CHUNK: usize = 64 * 1024;
 /// libssh2's "would block" code.

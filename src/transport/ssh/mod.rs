@@ -151,7 +151,8 @@ impl Drop for Connection {
 /// One node's open connection.
 pub struct SshSession {
     node: NodeName,
-    /// `None` once the connection was lost: later commands fail fast.
+    /// `None` once the connection was lost or its peer fell silent: later commands
+    /// fail fast.
     connection: Option<Connection>,
     round_trips: u32,
 }
@@ -178,7 +179,15 @@ impl Session for SshSession {
         })
         .await
         .map_err(|err| lost(&self.node, format!("command thread failed: {err}")))?;
-        if !matches!(result, Err(TransportError::Lost { .. })) {
+        // A lost connection, or a node that did not even report the kill in time, is
+        // not used again: later commands fail fast instead of waiting out their own
+        // timeouts on a silent peer.
+        let broken = match &result {
+            Err(TransportError::Lost { .. }) => true,
+            Err(TransportError::Timeout { after, .. }) => *after >= timeout + exec::GRACE,
+            _ => false,
+        };
+        if !broken {
             self.connection = Some(connection);
         }
         result
