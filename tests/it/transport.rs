@@ -94,10 +94,12 @@ async fn megabytes_of_stdin_do_not_deadlock() {
     );
     // Input and output both in megabytes at once: the case that deadlocks a transport
     // writing all of stdin before reading anything.
+    let started = Instant::now();
     let out = session
         .exec("cat; cat >&2 </dev/null", &input, 60 * SECOND)
         .await
         .unwrap();
+    eprintln!("8 MiB in and out through `cat`: {:?}", started.elapsed());
     assert!(out.success());
     assert!(
         out.stdout == input,
@@ -549,4 +551,32 @@ async fn silent_server_is_unreachable_within_the_connect_timeout() {
         "took {:?}",
         started.elapsed()
     );
+}
+
+/// Sessions run side by side (each on its own blocking thread): twenty nodes' worth of
+/// connections and commands at once, with no mixing of outputs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_sessions_run_concurrently() {
+    let sshd = Sshd::start();
+    let connector = connector(&sshd);
+    let mut tasks = tokio::task::JoinSet::new();
+    let started = Instant::now();
+    for i in 0..20 {
+        let (connector, node) = (connector.clone(), sshd.node(&format!("n{i}")));
+        tasks.spawn(async move {
+            let mut session = connector.connect(&node).await.unwrap();
+            let out = session
+                .exec(&format!("sleep 1; echo {i}"), b"", 30 * SECOND)
+                .await
+                .unwrap();
+            assert_eq!(out.stdout, format!("{i}\n").as_bytes());
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    // In series: twenty one-second sleeps plus twenty handshakes, near thirty seconds.
+    let elapsed = started.elapsed();
+    eprintln!("20 concurrent connect + `sleep 1`: {elapsed:?}");
+    assert!(elapsed < 15 * SECOND, "took {elapsed:?}");
 }
