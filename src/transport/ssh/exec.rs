@@ -4,7 +4,9 @@
 //!
 //! The command runs under `timeout -s KILL` in its own process group, so when it
 //! outlives its time the node kills it and everything it started; locally, the channel
-//! is given up a little later in case the node itself stopped answering.
+//! is given up a little later in case the node itself stopped answering. Nodes need a
+//! POSIX login shell for the user and coreutils' `timeout` (the specification's
+//! "POSIX shell and coreutils").
 
 use std::io::{ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
@@ -21,6 +23,8 @@ pub(super) const GRACE: Duration = Duration::from_secs(2);
 const CHUNK: usize = 64 * 1024;
 /// libssh2's "would block" code.
 const EAGAIN: i32 = -37;
+/// libssh2's code for a blocking call that outlived the session timeout.
+const TIMED_OUT: i32 = -9;
 
 /// Restores blocking mode whatever way the command ends, once the channel is dropped.
 struct Blocking<'a>(&'a ssh2::Session);
@@ -83,7 +87,7 @@ pub(super) fn run(
     session.set_blocking(true);
     session.set_timeout((timeout + GRACE).as_millis().min(u32::MAX as u128) as u32);
     let mut channel = session.channel_session().map_err(|err| match err.code() {
-        ssh2::ErrorCode::Session(-9) => timed_out(),
+        ssh2::ErrorCode::Session(TIMED_OUT) => timed_out(),
         _ => lost("cannot open a channel", &err),
     })?;
     channel
