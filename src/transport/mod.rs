@@ -4,7 +4,9 @@
 //! SKELETON: the trait only; the SSH and local transports come next.
 
 pub mod local;
+pub mod known_hosts;
 pub mod quote;
+pub mod ssh;
 
 use std::time::Duration;
 

@@ -1,3 +1,4 @@
 //! Shared test support: the local fleet, fixture sites, running the binary.
 
 pub mod fleet;
+pub mod sshd;

@@ -1,0 +1,237 @@
+//! One remote command on one channel, run on a blocking thread. stdin is written while
+//! stdout and stderr are read (the session in non-blocking mode, waiting on the socket
+//! with `poll`), so megabytes of input cannot deadlock against a full output window.
+//!
+//! The command runs under `timeout -s KILL` in its own process group, so when it
+//! outlives its time the node kills it and everything it started; locally, the channel
+//! is given up a little later in case the node itself stopped answering. Nodes need a
+//! POSIX login shell for the user and coreutils' `timeout` (the specification's
+//! "POSIX shell and coreutils").
+
+use std::io::{ErrorKind, Read, Write};
+use std::time::{Duration, Instant};
+
+use super::Connection;
+use crate::node::NodeName;
+use crate::transport::quote::quote_str;
+use crate::transport::{Output, TransportError};
+
+/// How long past its timeout a command may take to be reported killed by the node
+/// before the channel is abandoned locally.
+pub(super) const GRACE: Duration = Duration::from_secs(2);
+/// Bytes of stdin offered per write.
+const CHUNK: usize = 64 * 1024;
+/// libssh2's "would block" code.
+const EAGAIN: i32 = -37;
+/// libssh2's code for a blocking call that outlived the session timeout.
+const TIMED_OUT: i32 = -9;
+
+/// Restores blocking mode whatever way the command ends, once the channel is dropped.
+struct Blocking<'a>(&'a ssh2::Session);
+
+impl Drop for Blocking<'_> {
+    fn drop(&mut self) {
+        self.0.set_blocking(true);
+    }
+}
+
+/// The command line sent: `command` under `sh -c`, in a process group that `timeout`
+/// kills (GNU `timeout` signals its whole group unless `--foreground`).
+fn wrap(command: &str, timeout: Duration) -> String {
+    // `timeout 0` would mean "no timeout"; a millisecond is the floor.
+    let seconds = timeout.as_secs_f64().max(0.001);
+    format!(
+        "exec timeout -s KILL {seconds:.3} sh -c {}",
+        quote_str(command)
+    )
+}
+
+/// A short form of the command for error messages (commands carry no secrets).
+fn describe(command: &str) -> String {
+    const MAX: usize = 80;
+    match command.char_indices().nth(MAX) {
+        Some((end, _)) => format!("{}…", &command[..end]),
+        None => command.to_string(),
+    }
+}
+
+fn would_block(err: &ssh2::Error) -> bool {
+    err.code() == ssh2::ErrorCode::Session(EAGAIN)
+}
+
+pub(super) fn run(
+    connection: &Connection,
+    node: &NodeName,
+    command: &str,
+    stdin: &[u8],
+    timeout: Duration,
+) -> Result<Output, TransportError> {
+    let started = Instant::now();
+    let deadline = started + timeout + GRACE;
+    let session = &connection.session;
+    let lost = |what: &str, err: &dyn std::fmt::Display| TransportError::Lost {
+        node: node.clone(),
+        reason: format!("{what}: {err}"),
+    };
+    let timed_out = || TransportError::Timeout {
+        node: node.clone(),
+        what: describe(command),
+        after: started.elapsed(),
+    };
+
+    // Declared before the channel so that it drops after it: a channel given up on a
+    // silent peer is then freed without blocking (libssh2 would wait for the peer's
+    // close, up to the session timeout).
+    let _restore = Blocking(session);
+    // Opening the channel and starting the command: blocking, bounded by the deadline.
+    session.set_blocking(true);
+    session.set_timeout((timeout + GRACE).as_millis().min(u32::MAX as u128) as u32);
+    let mut channel = session.channel_session().map_err(|err| match err.code() {
+        ssh2::ErrorCode::Session(TIMED_OUT) => timed_out(),
+        _ => lost("cannot open a channel", &err),
+    })?;
+    channel
+        .exec(&wrap(command, timeout))
+        .map_err(|err| lost("cannot start the command", &err))?;
+
+    session.set_blocking(false);
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let mut written = 0;
+    let mut eof_sent = false;
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let mut progressed = false;
+        if written < stdin.len() {
+            let end = stdin.len().min(written + CHUNK);
+            match channel.write(&stdin[written..end]) {
+                Ok(n) => {
+                    written += n;
+                    progressed |= n > 0;
+                }
+                Err(err) if err.kind() == ErrorKind::WouldBlock => {}
+                // The command exited without reading all of its input; the exit
+                // status tells the rest.
+                Err(_) => written = stdin.len(),
+            }
+        } else if !eof_sent {
+            match channel.send_eof() {
+                Ok(()) => {
+                    eof_sent = true;
+                    progressed = true;
+                }
+                Err(err) if would_block(&err) => {}
+                Err(_) => eof_sent = true,
+            }
+        }
+        for (stream, sink) in [
+            (channel.stream(0), &mut stdout),
+            (channel.stderr(), &mut stderr),
+        ] {
+            let mut stream = stream;
+            loop {
+                match stream.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        sink.extend_from_slice(&buf[..n]);
+                        progressed = true;
+                    }
+                    Err(err) if err.kind() == ErrorKind::WouldBlock => break,
+                    Err(err) => return Err(lost("reading output", &err)),
+                }
+            }
+        }
+        if channel.eof() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            // The node did not end it in time: give up the channel locally.
+            let _ = channel.close();
+            return Err(timed_out());
+        }
+        if !progressed {
+            wait(connection, deadline).map_err(|err| lost("waiting on the socket", &err))?;
+        }
+    }
+    loop {
+        match channel.wait_close() {
+            Ok(()) => break,
+            Err(err) if would_block(&err) => {
+                if Instant::now() >= deadline {
+                    return Err(timed_out());
+                }
+                wait(connection, deadline).map_err(|err| lost("waiting on the socket", &err))?;
+            }
+            Err(err) => return Err(lost("closing the channel", &err)),
+        }
+    }
+    let signal = channel.exit_signal().ok().and_then(|s| s.exit_signal);
+    let status = match signal {
+        Some(_) => None,
+        None => Some(
+            channel
+                .exit_status()
+                .map_err(|err| lost("reading the exit status", &err))?,
+        ),
+    };
+    // `timeout -s KILL` dies with its group (signal) or reports 137; either way, past
+    // the timeout it was the timeout that ended the command.
+    let killed = signal.as_deref() == Some("KILL") || status == Some(137) || status == Some(124);
+    if killed && started.elapsed() >= timeout {
+        return Err(timed_out());
+    }
+    Ok(Output {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+/// Waits until the socket is ready in the direction libssh2 is blocked on, or a short
+/// while, never past `deadline`.
+fn wait(connection: &Connection, deadline: Instant) -> std::io::Result<()> {
+    let directions = connection.session.block_directions();
+    let mut events = libc::POLLIN;
+    if matches!(
+        directions,
+        ssh2::BlockDirections::Outbound | ssh2::BlockDirections::Both
+    ) {
+        events |= libc::POLLOUT;
+    }
+    let left = deadline.saturating_duration_since(Instant::now());
+    let millis = left.min(Duration::from_millis(100)).as_millis() as libc::c_int;
+    let mut fd = libc::pollfd {
+        fd: connection.fd,
+        events,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call; the fd belongs to the
+    // session, which outlives this function.
+    let rc = unsafe { libc::poll(&mut fd, 1, millis) };
+    if rc < 0 {
+        let err = std::io::Error::last_os_error();
+        if err.kind() != ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_runs_quoted_under_timeout() {
+        assert_eq!(
+            wrap("echo 'a'", Duration::from_millis(1500)),
+            r"exec timeout -s KILL 1.500 sh -c 'echo '\''a'\'''"
+        );
+        assert!(wrap("x", Duration::ZERO).contains(" 0.001 "));
+    }
+
+    #[test]
+    fn long_commands_are_shortened() {
+        assert_eq!(describe("true"), "true");
+        assert_eq!(describe(&"x".repeat(200)).chars().count(), 81);
+    }
+}

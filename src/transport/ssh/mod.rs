@@ -1,0 +1,206 @@
+//! The SSH transport, on libssh2 (`ssh2`, blocking) driven from tokio: connecting and
+//! each command run on a blocking thread, so the runtime never waits on a socket. One
+//! TCP connection per node for the whole run; each command is a channel on it.
+//!
+//! `connect` builds a verified, authenticated session (host key before any
+//! authentication), `jump` tunnels it through a bastion, `exec` runs one command.
+
+mod connect;
+mod exec;
+mod jump;
+
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::known_hosts::{HostKey, KnownHosts, KnownHostsError};
+use super::{Connector, Output, Session, TransportError};
+use crate::cli::Global;
+use crate::node::{Node, NodeName};
+
+/// How tandem reaches nodes over SSH.
+#[derive(Debug, Clone)]
+pub struct SshConfig {
+    /// Login user when the node names none (`Node.user` wins).
+    pub user: String,
+    /// Private key file; `None` authenticates through ssh-agent (`SSH_AUTH_SOCK`).
+    pub identity: Option<PathBuf>,
+    /// tandem's own known_hosts file (never `~/.ssh/known_hosts`).
+    pub known_hosts: PathBuf,
+    /// Bound on each step of connecting: TCP connect, key exchange, authentication.
+    pub connect_timeout: Duration,
+    /// The command timeout callers use when they have no better one.
+    pub command_timeout: Duration,
+    /// A bastion to go through; its host key must be pinned too, as `[address]:port`.
+    pub jump: Option<JumpHost>,
+}
+
+/// A bastion host; nodes are then reached through a `direct-tcpip` channel on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JumpHost {
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+}
+
+impl SshConfig {
+    /// The configuration the command line asks for: `--known-hosts` (default
+    /// `.tandem/known_hosts` in the site), `--identity`, `--user`.
+    pub fn from_global(global: &Global, site_root: &Path) -> Self {
+        let mut config = SshConfig::new(known_hosts_path(global, site_root));
+        config.identity = global.identity.clone();
+        if let Some(user) = &global.user {
+            config.user = user.clone();
+        }
+        config
+    }
+
+    /// Defaults: user `root`, ssh-agent, 10 s to connect, 5 min per command.
+    pub fn new(known_hosts: PathBuf) -> Self {
+        SshConfig {
+            user: "root".to_string(),
+            identity: None,
+            known_hosts,
+            connect_timeout: Duration::from_secs(10),
+            command_timeout: Duration::from_secs(300),
+            jump: None,
+        }
+    }
+}
+
+/// tandem's known_hosts: `--known-hosts`/`TANDEM_KNOWN_HOSTS`, else
+/// `.tandem/known_hosts` in the site.
+pub fn known_hosts_path(global: &Global, site_root: &Path) -> PathBuf {
+    global
+        .known_hosts
+        .clone()
+        .unwrap_or_else(|| site_root.join(".tandem/known_hosts"))
+}
+
+/// Opens SSH sessions; holds the known_hosts file read once at construction.
+#[derive(Debug, Clone)]
+pub struct SshConnector {
+    config: Arc<SshConfig>,
+    known_hosts: Arc<KnownHosts>,
+}
+
+impl SshConnector {
+    pub fn new(config: SshConfig) -> Result<Self, KnownHostsError> {
+        let known_hosts = KnownHosts::load(&config.known_hosts)?;
+        Ok(SshConnector {
+            config: Arc::new(config),
+            known_hosts: Arc::new(known_hosts),
+        })
+    }
+
+    pub fn config(&self) -> &SshConfig {
+        &self.config
+    }
+
+    /// Connects without authenticating and returns the host key the node presents
+    /// (what `tandem trust` shows and pins). Nothing is checked and nothing is sent.
+    pub async fn scan(&self, node: &Node) -> Result<HostKey, TransportError> {
+        let (config, known_hosts, node) =
+            (self.config.clone(), self.known_hosts.clone(), node.clone());
+        let name = node.name.clone();
+        tokio::task::spawn_blocking(move || connect::scan(&node, &config, &known_hosts))
+            .await
+            .map_err(|err| lost(&name, format!("connection thread failed: {err}")))?
+    }
+}
+
+#[async_trait]
+impl Connector for SshConnector {
+    async fn connect(&self, node: &Node) -> Result<Box<dyn Session>, TransportError> {
+        let (config, known_hosts, node) =
+            (self.config.clone(), self.known_hosts.clone(), node.clone());
+        let name = node.name.clone();
+        let connection =
+            tokio::task::spawn_blocking(move || connect::open(&node, &config, &known_hosts))
+                .await
+                .map_err(|err| lost(&name, format!("connection thread failed: {err}")))??;
+        Ok(Box::new(SshSession {
+            node: name,
+            connection: Some(connection),
+            round_trips: 0,
+        }))
+    }
+}
+
+/// An authenticated libssh2 session and the socket under it (for `poll`). Fields drop
+/// in order: the session before the tunnel it may run over.
+struct Connection {
+    session: ssh2::Session,
+    fd: RawFd,
+    _tunnel: Option<jump::Tunnel>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // Best effort, without waiting: a polite goodbye so sshd logs a clean close.
+        self.session.set_blocking(false);
+        let _ = self
+            .session
+            .disconnect(Some(ssh2::DisconnectCode::ByApplication), "done", None);
+    }
+}
+
+/// One node's open connection.
+pub struct SshSession {
+    node: NodeName,
+    /// `None` once the connection was lost or its peer fell silent: later commands
+    /// fail fast.
+    connection: Option<Connection>,
+    round_trips: u32,
+}
+
+#[async_trait]
+impl Session for SshSession {
+    async fn exec(
+        &mut self,
+        command: &str,
+        stdin: &[u8],
+        timeout: Duration,
+    ) -> Result<Output, TransportError> {
+        let connection = self.connection.take().ok_or_else(|| {
+            lost(
+                &self.node,
+                "the connection was lost earlier in this run".into(),
+            )
+        })?;
+        self.round_trips += 1;
+        let (node, command, stdin) = (self.node.clone(), command.to_string(), stdin.to_vec());
+        let (connection, result) = tokio::task::spawn_blocking(move || {
+            let result = exec::run(&connection, &node, &command, &stdin, timeout);
+            (connection, result)
+        })
+        .await
+        .map_err(|err| lost(&self.node, format!("command thread failed: {err}")))?;
+        // A lost connection, or a node that did not even report the kill in time, is
+        // not used again: later commands fail fast instead of waiting out their own
+        // timeouts on a silent peer.
+        let broken = match &result {
+            Err(TransportError::Lost { .. }) => true,
+            Err(TransportError::Timeout { after, .. }) => *after >= timeout + exec::GRACE,
+            _ => false,
+        };
+        if !broken {
+            self.connection = Some(connection);
+        }
+        result
+    }
+
+    fn round_trips(&self) -> u32 {
+        self.round_trips
+    }
+}
+
+fn lost(node: &NodeName, reason: String) -> TransportError {
+    TransportError::Lost {
+        node: node.clone(),
+        reason,
+    }
+}
