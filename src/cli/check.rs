@@ -1,13 +1,156 @@
-//! `tandem check`: validate everything and check parity; touches no host.
-//!
-//! SKELETON: arguments only.
+//! `tandem check`: load the site, compile every node's catalog, check parity; list every
+//! error found (each once, with the nodes it affects) and exit 0 or 1. Touches no host.
 
-use crate::cli::Global;
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::catalog::{parity, Catalog, CompileError, Compiler};
+use crate::cli::{Format, Global};
 use crate::exit::Status;
+use crate::manifest::Site;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {}
 
-pub async fn run(_global: &Global, _args: Args) -> anyhow::Result<Status> {
-    anyhow::bail!("`tandem check` is not built yet")
+/// What `check` found, as `--format json` prints it.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub ok: bool,
+    pub nodes: usize,
+    pub resources: usize,
+    pub errors: Vec<Problem>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    pub message: String,
+    /// The nodes whose catalog hit this error (empty for site-wide errors).
+    pub nodes: Vec<String>,
+}
+
+pub async fn run(global: &Global, _args: Args) -> anyhow::Result<Status> {
+    let report = check(global).await;
+    match global.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Text => {
+            for problem in &report.errors {
+                if problem.nodes.is_empty() {
+                    eprintln!("error: {}", problem.message);
+                } else {
+                    eprintln!(
+                        "error: {} (nodes: {})",
+                        problem.message,
+                        problem.nodes.join(", ")
+                    );
+                }
+            }
+            if report.ok {
+                println!(
+                    "ok: {} nodes, {} resources, parity holds",
+                    report.nodes, report.resources
+                );
+            } else {
+                eprintln!("check failed: {} errors", report.errors.len());
+            }
+        }
+    }
+    Ok(if report.ok { Status::Ok } else { Status::Error })
+}
+
+/// Runs every check on the site named by `global`.
+pub async fn check(global: &Global) -> Report {
+    let mut report = Report::default();
+    let site = match Site::load(&global.site) {
+        Ok(site) => site,
+        Err(err) => {
+            report.errors = err
+                .flatten()
+                .into_iter()
+                .map(|e| Problem {
+                    message: e.to_string(),
+                    nodes: Vec::new(),
+                })
+                .collect();
+            return report;
+        }
+    };
+    let inventory = match crate::inventory::resolve(global, &site).await {
+        Ok(inventory) => inventory,
+        Err(err) => {
+            report.errors.push(Problem {
+                message: err.to_string(),
+                nodes: Vec::new(),
+            });
+            return report;
+        }
+    };
+    for failure in &inventory.failures {
+        report.errors.push(Problem {
+            message: failure.to_string(),
+            nodes: Vec::new(),
+        });
+    }
+    let compiler = match Compiler::new(&site) {
+        Ok(compiler) => compiler,
+        Err(err) => {
+            report
+                .errors
+                .extend(err.flatten().into_iter().map(|e| Problem {
+                    message: e.to_string(),
+                    nodes: Vec::new(),
+                }));
+            return report;
+        }
+    };
+    let (catalogs, by_message) = compile_all(&compiler, &inventory.nodes);
+    report.nodes = inventory.nodes.len();
+    report.resources = catalogs.iter().map(|c| c.resources.len()).sum();
+    report.errors.extend(by_message);
+    report.errors.extend(
+        parity::check(&site, &catalogs)
+            .into_iter()
+            .map(|e| Problem {
+                message: e.to_string(),
+                nodes: e.nodes.iter().map(ToString::to_string).collect(),
+            }),
+    );
+    for problem in &mut report.errors {
+        problem.message = compiler.secrets().redact(&problem.message);
+    }
+    report.ok = report.errors.is_empty();
+    report
+}
+
+/// Compiles every node; each distinct error once, with the nodes it affects.
+fn compile_all(
+    compiler: &Compiler<'_>,
+    nodes: &[crate::node::Node],
+) -> (Vec<Catalog>, Vec<Problem>) {
+    let mut catalogs = Vec::with_capacity(nodes.len());
+    let mut order: Vec<String> = Vec::new();
+    let mut affected: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for node in nodes {
+        match compiler.compile(node) {
+            Ok(catalog) => catalogs.push(catalog),
+            Err(err) => {
+                for error in CompileError::flatten(err) {
+                    let message = error.to_string();
+                    let entry = affected.entry(message.clone()).or_default();
+                    if entry.is_empty() {
+                        order.push(message);
+                    }
+                    entry.push(node.name.to_string());
+                }
+            }
+        }
+    }
+    let problems = order
+        .into_iter()
+        .map(|message| {
+            let nodes = affected.remove(&message).unwrap_or_default();
+            Problem { message, nodes }
+        })
+        .collect();
+    (catalogs, problems)
 }
