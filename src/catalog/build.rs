@@ -96,6 +96,14 @@ impl Attrs<'_, '_> {
     /// a secret, since attributes are printed.
     fn text(&self, key: &str, raw: Option<&String>) -> Result<Option<String>, CompileError> {
         let Some(raw) = raw else { return Ok(None) };
+        if let Some(secret) = secret_helper(raw) {
+            return Err(CompileError::SecretInAttribute {
+                file: self.decl.file.clone(),
+                line: self.decl.line_of(key),
+                key: key.to_string(),
+                secret,
+            });
+        }
         let text = if raw.contains("{{") {
             let id = format!("{}:{}:{key}", self.decl.file.display(), self.decl.line);
             let line = self.decl.line_of(key);
@@ -383,4 +391,44 @@ pub(crate) fn resource(
         subscribe: a.relations("subscribe", raw.subscribe.as_ref())?,
         implicit: Vec::new(),
     })
+}
+
+/// The name of the secret an attribute template asks for with the `secret` helper
+/// (`{{secret "name"}}`, also as a subexpression), whether or not it is loaded.
+fn secret_helper(raw: &str) -> Option<String> {
+    let mut rest = raw;
+    while let Some(at) = rest.find("secret") {
+        let before = rest[..at].trim_end();
+        let after = &rest[at + "secret".len()..];
+        if (before.ends_with("{{") || before.ends_with('('))
+            && after.starts_with(char::is_whitespace)
+        {
+            let name = after.trim_start();
+            let name = name.strip_prefix('"').unwrap_or(name);
+            let end = name.find(|c: char| c == '"' || c == '}' || c == ')' || c.is_whitespace());
+            return Some(name[..end.unwrap_or(name.len())].to_string());
+        }
+        rest = after;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::secret_helper;
+
+    #[test]
+    fn finds_the_secret_helper_in_attribute_templates() {
+        assert_eq!(
+            secret_helper(r#"x {{secret "db_pw"}} y"#).as_deref(),
+            Some("db_pw")
+        );
+        assert_eq!(secret_helper(r#"{{ secret "a" }}"#).as_deref(), Some("a"));
+        assert_eq!(
+            secret_helper(r#"{{join (secret "b") ","}}"#).as_deref(),
+            Some("b")
+        );
+        assert_eq!(secret_helper("/etc/secrets/app.conf"), None);
+        assert_eq!(secret_helper("{{secretary}}"), None);
+    }
 }

@@ -464,6 +464,11 @@ pub(crate) fn toml_error(path: &Path, text: &str, err: &toml::de::Error) -> Mani
     ManifestError::Invalid {
         path: path.to_path_buf(),
         line,
-        message: err.message().trim_end().to_string(),
+        message: err
+            .message()
+            .trim_end()
+            .lines()
+            .collect::<Vec<_>>()
+            .join("; "),
     }
 }

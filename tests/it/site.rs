@@ -1,1 +1,338 @@
-//! Integration tests: site.
+//! Integration tests: the site model, catalogs and the `check`, `catalog` and `explain`
+//! commands, on the example site at the repository's top level and on the fixture
+//! sites under `tests/sites/` (`minimal/`, and `broken/<case>/` each with the lines its
+//! error must contain in `expect.txt`).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use proptest::prelude::*;
+use serde_json::Value;
+use tandem::catalog::{compile, Compiler};
+use tandem::manifest::Site;
+use tandem::secret::Fingerprint;
+
+const KEYFILE: &str = "integration-test-keyfile-6f1d0c";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixtures() -> PathBuf {
+    repo().join("tests/sites")
+}
+
+/// Runs the binary on `site` with a clean secret environment plus `secrets`.
+fn tandem(site: &Path, args: &[&str], secrets: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tandem"));
+    cmd.arg("--site").arg(site).args(args);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("TANDEM_") {
+            cmd.env_remove(key);
+        }
+    }
+    for (key, value) in secrets {
+        cmd.env(key, value);
+    }
+    cmd.output().expect("run tandem")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn example(args: &[&str]) -> Output {
+    tandem(&repo(), args, &[("TANDEM_SECRET_MONGODB_KEYFILE", KEYFILE)])
+}
+
+#[test]
+fn broken_sites_each_give_their_error_with_file_and_line() {
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(fixtures().join("broken"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 9, "fixture cases: {cases:?}");
+    for case in cases {
+        let expect = std::fs::read_to_string(case.join("expect.txt")).unwrap();
+        let out = tandem(
+            &case,
+            &["check"],
+            &[("TANDEM_SECRET_WEB_ADMIN_PASSWORD", "pw-that-must-not-show")],
+        );
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{}: {stderr}", case.display());
+        for line in expect.lines().filter(|l| !l.is_empty()) {
+            assert!(
+                stderr.contains(line),
+                "{}: expected `{line}` in:\n{stderr}",
+                case.display()
+            );
+        }
+        assert!(!stderr.contains("pw-that-must-not-show"), "{stderr}");
+    }
+}
+
+#[test]
+fn minimal_and_example_sites_check_clean() {
+    let out = tandem(&fixtures().join("minimal"), &["check"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = example(&["check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("ok: 7 nodes"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn check_lists_every_error_not_only_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&fixtures().join("minimal"), dir.path());
+    let role = dir.path().join("manifests/roles/web.toml");
+    let text_of = std::fs::read_to_string(&role).unwrap();
+    std::fs::write(
+        &role,
+        text_of.replace("modules = [\"web\"]", "modules = [\"web\"]\nmodule = []"),
+    )
+    .unwrap();
+    let module = dir.path().join("modules/web/module.toml");
+    let text_of = std::fs::read_to_string(&module).unwrap();
+    std::fs::write(
+        &module,
+        text_of.replace("type = \"service\"", "type = \"servce\""),
+    )
+    .unwrap();
+    let out = tandem(dir.path(), &["check"], &[]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("manifests/roles/web.toml:2: unknown field `module`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("modules/web/module.toml:15: unknown resource type `servce`"),
+        "{stderr}"
+    );
+}
+
+fn catalog_json(node: &str) -> Value {
+    let out = example(&["--format", "json", "catalog", node]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// (resource id, attribute) pairs on which two JSON catalogs differ.
+fn differences(a: &Value, b: &Value) -> BTreeSet<(String, String)> {
+    let resources = |c: &Value| -> Vec<Value> { c["resources"].as_array().unwrap().clone() };
+    let (ra, rb) = (resources(a), resources(b));
+    assert_eq!(ra.len(), rb.len());
+    let mut out = BTreeSet::new();
+    for (x, y) in ra.iter().zip(&rb) {
+        assert_eq!(x["id"], y["id"], "same resources in the same order");
+        for (key, value) in x["spec"].as_object().unwrap() {
+            if &y["spec"][key] != value {
+                out.insert((x["id"].as_str().unwrap().to_string(), key.clone()));
+            }
+        }
+        for key in ["after", "notify"] {
+            if x[key] != y[key] {
+                out.insert((x["id"].as_str().unwrap().to_string(), key.to_string()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn frontends_of_the_two_datacenters_differ_exactly_in_the_overlay_keys() {
+    let primary = catalog_json("fe-az-1");
+    let standby = catalog_json("fe-aws-1");
+    let found = differences(&primary, &standby);
+
+    let overlay: toml::Table = toml::from_str(
+        &std::fs::read_to_string(repo().join("manifests/overlays/standby.toml")).unwrap(),
+    )
+    .unwrap();
+    let ids: BTreeSet<&str> = primary["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    let declared: BTreeSet<(String, String)> = overlay["may_change"]["resources"]
+        .as_table()
+        .unwrap()
+        .iter()
+        .filter(|(id, _)| ids.contains(id.as_str()))
+        .flat_map(|(id, attrs)| {
+            attrs
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| (id.clone(), a.as_str().unwrap().to_string()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(!declared.is_empty());
+    assert_eq!(found, declared);
+    let dashboard = |c: &Value| {
+        c["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == "file:/etc/dashboard/dashboard.toml")
+            .unwrap()["spec"]["content"]["text"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(dashboard(&primary).contains("read_only = false"));
+    assert!(dashboard(&standby).contains("read_only = true"));
+}
+
+#[test]
+fn catalog_shows_secret_content_only_as_a_fingerprint() {
+    let marker = Fingerprint::of(format!("{KEYFILE}\n").as_bytes());
+    for format in ["text", "json"] {
+        let out = example(&["--format", format, "catalog", "db-aws-1"]);
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert!(!stdout.contains(KEYFILE), "{stdout}");
+        assert!(stdout.contains(marker.as_str()), "{format}: {stdout}");
+        assert!(stdout.contains("/etc/mongodb/keyfile"));
+    }
+    let json = catalog_json("db-aws-1");
+    let member = json["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "file:/etc/mongodb/member.js")
+        .unwrap();
+    assert!(member["spec"]["content"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("priority: 0"));
+}
+
+#[test]
+fn explain_lists_every_layer_that_set_a_variable() {
+    let out = example(&["explain", "fe-aws-1", "dashboard_read_only"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "dashboard_read_only = true");
+    assert!(
+        lines[1].contains("module app-service")
+            && lines[1].contains("modules/app-service/module.toml:")
+    );
+    assert!(lines[1].ends_with("false (overridden)"), "{stdout}");
+    assert!(
+        lines[2].contains("overlay standby")
+            && lines[2].contains("manifests/overlays/standby.toml:")
+    );
+    assert!(lines[2].ends_with("true (wins)"), "{stdout}");
+
+    let out = example(&["explain", "fe-az-1", "dashboard_read_only"]);
+    assert!(text(&out.stdout).contains("= false"));
+    let out = example(&["explain", "fe-az-1", "no_such_var"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn catalogs_are_in_dependency_order_with_notifications() {
+    let site = Site::load(&fixtures().join("minimal")).unwrap();
+    let compiler = Compiler::new(&site).unwrap();
+    for node in &site.nodes {
+        let catalog = compiler.compile(node).unwrap();
+        let ids: Vec<String> = catalog.resources.iter().map(|r| r.id.to_string()).collect();
+        assert_eq!(
+            ids,
+            ["package:web", "file:/etc/web/web.conf", "service:web"]
+        );
+        let file = &catalog.resources[1];
+        assert_eq!(
+            file.after
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["package:web"]
+        );
+        assert_eq!(
+            file.notify
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["service:web"]
+        );
+        let service = &catalog.resources[2];
+        assert!(service.after.contains(&file.id));
+        assert_eq!(compile(&site, node).unwrap(), catalog);
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Writes `text` over one manifest file of a copy of the minimal site and loads it.
+fn load_with(file: &str, text: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&fixtures().join("minimal"), dir.path());
+    std::fs::write(dir.path().join(file), text).unwrap();
+    if let Ok(site) = Site::load(dir.path()) {
+        if let Ok(compiler) = Compiler::new(&site) {
+            for node in &site.nodes {
+                let _ = compiler.compile(node);
+            }
+        }
+    }
+}
+
+const MANIFESTS: [&str; 4] = [
+    "manifests/site.toml",
+    "manifests/roles/web.toml",
+    "modules/web/module.toml",
+    "manifests/overlays/standby.toml",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Arbitrary text in any manifest never panics the loader or the compiler.
+    #[test]
+    fn arbitrary_manifest_text_never_panics(which in 0..4usize, text in "\\PC{0,400}") {
+        load_with(MANIFESTS[which], &text);
+    }
+
+    /// Near-valid manifests (a valid one with bytes replaced, inserted or removed)
+    /// reach deeper into validation and must not panic either.
+    #[test]
+    fn mutated_manifests_never_panic(
+        which in 0..4usize,
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), 0..3u8, "[ -~\n]{0,3}"), 1..6),
+    ) {
+        let path = fixtures().join("minimal").join(MANIFESTS[which]);
+        let mut text: Vec<char> = std::fs::read_to_string(path).unwrap().chars().collect();
+        for (at, op, insert) in edits {
+            let i = at.index(text.len().max(1)).min(text.len());
+            match op {
+                0 => { text.splice(i..i, insert.chars()); }
+                1 => { if i < text.len() { text.remove(i); } }
+                _ => { if i < text.len() { text.splice(i..=i, insert.chars()); } }
+            }
+        }
+        load_with(MANIFESTS[which], &text.into_iter().collect::<String>());
+    }
+}
