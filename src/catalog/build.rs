@@ -14,6 +14,9 @@ use crate::manifest::{Module, ResourceDecl};
 use crate::path::RemotePath;
 use crate::resource::*;
 
+/// The shortest secret value recognized when it appears literally in an attribute.
+const MIN_LITERAL_SECRET: usize = 8;
+
 /// The variables one module instance renders with, and the key that identifies them
 /// for the render cache.
 pub(crate) struct Context<'a> {
@@ -114,7 +117,15 @@ impl Attrs<'_, '_> {
         } else {
             raw.clone()
         };
-        if let Some(secret) = self.compiler.secrets().found_in(&text).first() {
+        // A secret value pasted literally is caught too; values this short would match
+        // ordinary text by accident, so they are only caught through the helper.
+        if let Some(secret) = self
+            .compiler
+            .secrets()
+            .found_in(&text)
+            .into_iter()
+            .find(|s| s.expose().len() >= MIN_LITERAL_SECRET)
+        {
             return Err(CompileError::SecretInAttribute {
                 file: self.decl.file.clone(),
                 line: self.decl.line_of(key),
@@ -195,7 +206,7 @@ impl Attrs<'_, '_> {
                     self.ctx,
                 )
                 .map_err(|source| template_error(&self.decl.file, line, "content", source))?
-        } else if let Some(name) = &raw.template {
+        } else if raw.template.is_some() {
             let path = self.module_file("template", "templates", raw.template.as_ref())?;
             let line = self.decl.line_of("template");
             let source = self
@@ -203,7 +214,6 @@ impl Attrs<'_, '_> {
                 .source(&path)
                 .map_err(|source| template_error(&self.decl.file, line, "template", source))?;
             let id = path.display().to_string();
-            let _ = name;
             self.compiler
                 .render(&id, &source, &path, 0, self.ctx)
                 .map_err(|source| template_error(&self.decl.file, line, "template", source))?
@@ -290,6 +300,12 @@ pub(crate) fn resource(
             group: a.text("group", raw.group.as_ref())?,
             mode: a.mode()?,
             validate: match a.text("validate", raw.validate.as_ref())? {
+                Some(command) if !command.contains("{staged}") => {
+                    return Err(a.attribute(
+                        "validate",
+                        "the command must name the staged file as `{staged}`".to_string(),
+                    ))
+                }
                 Some(command) => Some(Validate {
                     command,
                     tree: a.path("validate_tree", raw.validate_tree.as_ref())?,

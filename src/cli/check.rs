@@ -9,6 +9,7 @@ use crate::catalog::{parity, Catalog, CompileError, Compiler};
 use crate::cli::{Format, Global};
 use crate::exit::Status;
 use crate::manifest::Site;
+use crate::node::{Node, NodeName};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {}
@@ -103,10 +104,49 @@ pub async fn check(global: &Global) -> Report {
             return report;
         }
     };
-    let (catalogs, by_message) = compile_all(&compiler, &inventory.nodes);
+    let mut seen = BTreeMap::new();
+    for node in &inventory.nodes {
+        if let Some(first) = seen.insert(node.name.as_str(), node) {
+            report.errors.push(Problem {
+                message: format!(
+                    "node name `{}` is used twice (datacenters `{}` and `{}`)",
+                    node.name, first.datacenter, node.datacenter
+                ),
+                nodes: vec![node.name.to_string()],
+            });
+        }
+    }
+    let (mut catalogs, by_message) = compile_all(&compiler, &inventory.nodes);
     report.nodes = inventory.nodes.len();
     report.resources = catalogs.iter().map(|c| c.resources.len()).sum();
     report.errors.extend(by_message);
+    // A role with no node yet in some datacenter is still compiled there, as a
+    // stand-in node without variables, so that its templates are checked and parity
+    // is verified before the first node exists.
+    let stand_ins: Vec<Node> = site
+        .roles
+        .keys()
+        .flat_map(|role| site.datacenters.iter().map(move |dc| (role, &dc.name)))
+        .filter(|(role, dc)| {
+            !inventory
+                .nodes
+                .iter()
+                .any(|n| &n.role == *role && &n.datacenter == *dc)
+        })
+        .map(|(role, dc)| Node {
+            name: NodeName::new(format!("{role}@{dc} (no nodes yet)")),
+            datacenter: dc.clone(),
+            role: role.clone(),
+            address: String::new(),
+            port: 22,
+            user: None,
+            facts: BTreeMap::new(),
+            vars: BTreeMap::new(),
+        })
+        .collect();
+    let (stand_in_catalogs, stand_in_errors) = compile_all(&compiler, &stand_ins);
+    catalogs.extend(stand_in_catalogs);
+    report.errors.extend(stand_in_errors);
     report.errors.extend(
         parity::check(&site, &catalogs)
             .into_iter()
@@ -140,7 +180,9 @@ fn compile_all(
                     if entry.is_empty() {
                         order.push(message);
                     }
-                    entry.push(node.name.to_string());
+                    if !entry.iter().any(|n| n == node.name.as_str()) {
+                        entry.push(node.name.to_string());
+                    }
                 }
             }
         }

@@ -164,6 +164,12 @@ impl ResourceDecl {
                 ));
             }
         }
+        if keys.contains(&"validate_tree") && !keys.contains(&"validate") {
+            return Err(invalid(
+                key_lines["validate_tree"],
+                "`validate_tree` needs a `validate` command".to_string(),
+            ));
+        }
         let sources = ["content", "template", "source"];
         let given: Vec<&str> = sources
             .iter()

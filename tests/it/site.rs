@@ -336,3 +336,64 @@ proptest! {
         load_with(MANIFESTS[which], &text.into_iter().collect::<String>());
     }
 }
+
+#[test]
+fn identical_declarations_merge_and_each_instances_are_ordered() {
+    let site = Site::load(&repo()).unwrap();
+    let node = site
+        .nodes
+        .iter()
+        .find(|n| n.name.as_str() == "fe-az-1")
+        .unwrap();
+    let catalog = compile(&site, node).unwrap();
+    let position = |id: &str| {
+        let found: Vec<usize> = catalog
+            .resources
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.id.to_string() == id)
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(found.len(), 1, "`{id}` once in the catalog");
+        found[0]
+    };
+    let reload = position("exec:systemd-daemon-reload");
+    for app in ["dashboard", "txserver", "docs"] {
+        let unit = position(&format!("file:/etc/systemd/system/{app}.service"));
+        let service = position(&format!("service:{app}"));
+        let config = position(&format!("file:/etc/{app}/{app}.toml"));
+        assert!(
+            unit < reload && reload < service && config < service,
+            "{app}"
+        );
+        let notified = &catalog.resources[config].notify;
+        assert_eq!(
+            notified.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            [format!("service:{app}")]
+        );
+    }
+    // Module `requires`: mongodb requires packages, so the packages come first.
+    let store = catalog_json("db-az-1");
+    let ids: Vec<&str> = store["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    let at = |id: &str| ids.iter().position(|i| *i == id).unwrap();
+    assert!(at("package:mongodb-org") < at("group:mongodb"), "{ids:?}");
+    assert!(
+        at("package:mongodb-mongosh") < at("group:mongodb"),
+        "{ids:?}"
+    );
+    // Every resource comes after everything it must follow.
+    for (i, resource) in catalog.resources.iter().enumerate() {
+        for dep in &resource.after {
+            assert!(
+                position(&dep.to_string()) < i,
+                "{} after {dep}",
+                resource.id
+            );
+        }
+    }
+}
