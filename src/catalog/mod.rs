@@ -353,3 +353,33 @@ fn template_error(
         source,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Planning may compile catalogs from several threads with one compiler.
+    #[test]
+    fn the_compiler_can_be_shared_between_threads() {
+        fn shared<T: Sync>() {}
+        shared::<Compiler<'_>>();
+    }
+
+    #[test]
+    fn the_example_site_compiles_for_every_frontend() {
+        let site = Site::load(std::path::Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let compiler = Compiler::new(&site).unwrap();
+        let frontends: Vec<&Node> = site
+            .nodes
+            .iter()
+            .filter(|n| n.role.as_str() == "frontend")
+            .collect();
+        assert!(frontends.len() >= 2);
+        for node in frontends {
+            let catalog = compiler.compile(node).unwrap();
+            assert!(catalog
+                .resource(&"service:nginx".parse().unwrap())
+                .is_some());
+        }
+    }
+}

@@ -147,6 +147,21 @@ pub async fn check(global: &Global) -> Report {
     let (stand_in_catalogs, stand_in_errors) = compile_all(&compiler, &stand_ins);
     catalogs.extend(stand_in_catalogs);
     report.errors.extend(stand_in_errors);
+    // A declared key that matches no resource anywhere is most likely a typo that
+    // would let the real difference through.
+    for overlay in [&site.standby, &site.primary].into_iter().flatten() {
+        for (id, line) in &overlay.may_change_lines {
+            if !catalogs.iter().any(|c| c.resource(id).is_some()) {
+                report.errors.push(Problem {
+                    message: format!(
+                        "{}:{line}: overlay declares `{id}`, which no catalog has",
+                        overlay.file.display()
+                    ),
+                    nodes: Vec::new(),
+                });
+            }
+        }
+    }
     report.errors.extend(
         parity::check(&site, &catalogs)
             .into_iter()

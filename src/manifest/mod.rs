@@ -414,16 +414,28 @@ fn load_overlay(root: &Path, which: &str) -> Result<Option<Overlay>, ManifestErr
         .map(|v| v.get_ref().clone())
         .collect();
     let mut may_change = BTreeMap::new();
+    let mut may_change_lines = BTreeMap::new();
     for (id, attrs) in raw.may_change.resources {
+        let line = line_of(&text, attrs.span().start);
+        let attrs = attrs.into_inner();
+        for attr in &attrs {
+            if !model::ATTRIBUTES.contains(&attr.as_str()) {
+                errors.push(ManifestError::invalid(
+                    &file,
+                    line,
+                    format!(
+                        "`{attr}` is not a resource attribute (one of {})",
+                        model::ATTRIBUTES.join(", ")
+                    ),
+                ));
+            }
+        }
         match id.parse::<ResourceId>() {
             Ok(id) => {
-                may_change.insert(id, attrs.into_inner().into_iter().collect());
+                may_change_lines.insert(id.clone(), line);
+                may_change.insert(id, attrs.into_iter().collect());
             }
-            Err(err) => errors.push(ManifestError::invalid(
-                &file,
-                line_of(&text, attrs.span().start),
-                err,
-            )),
+            Err(err) => errors.push(ManifestError::invalid(&file, line, err)),
         }
     }
     let vars = Layer::from_raw(raw.vars, &file, &text);
@@ -445,6 +457,7 @@ fn load_overlay(root: &Path, which: &str) -> Result<Option<Overlay>, ManifestErr
         vars,
         may_change_vars,
         may_change,
+        may_change_lines,
     }))
 }
 

@@ -258,6 +258,42 @@ fn key_line(text: &str, from: usize, key: &str) -> Option<usize> {
         .map(|(i, _)| i + 1)
 }
 
+/// The attributes parity compares and an overlay may declare: the spec fields of
+/// every resource type as catalogs serialize them, the relations, and `presence`.
+pub const ATTRIBUTES: [&str; 31] = [
+    "path",
+    "ensure",
+    "content",
+    "owner",
+    "group",
+    "mode",
+    "validate",
+    "backup",
+    "target",
+    "name",
+    "state",
+    "running",
+    "enabled",
+    "reload",
+    "commands",
+    "uid",
+    "groups",
+    "home",
+    "shell",
+    "system",
+    "gid",
+    "command",
+    "creates",
+    "unless",
+    "onlyif",
+    "refresh_only",
+    "user",
+    "cwd",
+    "after",
+    "notify",
+    "presence",
+];
+
 /// What a datacenter's state changes (`standby.toml`, `primary.toml`).
 #[derive(Debug, Clone)]
 pub struct Overlay {
@@ -268,6 +304,8 @@ pub struct Overlay {
     pub may_change_vars: BTreeSet<String>,
     /// Resource attributes that may differ between datacenters because of it.
     pub may_change: BTreeMap<ResourceId, BTreeSet<String>>,
+    /// Where each resource of `may_change` is declared.
+    pub may_change_lines: BTreeMap<ResourceId, usize>,
 }
 
 impl Overlay {
@@ -275,5 +313,43 @@ impl Overlay {
         self.may_change
             .get(id)
             .is_some_and(|attrs| attrs.contains(attribute))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decl(text: &str) -> Result<ResourceDecl, ManifestError> {
+        let raw: RawResource = toml::from_str(text).unwrap();
+        ResourceDecl::new(raw, Path::new("m.toml"), text, 0)
+    }
+
+    #[test]
+    fn refuses_keys_that_do_not_apply_to_the_type_by_line() {
+        let err = decl("type = \"package\"\nname = \"x\"\nmode = \"0644\"\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "m.toml:3: key `mode` does not apply to a `package` resource"
+        );
+    }
+
+    #[test]
+    fn requires_the_identifying_key_and_one_content_source() {
+        let err = decl("type = \"file\"\nmode = \"0644\"\n").unwrap_err();
+        assert!(err.to_string().contains("missing the required key `path`"));
+        let err = decl("type = \"file\"\npath = \"/a\"\ncontent = \"x\"\ntemplate = \"t\"\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("not `content` and `template`"));
+        let ok = decl("type = \"file\"\n# c\npath = \"/a\"\nnotify = [\"service:x\"]\n").unwrap();
+        assert_eq!(ok.line_of("path"), 3);
+        assert_eq!(ok.line_of("notify"), 4);
+    }
+
+    #[test]
+    fn lines_count_from_one() {
+        assert_eq!(line_of("a\nb\nc", 0), 1);
+        assert_eq!(line_of("a\nb\nc", 2), 2);
+        assert_eq!(line_of("a\nb\nc", 99), 3);
     }
 }
