@@ -148,8 +148,14 @@ pub async fn check(global: &Global) -> Report {
     catalogs.extend(stand_in_catalogs);
     report.errors.extend(stand_in_errors);
     // A declared key that matches no resource anywhere is most likely a typo that
-    // would let the real difference through.
-    for overlay in [&site.standby, &site.primary].into_iter().flatten() {
+    // would let the real difference through. Only meaningful when every catalog
+    // compiled: a failed one may be where the resource lives.
+    let all_compiled = report.errors.is_empty();
+    for overlay in [&site.standby, &site.primary]
+        .into_iter()
+        .flatten()
+        .filter(|_| all_compiled)
+    {
         for (id, line) in &overlay.may_change_lines {
             if !catalogs.iter().any(|c| c.resource(id).is_some()) {
                 report.errors.push(Problem {

@@ -397,3 +397,118 @@ fn identical_declarations_merge_and_each_instances_are_ordered() {
         }
     }
 }
+
+#[test]
+fn every_resource_type_compiles_from_its_declaration() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&fixtures().join("minimal"), dir.path());
+    std::fs::create_dir_all(dir.path().join("modules/web/files")).unwrap();
+    std::fs::write(dir.path().join("modules/web/files/motd"), "static text\n").unwrap();
+    let module = dir.path().join("modules/web/module.toml");
+    let mut text_of = std::fs::read_to_string(&module).unwrap();
+    text_of.push_str(
+        r#"
+[[resource]]
+type = "group"
+name = "web"
+gid = 990
+system = true
+
+[[resource]]
+type = "user"
+name = "web"
+uid = 990
+group = "web"
+groups = ["adm"]
+home = "/var/lib/web"
+shell = "/usr/sbin/nologin"
+system = true
+
+[[resource]]
+type = "directory"
+path = "/var/lib/web/"
+owner = "web"
+mode = "0750"
+
+[[resource]]
+type = "file"
+path = "/etc/motd"
+source = "motd"
+backup = false
+
+[[resource]]
+type = "symlink"
+path = "/etc/web/current"
+target = "../releases/{{port}}"
+
+[[resource]]
+type = "package"
+name = "telnetd"
+ensure = "absent"
+
+[[resource]]
+type = "package"
+name = "web-tools"
+version = "1.2.3"
+
+[[resource]]
+type = "exec"
+name = "migrate"
+command = "web-migrate --port {{port}}"
+creates = "/var/lib/web/migrated"
+user = "web"
+cwd = "/var/lib/web"
+subscribe = ["package:web-tools"]
+
+[[resource]]
+type = "service"
+name = "web-worker"
+running = false
+enabled = false
+commands = { start = "web-worker start", stop = "web-worker stop", status = "web-worker status" }
+"#,
+    );
+    std::fs::write(&module, text_of).unwrap();
+    let site = Site::load(dir.path()).unwrap();
+    let catalog = compile(&site, &site.nodes[0]).unwrap();
+    let json = serde_json::to_value(&catalog).unwrap();
+    let find = |id: &str| -> Value {
+        json["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap_or_else(|| panic!("`{id}` in {json:#}"))
+            .clone()
+    };
+    assert_eq!(
+        find("user:web")["spec"]["groups"],
+        serde_json::json!(["adm"])
+    );
+    assert_eq!(find("directory:/var/lib/web")["spec"]["mode"], "0750");
+    assert_eq!(
+        find("file:/etc/motd")["spec"]["content"]["text"],
+        "static text\n"
+    );
+    assert_eq!(
+        find("symlink:/etc/web/current")["spec"]["target"],
+        "../releases/8080"
+    );
+    assert_eq!(find("package:telnetd")["spec"]["state"], "absent");
+    assert_eq!(
+        find("package:web-tools")["spec"]["state"],
+        serde_json::json!({"version": "1.2.3"})
+    );
+    let migrate = find("exec:migrate");
+    assert_eq!(migrate["spec"]["command"], "web-migrate --port 8080");
+    assert_eq!(migrate["after"], serde_json::json!(["package:web-tools"]));
+    assert_eq!(
+        find("package:web-tools")["notify"],
+        serde_json::json!(["exec:migrate"])
+    );
+    assert_eq!(
+        find("service:web-worker")["spec"]["commands"]["status"],
+        "web-worker status"
+    );
+    assert_eq!(find("service:web-worker")["spec"]["running"], false);
+}
