@@ -49,7 +49,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Status> {
                 let file = file.strip_prefix(&site.root).unwrap_or(file);
                 format!("{}:{line}", file.display())
             }
-            _ => "node variables of the inventory".to_string(),
+            _ => node_origin(global, &site, &args.node, &args.var),
         };
         let verdict = if i == last { "wins" } else { "overridden" };
         println!(
@@ -60,4 +60,41 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Status> {
         );
     }
     Ok(Status::Ok)
+}
+
+/// Where the node layer comes from: the `--inventory` file or `manifests/nodes.toml`,
+/// with the line of the variable inside the node's `[[node]]` entry when found.
+fn node_origin(global: &Global, site: &Site, node: &str, var: &str) -> String {
+    let path = global
+        .inventory
+        .clone()
+        .unwrap_or_else(|| site.root.join("manifests/nodes.toml"));
+    let shown = path
+        .strip_prefix(&site.root)
+        .unwrap_or(&path)
+        .display()
+        .to_string();
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return shown;
+    };
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let entry = lines.iter().position(|l| {
+        l.strip_prefix("name")
+            .map(|rest| rest.trim_start().trim_start_matches('=').trim())
+            .is_some_and(|value| value.trim_matches('"') == node)
+    });
+    let found = entry.and_then(|start| {
+        lines[start..]
+            .iter()
+            .take_while(|l| **l != "[[node]]")
+            .position(|l| {
+                l.strip_prefix(var)
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+            })
+            .map(|offset| start + offset + 1)
+    });
+    match found {
+        Some(line) => format!("{shown}:{line}"),
+        None => shown,
+    }
 }

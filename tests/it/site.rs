@@ -512,3 +512,52 @@ commands = { start = "web-worker start", stop = "web-worker stop", status = "web
     );
     assert_eq!(find("service:web-worker")["spec"]["running"], false);
 }
+
+#[test]
+fn node_variables_show_in_explain_and_break_parity_when_only_one_datacenter_has_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = dir.path().join("fleet.toml");
+    let mut nodes = String::new();
+    for (name, dc) in [("fe-a", "azure-westus"), ("fe-b", "aws-useast1")] {
+        nodes.push_str(&format!(
+            "[[node]]\nname = \"{name}\"\ndatacenter = \"{dc}\"\nrole = \"frontend\"\naddress = \"127.0.0.1\"\n"
+        ));
+    }
+    nodes.push_str("[node.vars]\napp_command_override = \"/usr/local/bin/demo-app\"\n");
+    std::fs::write(&inventory, nodes).unwrap();
+    let inv = inventory.to_str().unwrap();
+
+    let out = example(&[
+        "--inventory",
+        inv,
+        "explain",
+        "fe-b",
+        "app_command_override",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("fleet.toml:12"), "{stdout}");
+    assert!(stdout
+        .lines()
+        .last()
+        .unwrap()
+        .ends_with("\"/usr/local/bin/demo-app\" (wins)"));
+
+    let out = example(&["--inventory", inv, "--format", "json", "check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let messages: Vec<&str> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    for app in ["dashboard", "txserver", "docs"] {
+        let expected = format!(
+            "parity: role `frontend`, resource `file:/etc/systemd/system/{app}.service`, attribute `content` differs between `azure-westus` (node `fe-a`) and `aws-useast1` (node `fe-b`)"
+        );
+        assert!(
+            messages.iter().any(|m| m.starts_with(&expected)),
+            "{messages:#?}"
+        );
+    }
+}
