@@ -300,8 +300,9 @@ fn load_with(file: &str, text: &str) {
     }
 }
 
-const MANIFESTS: [&str; 4] = [
+const MANIFESTS: [&str; 5] = [
     "manifests/site.toml",
+    "manifests/nodes.toml",
     "manifests/roles/web.toml",
     "modules/web/module.toml",
     "manifests/overlays/standby.toml",
@@ -312,7 +313,7 @@ proptest! {
 
     /// Arbitrary text in any manifest never panics the loader or the compiler.
     #[test]
-    fn arbitrary_manifest_text_never_panics(which in 0..4usize, text in "\\PC{0,400}") {
+    fn arbitrary_manifest_text_never_panics(which in 0..5usize, text in "\\PC{0,400}") {
         load_with(MANIFESTS[which], &text);
     }
 
@@ -320,7 +321,7 @@ proptest! {
     /// reach deeper into validation and must not panic either.
     #[test]
     fn mutated_manifests_never_panic(
-        which in 0..4usize,
+        which in 0..5usize,
         edits in proptest::collection::vec((any::<prop::sample::Index>(), 0..3u8, "[ -~\n]{0,3}"), 1..6),
     ) {
         let path = fixtures().join("minimal").join(MANIFESTS[which]);
