@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::Catalog;
 use crate::manifest::Site;
 use crate::node::{DatacenterName, NodeName, RoleName};
-use crate::resource::{Resource, ResourceId};
+use crate::resource::{Origin, Resource, ResourceId};
 
 /// One difference no overlay declares.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -26,13 +26,16 @@ pub struct ParityError {
     pub nodes: [NodeName; 2],
     /// Where the values differ, without the values (they may be secret).
     pub detail: String,
+    /// Where the resource is declared (in the first catalog that has it).
+    pub origin: Origin,
 }
 
 impl fmt::Display for ParityError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "parity: role `{}`, resource `{}`, attribute `{}` differs between `{}` (node `{}`) and `{}` (node `{}`){}; no overlay declares it may change",
+            "{}: parity: role `{}`, resource `{}`, attribute `{}` differs between `{}` (node `{}`) and `{}` (node `{}`){}; no overlay declares it may change",
+            self.origin,
             self.role,
             self.resource,
             self.attribute,
@@ -82,7 +85,8 @@ fn compare(site: &Site, role: &RoleName, a: &Catalog, b: &Catalog, errors: &mut 
             .filter_map(|dc| site.overlay_for(dc))
             .any(|overlay| overlay.allows(id, attribute))
     };
-    let mut report = |id: &ResourceId, attribute: &str, detail: String| {
+    let mut report = |resource: &Resource, attribute: &str, detail: String| {
+        let id = &resource.id;
         if !allowed(id, attribute) {
             errors.push(ParityError {
                 role: role.clone(),
@@ -91,6 +95,7 @@ fn compare(site: &Site, role: &RoleName, a: &Catalog, b: &Catalog, errors: &mut 
                 datacenters: [a.node.datacenter.clone(), b.node.datacenter.clone()],
                 nodes: [a.node.name.clone(), b.node.name.clone()],
                 detail,
+                origin: resource.origin.clone(),
             });
         }
     };
@@ -99,20 +104,20 @@ fn compare(site: &Site, role: &RoleName, a: &Catalog, b: &Catalog, errors: &mut 
     for ra in &a.resources {
         let Some(rb) = b_by_id.get(&ra.id) else {
             report(
-                &ra.id,
+                ra,
                 "presence",
                 format!("only in `{}`", a.node.datacenter),
             );
             continue;
         };
         for (attribute, detail) in differences(ra, rb) {
-            report(&ra.id, &attribute, detail);
+            report(ra, &attribute, detail);
         }
     }
     for rb in &b.resources {
         if a.resource(&rb.id).is_none() {
             report(
-                &rb.id,
+                rb,
                 "presence",
                 format!("only in `{}`", b.node.datacenter),
             );
