@@ -103,11 +103,7 @@ fn compare(site: &Site, role: &RoleName, a: &Catalog, b: &Catalog, errors: &mut 
         b.resources.iter().map(|r| (&r.id, r)).collect();
     for ra in &a.resources {
         let Some(rb) = b_by_id.get(&ra.id) else {
-            report(
-                ra,
-                "presence",
-                format!("only in `{}`", a.node.datacenter),
-            );
+            report(ra, "presence", format!("only in `{}`", a.node.datacenter));
             continue;
         };
         for (attribute, detail) in differences(ra, rb) {
@@ -116,11 +112,7 @@ fn compare(site: &Site, role: &RoleName, a: &Catalog, b: &Catalog, errors: &mut 
     }
     for rb in &b.resources {
         if a.resource(&rb.id).is_none() {
-            report(
-                rb,
-                "presence",
-                format!("only in `{}`", b.node.datacenter),
-            );
+            report(rb, "presence", format!("only in `{}`", b.node.datacenter));
         }
     }
 }
