@@ -55,6 +55,8 @@ pub enum CompileError {
         node: NodeName,
         datacenter: DatacenterName,
     },
+    #[error("cannot register partials: {0}")]
+    Partials(TemplateError),
     #[error("{file}:{line}: `{key}`: {source}")]
     Template {
         file: PathBuf,
@@ -169,14 +171,14 @@ impl<'s> Compiler<'s> {
         let site_templates = site.root.join("templates");
         if site_templates.is_dir() {
             if let Err(source) = templates.register_partials(&site_templates, None) {
-                errors.push(template_error(&site_templates, 0, "partials", source));
+                errors.push(CompileError::Partials(source));
             }
         }
         for module in site.modules.values() {
             let dir = module.dir.join("templates");
             if dir.is_dir() {
                 if let Err(source) = templates.register_partials(&dir, Some(&module.name)) {
-                    errors.push(template_error(&dir, 0, "partials", source));
+                    errors.push(CompileError::Partials(source));
                 }
             }
         }

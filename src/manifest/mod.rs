@@ -265,13 +265,12 @@ fn load_modules(root: &Path) -> Result<BTreeMap<String, Module>, ManifestError> 
     }
     // A module that requires one that does not exist is named with the line.
     for module in modules.values() {
-        let (text, raw) = parse::<raw::RawModule>(&module.file)?;
-        for req in &raw.requires {
-            if !modules.contains_key(req.get_ref()) {
+        for (req, line) in module.requires.iter().zip(&module.requires_lines) {
+            if !modules.contains_key(req) {
                 errors.push(ManifestError::invalid(
                     &module.file,
-                    line_of(&text, req.span().start),
-                    format!("unknown module `{}` in `requires`", req.get_ref()),
+                    *line,
+                    format!("unknown module `{req}` in `requires`"),
                 ));
             }
         }
@@ -307,6 +306,11 @@ fn load_module(name: &str, dir: &Path) -> Result<Module, ManifestError> {
         name: name.to_string(),
         dir: dir.to_path_buf(),
         description: raw.description,
+        requires_lines: raw
+            .requires
+            .iter()
+            .map(|r| line_of(&text, r.span().start))
+            .collect(),
         requires: raw.requires.into_iter().map(|r| r.into_inner()).collect(),
         each,
         vars: Layer::from_raw(raw.vars, &file, &text),

@@ -104,6 +104,8 @@ pub struct Module {
     pub file: PathBuf,
     pub description: Option<String>,
     pub requires: Vec<String>,
+    /// The line of each entry of `requires`.
+    pub requires_lines: Vec<usize>,
     pub each: Option<Each>,
     pub vars: VarLayer,
     pub resources: Vec<ResourceDecl>,
