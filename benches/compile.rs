@@ -165,9 +165,12 @@ fn write_site(root: &Path, nodes: usize) {
             list,
             "[[node]]\nname = \"n{n:06}\"\ndatacenter = \"{dc}\"\nrole = \"{role}\"\naddress = \"127.0.0.1\"\n"
         );
-        // One node in ten has its own variables and so its own renderings.
+        // Every node has a variable of its own that no template uses (it must not cost
+        // a rendering), and one node in ten overrides `limit`, which every template
+        // uses, with one of three values.
+        let _ = write!(list, "[node.vars]\nhost_label = \"rack-{n}\"\n");
         if n % 10 == 0 {
-            let _ = write!(list, "[node.vars]\nlimit = {}\n", 100 + n % 3);
+            let _ = writeln!(list, "limit = {}", 100 + n % 3);
         }
     }
     write(&root.join("manifests/nodes.toml"), &list);

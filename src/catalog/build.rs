@@ -21,7 +21,10 @@ const MIN_LITERAL_SECRET: usize = 8;
 /// for the render cache.
 pub(crate) struct Context<'a> {
     pub value: &'a Value,
+    /// The scope (role, datacenter) and the module instance; node variables and the
+    /// node's name are added per source by `Compiler::render`.
     pub key: String,
+    pub node_vars: &'a std::collections::BTreeMap<String, Value>,
     pub node: &'a str,
 }
 
@@ -37,6 +40,7 @@ impl Instance {
         Context {
             value: self.value.as_ref().unwrap_or(base.value),
             key: self.key.clone(),
+            node_vars: base.node_vars,
             node: base.node,
         }
     }

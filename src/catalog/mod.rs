@@ -237,14 +237,10 @@ impl<'s> Compiler<'s> {
                 datacenter: node.datacenter.clone(),
             })?;
         let context = vars::node_context(scope, node);
-        let node_vars = if node.vars.is_empty() {
-            String::new()
-        } else {
-            serde_json::to_string(&node.vars).unwrap_or_default()
-        };
         let base = build::Context {
             value: &context,
-            key: format!("{scope_index}\u{0}{node_vars}"),
+            key: scope_index.to_string(),
+            node_vars: &node.vars,
             node: node.name.as_str(),
         };
         let mut builder = graph::Builder::default();
@@ -293,16 +289,30 @@ impl<'s> Compiler<'s> {
         first_line: usize,
         ctx: &build::Context<'_>,
     ) -> Result<Rendered, TemplateError> {
-        // A template that names the node (or pulls partials, which might) renders per
-        // node; every other one once per scope.
-        let per_node = source.contains("node") || source.contains("{{>");
+        // Text renders the same for every node of a (role, datacenter) scope and module
+        // instance, except through what the template can reach: node variables whose
+        // names it contains, and the node itself when it names `node`. A template that
+        // could reach everything (`this`, `@root`, partials) is keyed by all of them.
+        // A name a template computes at render time is the one way around this; no
+        // helper of ours does that.
+        let everything =
+            source.contains("this") || source.contains("@root") || source.contains("{{>");
+        let mut context = ctx.key.clone();
+        for (name, value) in ctx.node_vars {
+            if everything || source.contains(name.as_str()) {
+                context.push('\u{0}');
+                context.push_str(name);
+                context.push('=');
+                context.push_str(&value.to_string());
+            }
+        }
+        if everything || source.contains("node") {
+            context.push('\u{0}');
+            context.push_str(ctx.node);
+        }
         let key = RenderKey {
             source: id.to_string(),
-            context: if per_node {
-                format!("{}\u{0}{}", ctx.key, ctx.node)
-            } else {
-                ctx.key.clone()
-            },
+            context,
         };
         if let Some(hit) = self.lock_rendered().get(&key) {
             return Ok(hit.clone());
