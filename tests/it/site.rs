@@ -562,3 +562,57 @@ fn node_variables_show_in_explain_and_break_parity_when_only_one_datacenter_has_
         );
     }
 }
+
+#[test]
+fn shared_renderings_never_mix_up_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&fixtures().join("minimal"), dir.path());
+    let template = dir.path().join("modules/web/templates/web.conf.hbs");
+    let mut source = std::fs::read_to_string(&template).unwrap();
+    source.push_str("host = \"{{node.name}}\"\nworkers = {{workers}}\n");
+    std::fs::write(&template, source).unwrap();
+    let role = dir.path().join("manifests/roles/web.toml");
+    let mut role_text = std::fs::read_to_string(&role).unwrap();
+    role_text.push_str("workers = 4\n");
+    std::fs::write(&role, role_text).unwrap();
+    let mut site = Site::load(dir.path()).unwrap();
+    // Three nodes of one datacenter: one overrides a variable the template uses, one
+    // sets a variable it does not use.
+    let mut second = site.nodes[0].clone();
+    second.name = tandem::node::NodeName::new("web-east-2");
+    second.vars.insert("workers".into(), serde_json::json!(8));
+    let mut third = site.nodes[0].clone();
+    third.name = tandem::node::NodeName::new("web-east-3");
+    third
+        .vars
+        .insert("unrelated".into(), serde_json::json!("x"));
+    site.nodes.push(second);
+    site.nodes.push(third);
+    let compiler = Compiler::new(&site).unwrap();
+    let content = |i: usize| {
+        let catalog = compiler.compile(&site.nodes[i]).unwrap();
+        match &catalog
+            .resource(&"file:/etc/web/web.conf".parse().unwrap())
+            .unwrap()
+            .spec
+        {
+            tandem::resource::Spec::File(f) => {
+                String::from_utf8(f.content.as_ref().unwrap().bytes.clone()).unwrap()
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    let (first, second, third) = (content(0), content(2), content(3));
+    assert!(
+        first.contains("host = \"web-east-1\"") && first.contains("workers = 4"),
+        "{first}"
+    );
+    assert!(
+        second.contains("host = \"web-east-2\"") && second.contains("workers = 8"),
+        "{second}"
+    );
+    assert!(
+        third.contains("host = \"web-east-3\"") && third.contains("workers = 4"),
+        "{third}"
+    );
+}
