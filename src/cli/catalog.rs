@@ -1,9 +1,18 @@
-//! `tandem catalog`: print one node's catalog, secrets redacted.
-//!
-//! SKELETON: arguments only.
+//! `tandem catalog NODE`: a node's resources in apply order with their attributes and
+//! rendered file content. Secret-bearing content shows only its digest and the
+//! fingerprints of the secrets in it; `--format json` prints the same, as JSON.
 
-use crate::cli::Global;
+use std::fmt::Write as _;
+
+use anyhow::Context as _;
+use serde_json::Value;
+
+use crate::catalog::{Catalog, Compiler};
+use crate::cli::{Format, Global};
 use crate::exit::Status;
+use crate::manifest::Site;
+use crate::node::Node;
+use crate::resource::Spec;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -11,6 +20,99 @@ pub struct Args {
     pub node: String,
 }
 
-pub async fn run(_global: &Global, _args: Args) -> anyhow::Result<Status> {
-    anyhow::bail!("`tandem catalog` is not built yet")
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<Status> {
+    let site = Site::load(&global.site).context("cannot load the site")?;
+    let node = find_node(global, &site, &args.node).await?;
+    let compiler = Compiler::new(&site)?;
+    let catalog = compiler.compile(&node)?;
+    let out = match global.format {
+        Format::Json => serde_json::to_string_pretty(&catalog)?,
+        Format::Text => render_text(&site, &catalog),
+    };
+    // Sensitive content is already withheld; this guards what a template might have
+    // copied from a secret into a place nobody expected.
+    println!("{}", compiler.secrets().redact(&out));
+    Ok(Status::Ok)
+}
+
+/// The node named `name` among the nodes commands operate on.
+pub(crate) async fn find_node(global: &Global, site: &Site, name: &str) -> anyhow::Result<Node> {
+    let inventory = crate::inventory::resolve(global, site)
+        .await
+        .context("cannot list the nodes")?;
+    inventory
+        .nodes
+        .into_iter()
+        .find(|n| n.name.as_str() == name)
+        .with_context(|| format!("unknown node `{name}`"))
+}
+
+/// The text form: one block per resource, attributes indented, content as `|` lines.
+pub fn render_text(site: &Site, catalog: &Catalog) -> String {
+    let node = &catalog.node;
+    let state = match site.datacenter(&node.datacenter) {
+        Some(dc) if dc.primary => "primary",
+        _ => "standby",
+    };
+    let mut out = format!(
+        "# node `{}`: role `{}`, datacenter `{}` ({state}), {} resources\n",
+        node.name,
+        node.role,
+        node.datacenter,
+        catalog.resources.len()
+    );
+    for resource in &catalog.resources {
+        let origin = resource
+            .origin
+            .file
+            .strip_prefix(&site.root)
+            .unwrap_or(&resource.origin.file);
+        let _ = writeln!(
+            out,
+            "\n{}  ({}:{})",
+            resource.id,
+            origin.display(),
+            resource.origin.line
+        );
+        if let Ok(Value::Object(attrs)) = serde_json::to_value(&resource.spec) {
+            for (key, value) in attrs {
+                if matches!(key.as_str(), "type" | "content") || value.is_null() {
+                    continue;
+                }
+                let _ = writeln!(out, "  {key}: {}", plain(&value));
+            }
+        }
+        for (label, ids) in [("after", &resource.after), ("notify", &resource.notify)] {
+            if !ids.is_empty() {
+                let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+                let _ = writeln!(out, "  {label}: {}", ids.join(", "));
+            }
+        }
+        if let Spec::File(file) = &resource.spec {
+            if let Some(content) = &file.content {
+                if content.is_sensitive() {
+                    let markers: Vec<String> = content.secrets.iter().map(|f| f.marker()).collect();
+                    let _ = writeln!(
+                        out,
+                        "  content: sha256 {}, withheld: contains {}",
+                        content.sha256(),
+                        markers.join(" ")
+                    );
+                } else {
+                    let _ = writeln!(out, "  content: sha256 {}", content.sha256());
+                    for line in String::from_utf8_lossy(&content.bytes).lines() {
+                        let _ = writeln!(out, "    | {line}");
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn plain(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
 }

@@ -1,0 +1,454 @@
+//! One declaration plus one node's variables becomes one resource: string attributes
+//! are rendered (when they hold a template), checked for secrets (refused anywhere but
+//! file content), paths parsed as absolute remote paths, file content rendered from
+//! its template, and relations parsed as resource ids.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::graph::Pending;
+use super::{template_error, CompileError, Compiler};
+use crate::manifest::raw::RawCommands;
+use crate::manifest::{Module, ResourceDecl};
+use crate::path::RemotePath;
+use crate::resource::*;
+
+/// The shortest secret value recognized when it appears literally in an attribute.
+const MIN_LITERAL_SECRET: usize = 8;
+
+/// The variables one module instance renders with, and the key that identifies them
+/// for the render cache.
+pub(crate) struct Context<'a> {
+    pub value: &'a Value,
+    /// The scope (role, datacenter) and the module instance; node variables and the
+    /// node's name are added per source by `Compiler::render`.
+    pub key: String,
+    pub node_vars: &'a std::collections::BTreeMap<String, Value>,
+    pub node: &'a str,
+}
+
+/// One instance of a module: the node's context, or for an `each` module the node's
+/// context plus the list element bound to the module's `as` name.
+pub(crate) struct Instance {
+    value: Option<Value>,
+    key: String,
+}
+
+impl Instance {
+    pub fn context<'a>(&'a self, base: &Context<'a>) -> Context<'a> {
+        Context {
+            value: self.value.as_ref().unwrap_or(base.value),
+            key: self.key.clone(),
+            node_vars: base.node_vars,
+            node: base.node,
+        }
+    }
+}
+
+pub(crate) fn instances(
+    module: &Module,
+    base: &Context<'_>,
+) -> Result<Vec<Instance>, CompileError> {
+    let Some(each) = &module.each else {
+        return Ok(vec![Instance {
+            value: None,
+            key: base.key.clone(),
+        }]);
+    };
+    let attribute = |message: String| CompileError::Attribute {
+        file: module.file.clone(),
+        line: each.line,
+        key: "each".to_string(),
+        message,
+    };
+    let items = match base.value.get(&each.var) {
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(attribute(format!("variable `{}` is not a list", each.var))),
+        None => return Err(attribute(format!("variable `{}` is not set", each.var))),
+    };
+    items
+        .iter()
+        .map(|item| {
+            let mut value = base.value.clone();
+            if let Value::Object(map) = &mut value {
+                map.insert(each.bind.clone(), item.clone());
+            }
+            Ok(Instance {
+                value: Some(value),
+                key: format!("{}\u{0}{}", base.key, item),
+            })
+        })
+        .collect()
+}
+
+struct Attrs<'c, 'a> {
+    compiler: &'c Compiler<'a>,
+    module: &'c Module,
+    decl: &'c ResourceDecl,
+    ctx: &'c Context<'c>,
+}
+
+impl Attrs<'_, '_> {
+    fn attribute(&self, key: &str, message: String) -> CompileError {
+        CompileError::Attribute {
+            file: self.decl.file.clone(),
+            line: self.decl.line_of(key),
+            key: key.to_string(),
+            message,
+        }
+    }
+
+    /// A string attribute, rendered when it holds a template; refused when it holds
+    /// a secret, since attributes are printed.
+    fn text(&self, key: &str, raw: Option<&String>) -> Result<Option<String>, CompileError> {
+        let Some(raw) = raw else { return Ok(None) };
+        if let Some(secret) = secret_helper(raw) {
+            return Err(CompileError::SecretInAttribute {
+                file: self.decl.file.clone(),
+                line: self.decl.line_of(key),
+                key: key.to_string(),
+                secret,
+            });
+        }
+        let text = if raw.contains("{{") {
+            let id = format!("{}:{}:{key}", self.decl.file.display(), self.decl.line);
+            let line = self.decl.line_of(key);
+            self.compiler
+                .render(&id, raw, &self.decl.file, line.saturating_sub(1), self.ctx)
+                .map_err(|source| template_error(&self.decl.file, line, key, source))?
+                .text
+        } else {
+            raw.clone()
+        };
+        // A secret value pasted literally is caught too; values this short would match
+        // ordinary text by accident, so they are only caught through the helper.
+        if let Some(secret) = self
+            .compiler
+            .secrets()
+            .found_in(&text)
+            .into_iter()
+            .find(|s| s.expose().len() >= MIN_LITERAL_SECRET)
+        {
+            return Err(CompileError::SecretInAttribute {
+                file: self.decl.file.clone(),
+                line: self.decl.line_of(key),
+                key: key.to_string(),
+                secret: secret.name().to_string(),
+            });
+        }
+        Ok(Some(text))
+    }
+
+    fn required(&self, key: &str, raw: Option<&String>) -> Result<String, CompileError> {
+        self.text(key, raw)?
+            .ok_or_else(|| self.attribute(key, "is required".to_string()))
+    }
+
+    fn path(&self, key: &str, raw: Option<&String>) -> Result<Option<RemotePath>, CompileError> {
+        self.text(key, raw)?
+            .map(|text| {
+                RemotePath::parse(&text).map_err(|err| self.attribute(key, err.to_string()))
+            })
+            .transpose()
+    }
+
+    fn required_path(&self, key: &str, raw: Option<&String>) -> Result<RemotePath, CompileError> {
+        self.path(key, raw)?
+            .ok_or_else(|| self.attribute(key, "is required".to_string()))
+    }
+
+    fn mode(&self) -> Result<Option<Mode>, CompileError> {
+        self.text("mode", self.decl.raw.mode.as_ref())?
+            .map(|m| m.parse().map_err(|err| self.attribute("mode", err)))
+            .transpose()
+    }
+
+    fn presence(&self) -> Result<Presence, CompileError> {
+        match self
+            .text("ensure", self.decl.raw.ensure.as_ref())?
+            .as_deref()
+        {
+            None | Some("present") => Ok(Presence::Present),
+            Some("absent") => Ok(Presence::Absent),
+            Some(other) => Err(self.attribute(
+                "ensure",
+                format!("`{other}` is neither `present` nor `absent`"),
+            )),
+        }
+    }
+
+    fn list(&self, key: &str, raw: Option<&Vec<String>>) -> Result<Vec<String>, CompileError> {
+        raw.into_iter()
+            .flatten()
+            .map(|item| self.required(key, Some(item)))
+            .collect()
+    }
+
+    fn relations(
+        &self,
+        key: &'static str,
+        raw: Option<&Vec<String>>,
+    ) -> Result<Vec<ResourceId>, CompileError> {
+        self.list(key, raw)?
+            .into_iter()
+            .map(|r| r.parse().map_err(|err| self.attribute(key, err)))
+            .collect()
+    }
+
+    fn content(&self) -> Result<Option<Content>, CompileError> {
+        let raw = &self.decl.raw;
+        let rendered = if let Some(inline) = &raw.content {
+            let line = self.decl.line_of("content");
+            let id = format!("{}:{}:content", self.decl.file.display(), self.decl.line);
+            self.compiler
+                .render(
+                    &id,
+                    inline,
+                    &self.decl.file,
+                    line.saturating_sub(1),
+                    self.ctx,
+                )
+                .map_err(|source| template_error(&self.decl.file, line, "content", source))?
+        } else if raw.template.is_some() {
+            let path = self.module_file("template", "templates", raw.template.as_ref())?;
+            let line = self.decl.line_of("template");
+            let source = self
+                .compiler
+                .source(&path)
+                .map_err(|source| template_error(&self.decl.file, line, "template", source))?;
+            let id = path.display().to_string();
+            self.compiler
+                .render(&id, &source, &path, 0, self.ctx)
+                .map_err(|source| template_error(&self.decl.file, line, "template", source))?
+        } else if raw.source.is_some() {
+            let path = self.module_file("source", "files", raw.source.as_ref())?;
+            let line = self.decl.line_of("source");
+            let text = self
+                .compiler
+                .source(&path)
+                .map_err(|source| template_error(&self.decl.file, line, "source", source))?;
+            let secrets = self
+                .compiler
+                .secrets()
+                .found_in(&text)
+                .into_iter()
+                .map(|s| s.fingerprint().clone())
+                .collect();
+            crate::template::Rendered {
+                text: text.to_string(),
+                secrets,
+            }
+        } else {
+            return Ok(None);
+        };
+        Ok(Some(Content {
+            bytes: rendered.text.into_bytes(),
+            secrets: rendered.secrets,
+        }))
+    }
+
+    /// A file of the module named by `key`, relative to the module's `sub` folder.
+    fn module_file(
+        &self,
+        key: &str,
+        sub: &str,
+        raw: Option<&String>,
+    ) -> Result<std::path::PathBuf, CompileError> {
+        let name = self.required(key, raw)?;
+        let relative = Path::new(&name);
+        if relative.is_absolute()
+            || relative
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(self.attribute(
+                key,
+                format!("`{name}` must be a path inside the module's `{sub}/` folder"),
+            ));
+        }
+        Ok(self.module.dir.join(sub).join(relative))
+    }
+
+    fn commands(&self, raw: Option<&RawCommands>) -> Result<Option<ServiceCommands>, CompileError> {
+        let Some(raw) = raw else { return Ok(None) };
+        Ok(Some(ServiceCommands {
+            start: self.required("commands", Some(&raw.start))?,
+            stop: self.required("commands", Some(&raw.stop))?,
+            reload: self.text("commands", raw.reload.as_ref())?,
+            status: self.required("commands", Some(&raw.status))?,
+        }))
+    }
+}
+
+/// Builds the resource `decl` declares, in `ctx`.
+pub(crate) fn resource(
+    compiler: &Compiler<'_>,
+    module: &Module,
+    decl: &ResourceDecl,
+    ctx: &Context<'_>,
+) -> Result<Pending, CompileError> {
+    let a = Attrs {
+        compiler,
+        module,
+        decl,
+        ctx,
+    };
+    let raw = &decl.raw;
+    let spec = match decl.kind {
+        ResourceKind::File => Spec::File(FileSpec {
+            path: a.required_path("path", raw.path.as_ref())?,
+            ensure: a.presence()?,
+            content: a.content()?,
+            owner: a.text("owner", raw.owner.as_ref())?,
+            group: a.text("group", raw.group.as_ref())?,
+            mode: a.mode()?,
+            validate: match a.text("validate", raw.validate.as_ref())? {
+                Some(command) if !command.contains("{staged}") => {
+                    return Err(a.attribute(
+                        "validate",
+                        "the command must name the staged file as `{staged}`".to_string(),
+                    ))
+                }
+                Some(command) => Some(Validate {
+                    command,
+                    tree: a.path("validate_tree", raw.validate_tree.as_ref())?,
+                }),
+                None => None,
+            },
+            backup: raw.backup.unwrap_or(true),
+        }),
+        ResourceKind::Directory => Spec::Directory(DirectorySpec {
+            path: a.required_path("path", raw.path.as_ref())?,
+            ensure: a.presence()?,
+            owner: a.text("owner", raw.owner.as_ref())?,
+            group: a.text("group", raw.group.as_ref())?,
+            mode: a.mode()?,
+        }),
+        ResourceKind::Symlink => Spec::Symlink(SymlinkSpec {
+            path: a.required_path("path", raw.path.as_ref())?,
+            ensure: a.presence()?,
+            target: a.required("target", raw.target.as_ref())?,
+        }),
+        ResourceKind::Package => Spec::Package(PackageSpec {
+            name: a.required("name", raw.name.as_ref())?,
+            state: match (
+                a.text("ensure", raw.ensure.as_ref())?.as_deref(),
+                a.text("version", raw.version.as_ref())?,
+            ) {
+                (None | Some("present"), Some(version)) => PackageState::Version(version),
+                (None | Some("present"), None) => PackageState::Present,
+                (Some("absent"), None) => PackageState::Absent,
+                (Some(other), _) => {
+                    return Err(a.attribute(
+                        "ensure",
+                        format!(
+                        "`{other}` is not `present` or `absent` (with `version`, only `present`)"
+                    ),
+                    ))
+                }
+            },
+        }),
+        ResourceKind::Service => Spec::Service(ServiceSpec {
+            name: a.required("name", raw.name.as_ref())?,
+            running: raw.running,
+            enabled: raw.enabled,
+            reload: raw.reload.unwrap_or(false),
+            commands: a.commands(raw.commands.as_ref())?,
+        }),
+        ResourceKind::User => Spec::User(UserSpec {
+            name: a.required("name", raw.name.as_ref())?,
+            ensure: a.presence()?,
+            uid: raw.uid,
+            group: a.text("group", raw.group.as_ref())?,
+            groups: a.list("groups", raw.groups.as_ref())?,
+            home: a.path("home", raw.home.as_ref())?,
+            shell: a.text("shell", raw.shell.as_ref())?,
+            system: raw.system.unwrap_or(false),
+        }),
+        ResourceKind::Group => Spec::Group(GroupSpec {
+            name: a.required("name", raw.name.as_ref())?,
+            ensure: a.presence()?,
+            gid: raw.gid,
+            system: raw.system.unwrap_or(false),
+        }),
+        ResourceKind::Exec => Spec::Exec(ExecSpec {
+            command: a.required("command", raw.command.as_ref())?,
+            creates: a.path("creates", raw.creates.as_ref())?,
+            unless: a.text("unless", raw.unless.as_ref())?,
+            onlyif: a.text("onlyif", raw.onlyif.as_ref())?,
+            refresh_only: raw.refresh_only.unwrap_or(false),
+            user: a.text("user", raw.user.as_ref())?,
+            cwd: a.path("cwd", raw.cwd.as_ref())?,
+        }),
+    };
+    let name = match &spec {
+        Spec::File(s) => s.path.to_string(),
+        Spec::Directory(s) => s.path.to_string(),
+        Spec::Symlink(s) => s.path.to_string(),
+        Spec::Package(s) => s.name.clone(),
+        Spec::Service(s) => s.name.clone(),
+        Spec::User(s) => s.name.clone(),
+        Spec::Group(s) => s.name.clone(),
+        Spec::Exec(s) => a
+            .text("name", raw.name.as_ref())?
+            .unwrap_or_else(|| s.command.clone()),
+    };
+    Ok(Pending {
+        resource: Resource {
+            id: ResourceId::new(decl.kind, name),
+            spec,
+            origin: Origin {
+                file: decl.file.clone(),
+                line: decl.line,
+            },
+            after: Vec::new(),
+            notify: Vec::new(),
+        },
+        require: a.relations("require", raw.require.as_ref())?,
+        before: a.relations("before", raw.before.as_ref())?,
+        notify: a.relations("notify", raw.notify.as_ref())?,
+        subscribe: a.relations("subscribe", raw.subscribe.as_ref())?,
+        implicit: Vec::new(),
+    })
+}
+
+/// The name of the secret an attribute template asks for with the `secret` helper
+/// (`{{secret "name"}}`, also as a subexpression), whether or not it is loaded.
+fn secret_helper(raw: &str) -> Option<String> {
+    let mut rest = raw;
+    while let Some(at) = rest.find("secret") {
+        let before = rest[..at].trim_end();
+        let after = &rest[at + "secret".len()..];
+        if (before.ends_with("{{") || before.ends_with('('))
+            && after.starts_with(char::is_whitespace)
+        {
+            let name = after.trim_start();
+            let name = name.strip_prefix('"').unwrap_or(name);
+            let end = name.find(|c: char| c == '"' || c == '}' || c == ')' || c.is_whitespace());
+            return Some(name[..end.unwrap_or(name.len())].to_string());
+        }
+        rest = after;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::secret_helper;
+
+    #[test]
+    fn finds_the_secret_helper_in_attribute_templates() {
+        assert_eq!(
+            secret_helper(r#"x {{secret "db_pw"}} y"#).as_deref(),
+            Some("db_pw")
+        );
+        assert_eq!(secret_helper(r#"{{ secret "a" }}"#).as_deref(), Some("a"));
+        assert_eq!(
+            secret_helper(r#"{{join (secret "b") ","}}"#).as_deref(),
+            Some("b")
+        );
+        assert_eq!(secret_helper("/etc/secrets/app.conf"), None);
+        assert_eq!(secret_helper("{{secretary}}"), None);
+    }
+}
