@@ -69,14 +69,15 @@ pub fn build(
     let trees = tree_groups(&planned);
     // Pass 2: the steps, in catalog order, each guarded by its changed dependencies.
     let mut steps = String::new();
-    let deps_of = |r: &Resource| -> Vec<String> {
+    let dep_indices = |r: &Resource| -> Vec<usize> {
         r.after
             .iter()
             .filter(|d| plan.change(d).is_some())
-            .filter_map(|d| index_of.get(d))
-            .map(|i| format!("[ \"$s{i}\" = ok ]"))
+            .filter_map(|d| index_of.get(d).copied())
             .collect()
     };
+    let guard = |i: usize| format!("[ \"$s{i}\" = ok ]");
+    let deps_of = |r: &Resource| -> Vec<String> { dep_indices(r).into_iter().map(guard).collect() };
     let condition = |deps: Vec<String>| {
         if deps.is_empty() {
             "true".to_string()
@@ -89,11 +90,15 @@ pub fn build(
         if let Some(g) = gate {
             let tree = &trees[g];
             if tree.members.first() == Some(index) {
+                // A tree's files often depend on each other (an include after its main
+                // config); those are validated together, so only outside dependencies gate.
                 let deps = tree
                     .members
                     .iter()
                     .filter_map(|m| planned.iter().find(|(i, _, _)| i == m))
-                    .flat_map(|(_, r, _)| deps_of(r))
+                    .flat_map(|(_, r, _)| dep_indices(r))
+                    .filter(|d| !tree.members.contains(d))
+                    .map(guard)
                     .collect();
                 steps.push_str(&format!(
                     "if {}; then\nif ( set -e\n{}) >\"$W/v{g}\" 2>&1 </dev/null; then v{g}=ok; else v{g}=fail; fi\n\
@@ -163,7 +168,8 @@ fn tree_groups(planned: &[(usize, &Resource, StepOut)]) -> Vec<TreeGroup> {
         );
         let command = validate
             .command
-            .replace("{staged}", &format!("\"$t\"/{}", quote_str(&rel)));
+            .replace("{staged}", &format!("\"$t\"/{}", quote_str(&rel)))
+            .replace("{tree}", "\"$t\"");
         match groups.iter_mut().find(|g| &g.0 == tree) {
             Some(g) => {
                 g.1.push(*index);

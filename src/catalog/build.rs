@@ -304,16 +304,26 @@ pub(crate) fn resource(
             group: a.text("group", raw.group.as_ref())?,
             mode: a.mode()?,
             validate: match a.text("validate", raw.validate.as_ref())? {
-                Some(command) if !command.contains("{staged}") => {
-                    return Err(a.attribute(
-                        "validate",
-                        "the command must name the staged file as `{staged}`".to_string(),
-                    ))
+                Some(command) => {
+                    let tree = a.path("validate_tree", raw.validate_tree.as_ref())?;
+                    let names_target = command.contains("{staged}")
+                        || (tree.is_some() && command.contains("{tree}"));
+                    if !names_target {
+                        return Err(a.attribute(
+                            "validate",
+                            "the command must name the staged file as `{staged}` \
+                             (or, with `validate_tree`, the staged tree as `{tree}`)"
+                                .to_string(),
+                        ));
+                    }
+                    if tree.is_none() && command.contains("{tree}") {
+                        return Err(a.attribute(
+                            "validate",
+                            "`{tree}` needs `validate_tree`".to_string(),
+                        ));
+                    }
+                    Some(Validate { command, tree })
                 }
-                Some(command) => Some(Validate {
-                    command,
-                    tree: a.path("validate_tree", raw.validate_tree.as_ref())?,
-                }),
                 None => None,
             },
             backup: raw.backup.unwrap_or(true),

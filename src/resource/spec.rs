@@ -207,7 +207,9 @@ impl Serialize for Content {
 /// Validation of a staged file before it is renamed into place.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Validate {
-    /// Command with `{staged}` standing for the staged file's path (`nginx -t -c {staged}`).
+    /// Command with `{staged}` standing for the staged file's path (`nginx -t -c {staged}`)
+    /// and, with `tree`, `{tree}` for the staged copy of the tree, so that a file that is
+    /// only part of a config validates the whole (`nginx -t -c {tree}/nginx.conf`).
     pub command: String,
     /// When set, every changed file below this directory is staged together in a copy of
     /// the tree and validated there, so a config that spans several files (nginx.conf
