@@ -317,10 +317,9 @@ pub(crate) fn resource(
                         ));
                     }
                     if tree.is_none() && command.contains("{tree}") {
-                        return Err(a.attribute(
-                            "validate",
-                            "`{tree}` needs `validate_tree`".to_string(),
-                        ));
+                        return Err(
+                            a.attribute("validate", "`{tree}` needs `validate_tree`".to_string())
+                        );
                     }
                     Some(Validate { command, tree })
                 }

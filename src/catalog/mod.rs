@@ -56,13 +56,14 @@ pub enum CompileError {
         datacenter: DatacenterName,
     },
     #[error("cannot register partials: {0}")]
-    Partials(TemplateError),
+    Partials(Box<TemplateError>),
     #[error("{file}:{line}: `{key}`: {source}")]
     Template {
         file: PathBuf,
         line: usize,
         key: String,
-        source: TemplateError,
+        // Boxed: template errors are large and every compile step returns this type.
+        source: Box<TemplateError>,
     },
     #[error("{file}:{line}: `{key}`: {message}")]
     Attribute {
@@ -171,14 +172,14 @@ impl<'s> Compiler<'s> {
         let site_templates = site.root.join("templates");
         if site_templates.is_dir() {
             if let Err(source) = templates.register_partials(&site_templates, None) {
-                errors.push(CompileError::Partials(source));
+                errors.push(CompileError::Partials(Box::new(source)));
             }
         }
         for module in site.modules.values() {
             let dir = module.dir.join("templates");
             if dir.is_dir() {
                 if let Err(source) = templates.register_partials(&dir, Some(&module.name)) {
-                    errors.push(CompileError::Partials(source));
+                    errors.push(CompileError::Partials(Box::new(source)));
                 }
             }
         }
@@ -362,7 +363,7 @@ fn template_error(
         file: file.to_path_buf(),
         line,
         key: key.to_string(),
-        source,
+        source: Box::new(source),
     }
 }
 

@@ -3,8 +3,8 @@
 //!
 //! SKELETON: the trait only; the SSH and local transports come next.
 
-pub mod local;
 pub mod known_hosts;
+pub mod local;
 pub mod quote;
 pub mod ssh;
 

@@ -458,4 +458,3 @@ async fn drift_in_mode_and_a_replaced_link_are_repaired() {
         Path::new("a.conf")
     );
 }
-
