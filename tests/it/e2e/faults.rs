@@ -24,11 +24,9 @@ fn partitioned_node_is_unreachable_and_the_others_converge() {
         .unwrap_or_else(|| panic!("no report for the partitioned node\n{apply}"));
     assert!(line.contains("Unreachable"), "{line}\n{apply}");
     for host in ["frontend-azure-1", "store-aws-1"] {
+        let line = apply.stdout.lines().find(|l| l.starts_with(host));
         assert!(
-            apply.stdout.contains(&format!("{host} (")) && {
-                let l = apply.stdout.lines().find(|l| l.starts_with(host)).unwrap();
-                l.contains("Changed")
-            },
+            line.is_some_and(|l| l.contains("Changed")),
             "{host} should have converged\n{apply}"
         );
     }
