@@ -161,6 +161,8 @@ fn changed_host_key_gets_no_command() {
     );
     assert!(apply.stdout.contains("tandem trust"), "{apply}");
 
+    // journald may lag a moment behind sshd: give a late line the chance to show up.
+    std::thread::sleep(Duration::from_secs(1));
     let journal_after = fleet.exec_ok(host, "journalctl -u ssh --no-pager -o cat");
     assert_eq!(
         sessions(&journal_after),
