@@ -2,6 +2,7 @@
 //! local fleet of real SSH hosts (`support::fleet`) and need root.
 
 mod converge;
+mod e2e;
 mod fleet;
 mod inventory;
 mod rollout;

@@ -1,4 +1,5 @@
 //! Shared test support: the local fleet, fixture sites, running the binary.
 
 pub mod fleet;
+pub mod site;
 pub mod sshd;
