@@ -15,8 +15,8 @@ use aws_sdk_ec2::error::DisplayErrorContext;
 use aws_sdk_ec2::types::{Filter, Instance};
 
 use super::machine::{judge, AddressSource, Machine, Naming};
-use super::{AwsSettings, DatacenterSpec, Discovered, InventoryError, Provider, ProviderConfig};
 use super::ProviderKind;
+use super::{AwsSettings, DatacenterSpec, Discovered, InventoryError, Provider, ProviderConfig};
 use crate::node::DatacenterName;
 
 /// Lists EC2 instances; stateless, the settings come with each datacenter.
@@ -51,7 +51,10 @@ async fn discover(
     if !(5..=1000).contains(&settings.page_size) {
         return Err(settings_error(
             datacenter,
-            format!("`page_size` {} is not between 5 and 1000", settings.page_size),
+            format!(
+                "`page_size` {} is not between 5 and 1000",
+                settings.page_size
+            ),
         ));
     }
     let handles: Vec<_> = settings
@@ -102,7 +105,12 @@ async fn list_region(
     let mut filters: Vec<Filter> = settings
         .tags
         .iter()
-        .map(|(key, value)| Filter::builder().name(format!("tag:{key}")).values(value).build())
+        .map(|(key, value)| {
+            Filter::builder()
+                .name(format!("tag:{key}"))
+                .values(value)
+                .build()
+        })
         .collect();
     filters.push(
         Filter::builder()
@@ -143,13 +151,22 @@ fn machine(region: &str, instance: &Instance) -> Machine {
         ("region".to_string(), region.to_string()),
         ("instance_id".to_string(), id.clone()),
     ]);
-    let state = instance.state().and_then(|s| s.name()).map(|n| n.as_str().to_string());
+    let state = instance
+        .state()
+        .and_then(|s| s.name())
+        .map(|n| n.as_str().to_string());
     let optional = [
         ("state", state),
-        ("instance_type", instance.instance_type().map(|t| t.as_str().to_string())),
+        (
+            "instance_type",
+            instance.instance_type().map(|t| t.as_str().to_string()),
+        ),
         (
             "availability_zone",
-            instance.placement().and_then(|p| p.availability_zone()).map(str::to_string),
+            instance
+                .placement()
+                .and_then(|p| p.availability_zone())
+                .map(str::to_string),
         ),
         ("vpc_id", instance.vpc_id().map(str::to_string)),
         ("subnet_id", instance.subnet_id().map(str::to_string)),

@@ -5,6 +5,7 @@
 //! bypasses reading. Only node lists are stored, never credentials.
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -43,7 +44,12 @@ impl Cache {
             ProviderConfig::Azure(azure) => serde_json::to_string(azure).unwrap_or_default(),
         };
         let mut hash = Sha256::new();
-        for part in [site, spec.name.as_str(), &spec.provider.kind().to_string(), &settings] {
+        for part in [
+            site,
+            spec.name.as_str(),
+            &spec.provider.kind().to_string(),
+            &settings,
+        ] {
             hash.update(part.len().to_le_bytes());
             hash.update(part.as_bytes());
         }
@@ -80,8 +86,15 @@ impl Cache {
             found: found.clone(),
         };
         let text = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
-        let staged = self.path.with_extension(format!("json.{}", std::process::id()));
-        let mut file = std::fs::File::create(&staged)?;
+        let staged = self
+            .path
+            .with_extension(format!("json.{}", std::process::id()));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&staged)?;
         file.write_all(&text)?;
         file.sync_all()?;
         std::fs::rename(&staged, &self.path)
@@ -97,7 +110,13 @@ fn now() -> u64 {
 
 fn sanitize(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 

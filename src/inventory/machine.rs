@@ -149,7 +149,10 @@ mod tests {
     fn machine(tags: &[(&str, &str)]) -> Machine {
         Machine {
             id: "i-1".into(),
-            tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             private_ip: Some("10.0.0.5".into()),
             public_ip: None,
             facts: BTreeMap::new(),
@@ -159,13 +162,21 @@ mod tests {
     #[test]
     fn address_source_parses_the_three_forms_and_refuses_others() {
         let dc = DatacenterName::new("aws-x");
-        assert_eq!(AddressSource::parse(&dc, "public").unwrap(), AddressSource::Public);
+        assert_eq!(
+            AddressSource::parse(&dc, "public").unwrap(),
+            AddressSource::Public
+        );
         assert_eq!(
             AddressSource::parse(&dc, "tag:ssh").unwrap(),
             AddressSource::Tag("ssh".into())
         );
-        let err = AddressSource::parse(&dc, "elastic").unwrap_err().to_string();
-        assert!(err.contains("`aws-x`") && err.contains("`elastic`"), "{err}");
+        let err = AddressSource::parse(&dc, "elastic")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`aws-x`") && err.contains("`elastic`"),
+            "{err}"
+        );
         assert!(AddressSource::parse(&dc, "tag:").is_err());
     }
 

@@ -88,8 +88,22 @@ pub enum InventoryError {
         datacenter: DatacenterName,
         seconds: u64,
     },
+    /// What `Inventory::complete` returns when a datacenter could not be listed.
+    #[error("not discovered: {}", describe(.0))]
+    Incomplete(Vec<InventoryError>),
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+}
+
+fn describe(failures: &[InventoryError]) -> String {
+    failures
+        .iter()
+        .map(|failure| match failure.datacenter() {
+            Some(dc) => format!("`{dc}` ({failure})"),
+            None => failure.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl InventoryError {
@@ -101,7 +115,7 @@ impl InventoryError {
             | InventoryError::Credentials { datacenter, .. }
             | InventoryError::NotBuilt { datacenter, .. }
             | InventoryError::Timeout { datacenter, .. } => Some(datacenter),
-            InventoryError::Manifest(_) => None,
+            InventoryError::Incomplete(_) | InventoryError::Manifest(_) => None,
         }
     }
 }
@@ -131,7 +145,21 @@ pub struct Inventory {
 impl Inventory {
     /// The datacenters that were not discovered, for "not discovered: …" messages.
     pub fn failed_datacenters(&self) -> Vec<&DatacenterName> {
-        self.failures.iter().filter_map(InventoryError::datacenter).collect()
+        self.failures
+            .iter()
+            .filter_map(InventoryError::datacenter)
+            .collect()
+    }
+
+    /// The nodes when every datacenter was discovered, otherwise an error naming each
+    /// one that was not: what `plan` and `apply` use, because converging part of a site
+    /// while believing it whole is worse than stopping.
+    pub fn complete(self) -> Result<Vec<Node>, InventoryError> {
+        if self.failures.is_empty() {
+            Ok(self.nodes)
+        } else {
+            Err(InventoryError::Incomplete(self.failures))
+        }
     }
 }
 
@@ -265,5 +293,29 @@ fn provider_for(spec: &DatacenterSpec) -> Result<Arc<dyn Provider>, InventoryErr
             datacenter: spec.name.clone(),
             provider: other.kind(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_incomplete_inventory_names_each_missing_datacenter() {
+        let inventory = Inventory {
+            failures: vec![InventoryError::Discovery {
+                datacenter: DatacenterName::new("aws-useast1"),
+                provider: ProviderKind::Aws,
+                reason: "connection refused".into(),
+            }],
+            ..Inventory::default()
+        };
+        let err = inventory.complete().unwrap_err().to_string();
+        assert!(
+            err.starts_with("not discovered: `aws-useast1` (")
+                && err.contains("connection refused"),
+            "{err}"
+        );
+        assert!(Inventory::default().complete().unwrap().is_empty());
     }
 }

@@ -157,8 +157,7 @@ pub fn status_error(url: &str, response: &Response) -> HttpError {
 }
 
 fn retryable(status: StatusCode) -> bool {
-    status == StatusCode::TOO_MANY_REQUESTS
-        || matches!(status.as_u16(), 500 | 502 | 503 | 504)
+    status == StatusCode::TOO_MANY_REQUESTS || matches!(status.as_u16(), 500 | 502 | 503 | 504)
 }
 
 fn backoff(attempt: u32) -> Duration {

@@ -9,6 +9,7 @@
 mod http;
 mod token;
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
@@ -70,7 +71,10 @@ struct Arm<'a> {
 }
 
 impl<'a> Arm<'a> {
-    fn new(datacenter: &'a DatacenterName, settings: &'a AzureSettings) -> Result<Self, InventoryError> {
+    fn new(
+        datacenter: &'a DatacenterName,
+        settings: &'a AzureSettings,
+    ) -> Result<Self, InventoryError> {
         let base = settings
             .endpoint
             .clone()
@@ -78,11 +82,12 @@ impl<'a> Arm<'a> {
             .trim_end_matches('/')
             .to_string();
         let http = HttpClient::new().map_err(|err| discovery(datacenter, err.to_string()))?;
-        let tokens = TokenSource::new(settings, &base).map_err(|err| InventoryError::Credentials {
-            datacenter: datacenter.clone(),
-            provider: ProviderKind::Azure,
-            reason: err.to_string(),
-        })?;
+        let tokens =
+            TokenSource::new(settings, &base).map_err(|err| InventoryError::Credentials {
+                datacenter: datacenter.clone(),
+                provider: ProviderKind::Azure,
+                reason: err.to_string(),
+            })?;
         Ok(Arm {
             datacenter,
             settings,
@@ -93,7 +98,11 @@ impl<'a> Arm<'a> {
     }
 
     /// The wanted machines of one resource group.
-    async fn group(&self, group: &str, address: &AddressSource) -> Result<Vec<Machine>, InventoryError> {
+    async fn group(
+        &self,
+        group: &str,
+        address: &AddressSource,
+    ) -> Result<Vec<Machine>, InventoryError> {
         let scope = format!(
             "{}/subscriptions/{}/resourceGroups/{}",
             self.base, self.settings.subscription, group
@@ -106,7 +115,10 @@ impl<'a> Arm<'a> {
         let wanted: Vec<Vm> = vms
             .into_iter()
             .filter(|vm| {
-                self.settings.tags.iter().all(|(k, v)| vm.tags.get(k) == Some(v))
+                self.settings
+                    .tags
+                    .iter()
+                    .all(|(k, v)| vm.tags.get(k) == Some(v))
                     && self.settings.states.iter().any(|s| *s == vm.power_state())
             })
             .collect();
@@ -124,11 +136,9 @@ impl<'a> Arm<'a> {
         // A VM's NIC may live in another resource group: fetch those one by one.
         for vm in &wanted {
             if let Some(id) = vm.primary_nic() {
-                if !nics.contains_key(&id.to_lowercase()) {
-                    let nic: Nic = self
-                        .get(&format!("{}{id}?api-version={NETWORK_API}", self.base))
-                        .await?;
-                    nics.insert(id.to_lowercase(), nic);
+                if let Entry::Vacant(slot) = nics.entry(id.to_lowercase()) {
+                    let url = format!("{}{id}?api-version={NETWORK_API}", self.base);
+                    slot.insert(self.get(&url).await?);
                 }
             }
         }
@@ -166,7 +176,10 @@ impl<'a> Arm<'a> {
             .and_then(|r| public_ips.get(&r.id.to_lowercase()).cloned());
         let mut facts = BTreeMap::from([
             ("provider".to_string(), "azure".to_string()),
-            ("subscription".to_string(), self.settings.subscription.clone()),
+            (
+                "subscription".to_string(),
+                self.settings.subscription.clone(),
+            ),
             ("resource_group".to_string(), group.to_string()),
             ("state".to_string(), vm.power_state()),
         ]);
@@ -176,7 +189,12 @@ impl<'a> Arm<'a> {
         if let Some(vm_id) = &vm.properties.vm_id {
             facts.insert("instance_id".to_string(), vm_id.clone());
         }
-        if let Some(size) = vm.properties.hardware_profile.as_ref().and_then(|h| h.vm_size.clone()) {
+        if let Some(size) = vm
+            .properties
+            .hardware_profile
+            .as_ref()
+            .and_then(|h| h.vm_size.clone())
+        {
             facts.insert("instance_type".to_string(), size);
         }
         Machine {
@@ -214,7 +232,10 @@ impl<'a> Arm<'a> {
                 None => return Ok(items),
             }
         }
-        Err(discovery(self.datacenter, format!("more than {MAX_PAGES} pages at `{first}`")))
+        Err(discovery(
+            self.datacenter,
+            format!("more than {MAX_PAGES} pages at `{first}`"),
+        ))
     }
 
     /// One GET with a bearer token; a 401 gets one fresh token and one more try.
@@ -223,7 +244,11 @@ impl<'a> Arm<'a> {
             if fresh {
                 self.tokens.invalidate().await;
             }
-            let token = self.tokens.token(&self.http).await.map_err(|err| self.token_error(err))?;
+            let token = self
+                .tokens
+                .token(&self.http)
+                .await
+                .map_err(|err| self.token_error(err))?;
             let outgoing = Outgoing {
                 method: Method::GET,
                 url: url.to_string(),
@@ -245,10 +270,16 @@ impl<'a> Arm<'a> {
                 return Err(discovery(self.datacenter, arm_error(url, &response)));
             }
             return serde_json::from_slice(&response.body).map_err(|err| {
-                discovery(self.datacenter, format!("`{url}`: unexpected response: {err}"))
+                discovery(
+                    self.datacenter,
+                    format!("`{url}`: unexpected response: {err}"),
+                )
             });
         }
-        Err(discovery(self.datacenter, format!("`{url}`: token refused twice")))
+        Err(discovery(
+            self.datacenter,
+            format!("`{url}`: token refused twice"),
+        ))
     }
 
     fn token_error(&self, err: TokenError) -> InventoryError {

@@ -25,7 +25,7 @@ pub enum TokenError {
     Missing(String),
     #[error("token request refused ({status}): {reason}")]
     Refused { status: u16, reason: String },
-    #[error(transparent)]
+    #[error("token request failed: {0}")]
     Http(#[from] HttpError),
     #[error("azure cli: {0}")]
     Cli(String),
@@ -142,7 +142,10 @@ impl TokenSource {
                 tenant,
                 client_id,
                 secret,
-            } => self.client_credentials(http, tenant, client_id, secret).await?,
+            } => {
+                self.client_credentials(http, tenant, client_id, secret)
+                    .await?
+            }
             Credential::Cli => self.cli().await?,
         };
         *cached = Some(token.clone());
@@ -190,7 +193,10 @@ impl TokenSource {
                     let first = e.error_description.lines().next().unwrap_or_default();
                     format!("{}: {first}", e.error)
                 }
-                Err(_) => String::from_utf8_lossy(&response.body).chars().take(200).collect(),
+                Err(_) => String::from_utf8_lossy(&response.body)
+                    .chars()
+                    .take(200)
+                    .collect(),
             };
             return Err(TokenError::Refused {
                 status: response.status.as_u16(),
@@ -204,12 +210,11 @@ impl TokenSource {
             #[serde(default = "default_expiry")]
             expires_in: serde_json::Value,
         }
-        let granted: Granted = serde_json::from_slice(&response.body).map_err(|err| {
-            TokenError::Refused {
+        let granted: Granted =
+            serde_json::from_slice(&response.body).map_err(|err| TokenError::Refused {
                 status: response.status.as_u16(),
                 reason: format!("unreadable token response near line {}", err.line()),
-            }
-        })?;
+            })?;
         // Microsoft sends `expires_in` as a number, some proxies as a string.
         let seconds = match &granted.expires_in {
             serde_json::Value::Number(n) => n.as_u64().unwrap_or(300),
@@ -224,7 +229,13 @@ impl TokenSource {
 
     async fn cli(&self) -> Result<Token, TokenError> {
         let output = tokio::process::Command::new("az")
-            .args(["account", "get-access-token", "--output", "json", "--resource"])
+            .args([
+                "account",
+                "get-access-token",
+                "--output",
+                "json",
+                "--resource",
+            ])
             .arg(&self.resource)
             .kill_on_drop(true)
             .output()
@@ -232,15 +243,18 @@ impl TokenSource {
             .map_err(|err| TokenError::Cli(format!("cannot run `az`: {err}")))?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
-            return Err(TokenError::Cli(stderr.lines().next().unwrap_or("").to_string()));
+            return Err(TokenError::Cli(
+                stderr.lines().next().unwrap_or("").to_string(),
+            ));
         }
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct CliToken {
             access_token: String,
         }
-        let token: CliToken = serde_json::from_slice(&output.stdout)
-            .map_err(|_| TokenError::Cli("unreadable `az account get-access-token` output".into()))?;
+        let token: CliToken = serde_json::from_slice(&output.stdout).map_err(|_| {
+            TokenError::Cli("unreadable `az account get-access-token` output".into())
+        })?;
         // The CLI's expiry is in local time; five minutes is well inside any token life.
         Ok(Token {
             value: token.access_token,

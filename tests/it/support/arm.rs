@@ -42,7 +42,8 @@ impl ArmServer {
         let config_path = dir.path().join("arm.json");
         std::fs::write(&config_path, config.to_string()).expect("write arm config");
         let log = dir.path().join("requests.jsonl");
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/arm_server.py");
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/arm_server.py");
         let mut child = Command::new("python3")
             .arg(&script)
             .arg(&config_path)
@@ -54,7 +55,9 @@ impl ArmServer {
         let stdout = child.stdout.take().expect("piped stdout");
         let mut line = String::new();
         // The server prints its port once bound; a dead server closes stdout (EOF).
-        BufReader::new(stdout).read_line(&mut line).expect("read port");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read port");
         let port = line.trim().parse().unwrap_or_else(|_| {
             let _ = child.kill();
             panic!("arm_server.py did not print its port: `{line}`")

@@ -21,7 +21,10 @@ pub const CHILD_ENV: &[(&str, &str)] = &[
     ("AWS_SESSION_TOKEN", "testing"),
     ("AWS_EC2_METADATA_DISABLED", "true"),
     ("AWS_CONFIG_FILE", "/nonexistent/tandem-test/config"),
-    ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/tandem-test/credentials"),
+    (
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "/nonexistent/tandem-test/credentials",
+    ),
 ];
 
 /// A running moto server; killed on drop.
@@ -41,7 +44,9 @@ impl Moto {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|err| panic!("cannot start `{program}` (pip install 'moto[server]'): {err}"));
+            .unwrap_or_else(|err| {
+                panic!("cannot start `{program}` (pip install 'moto[server]'): {err}")
+            });
         let mut moto = Moto { child, port };
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -49,7 +54,10 @@ impl Moto {
             if let Ok(Some(status)) = moto.child.try_wait() {
                 panic!("moto_server exited early: {status}");
             }
-            assert!(Instant::now() < deadline, "moto_server did not listen within 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not listen within 60 s"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         moto
@@ -87,7 +95,11 @@ pub async fn subnet(client: &Client, cidr: &str) -> String {
         .send()
         .await
         .expect("create vpc");
-    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).expect("vpc id").to_string();
+    let vpc_id = vpc
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .expect("vpc id")
+        .to_string();
     let subnet = client
         .create_subnet()
         .vpc_id(vpc_id)
