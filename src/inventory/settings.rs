@@ -98,24 +98,30 @@ pub struct AzureSettings {
     /// Login (token) base URL override.
     #[serde(default)]
     pub login_endpoint: Option<String>,
-    /// Where the service principal comes from: `environment` (default:
+    /// Where the token comes from: `environment` (default: a service principal in
     /// `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`), `file` (see
-    /// `credentials_file`) or `cli` (`az account get-access-token`).
+    /// `credentials_file`), `managed-identity` (the VM's identity through the instance
+    /// metadata service; `AZURE_CLIENT_ID` picks a user-assigned one) or `cli`
+    /// (`az account get-access-token`).
     #[serde(default)]
     pub credentials: AzureCredentialSource,
     /// A JSON file as `az ad sp create-for-rbac` prints it (`appId`, `password`,
     /// `tenant`); used when `credentials = "file"`.
     #[serde(default)]
     pub credentials_file: Option<PathBuf>,
+    /// Instance metadata service override for `managed-identity` (tests).
+    #[serde(default)]
+    pub identity_endpoint: Option<String>,
 }
 
 /// Where Azure credentials come from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum AzureCredentialSource {
     #[default]
     Environment,
     File,
+    ManagedIdentity,
     Cli,
 }
 

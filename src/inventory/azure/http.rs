@@ -2,7 +2,8 @@
 //! same stack the AWS SDK brings, so the binary has one TLS implementation. It bounds
 //! every request in time and body size, retries throttling (429 with `Retry-After`) and
 //! transient 5xx a bounded number of times, and refuses plain `http://` except to
-//! loopback, because requests carry a bearer token or a client secret.
+//! loopback and the instance metadata service, because requests carry a bearer token or
+//! a client secret.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -167,16 +168,19 @@ fn backoff(attempt: u32) -> Duration {
 fn check_scheme(uri: &Uri, url: &str) -> Result<(), HttpError> {
     match uri.scheme_str() {
         Some("https") => Ok(()),
-        Some("http") if uri.host().is_some_and(is_loopback) => Ok(()),
+        Some("http") if uri.host().is_some_and(is_local) => Ok(()),
         _ => Err(HttpError::Insecure {
             url: url.to_string(),
         }),
     }
 }
 
-fn is_loopback(host: &str) -> bool {
+/// Loopback, or the link-local instance metadata service (plain http by design, and
+/// never routed off the VM).
+fn is_local(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host == "localhost"
+        || host == "169.254.169.254"
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
@@ -220,6 +224,7 @@ mod tests {
         assert!(ok("https://management.azure.com/"));
         assert!(!ok("http://management.azure.com/"));
         assert!(!ok("http://10.0.0.1/"));
+        assert!(ok("http://169.254.169.254/metadata"));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! API has no tag filter).
 
 mod http;
+mod model;
 mod token;
 
 use std::collections::btree_map::Entry;
@@ -25,6 +26,7 @@ use super::{
 };
 use crate::node::DatacenterName;
 use http::{status_error, HttpClient, Outgoing};
+use model::{Nic, PublicIp, Vm};
 use token::{TokenError, TokenSource};
 
 pub const DEFAULT_MANAGEMENT: &str = "https://management.azure.com";
@@ -320,143 +322,4 @@ fn discovery(datacenter: &DatacenterName, reason: String) -> InventoryError {
         provider: ProviderKind::Azure,
         reason,
     }
-}
-
-#[derive(Debug, Deserialize)]
-struct Vm {
-    name: String,
-    location: Option<String>,
-    #[serde(default)]
-    tags: BTreeMap<String, String>,
-    #[serde(default)]
-    properties: VmProperties,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct VmProperties {
-    vm_id: Option<String>,
-    hardware_profile: Option<HardwareProfile>,
-    network_profile: Option<NetworkProfile>,
-    instance_view: Option<InstanceView>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct HardwareProfile {
-    vm_size: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct NetworkProfile {
-    #[serde(default)]
-    network_interfaces: Vec<NicRef>,
-}
-
-#[derive(Debug, Deserialize)]
-struct NicRef {
-    id: String,
-    #[serde(default)]
-    properties: Option<Primary>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Primary {
-    #[serde(default)]
-    primary: bool,
-}
-
-#[derive(Debug, Deserialize)]
-struct InstanceView {
-    #[serde(default)]
-    statuses: Vec<Status>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Status {
-    code: String,
-}
-
-impl Vm {
-    /// `running`, `stopped`, `deallocated`, …; `unknown` without an instance view.
-    fn power_state(&self) -> String {
-        self.properties
-            .instance_view
-            .as_ref()
-            .and_then(|view| {
-                view.statuses
-                    .iter()
-                    .find_map(|s| s.code.strip_prefix("PowerState/"))
-            })
-            .unwrap_or("unknown")
-            .to_string()
-    }
-
-    fn primary_nic(&self) -> Option<&str> {
-        let nics = &self.properties.network_profile.as_ref()?.network_interfaces;
-        nics.iter()
-            .find(|n| n.properties.as_ref().is_some_and(|p| p.primary))
-            .or_else(|| nics.first())
-            .map(|n| n.id.as_str())
-    }
-}
-
-#[derive(Debug, Deserialize)]
-struct Nic {
-    id: String,
-    #[serde(default)]
-    properties: NicProperties,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct NicProperties {
-    #[serde(default)]
-    ip_configurations: Vec<IpConfig>,
-}
-
-#[derive(Debug, Deserialize)]
-struct IpConfig {
-    #[serde(default)]
-    properties: IpConfigProperties,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct IpConfigProperties {
-    #[serde(default)]
-    primary: bool,
-    #[serde(rename = "privateIPAddress")]
-    private_ip_address: Option<String>,
-    #[serde(rename = "publicIPAddress")]
-    public_ip_address: Option<ResourceRef>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ResourceRef {
-    id: String,
-}
-
-impl Nic {
-    fn primary_config(&self) -> Option<&IpConfig> {
-        let configs = &self.properties.ip_configurations;
-        configs
-            .iter()
-            .find(|c| c.properties.primary)
-            .or_else(|| configs.first())
-    }
-}
-
-#[derive(Debug, Deserialize)]
-struct PublicIp {
-    id: String,
-    #[serde(default)]
-    properties: PublicIpProperties,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PublicIpProperties {
-    ip_address: Option<String>,
 }

@@ -1,7 +1,8 @@
 //! Azure access tokens. A service principal (tenant, client id, client secret from the
 //! environment or from a file as `az ad sp create-for-rbac` prints it) goes through the
-//! OAuth 2.0 client-credentials flow, one POST to the login endpoint; or the Azure CLI
-//! hands out a token for the operator's own login. Tokens are reused until a minute
+//! OAuth 2.0 client-credentials flow, one POST to the login endpoint; a VM's managed
+//! identity asks the instance metadata service; or the Azure CLI hands out a token for
+//! the operator's own login. Tokens are reused until a minute
 //! before they expire, and dropped when Resource Manager answers 401. The secret is
 //! only ever in a request body: never in a URL, a message or `Debug` output.
 
@@ -14,10 +15,12 @@ use hyper::Method;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use super::http::{form_encode, HttpClient, HttpError, Outgoing};
+use super::http::{form_encode, HttpClient, HttpError, Outgoing, Response};
 use crate::inventory::{AzureCredentialSource, AzureSettings};
 
 pub const DEFAULT_LOGIN: &str = "https://login.microsoftonline.com";
+/// The instance metadata service, reachable only from inside an Azure VM.
+pub const DEFAULT_IDENTITY: &str = "http://169.254.169.254";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -46,6 +49,10 @@ enum Credential {
         tenant: String,
         client_id: String,
         secret: ClientSecret,
+    },
+    ManagedIdentity {
+        endpoint: String,
+        client_id: Option<String>,
     },
     Cli,
 }
@@ -115,6 +122,17 @@ impl TokenSource {
                     secret: ClientSecret(file.password),
                 }
             }
+            AzureCredentialSource::ManagedIdentity => Credential::ManagedIdentity {
+                endpoint: settings
+                    .identity_endpoint
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_IDENTITY.to_string())
+                    .trim_end_matches('/')
+                    .to_string(),
+                client_id: std::env::var("AZURE_CLIENT_ID")
+                    .ok()
+                    .filter(|v| !v.is_empty()),
+            },
             AzureCredentialSource::Cli => Credential::Cli,
         };
         let login = settings
@@ -144,6 +162,13 @@ impl TokenSource {
                 secret,
             } => {
                 self.client_credentials(http, tenant, client_id, secret)
+                    .await?
+            }
+            Credential::ManagedIdentity {
+                endpoint,
+                client_id,
+            } => {
+                self.managed_identity(http, endpoint, client_id.as_deref())
                     .await?
             }
             Credential::Cli => self.cli().await?,
@@ -181,50 +206,30 @@ impl TokenSource {
             body: Bytes::from(body),
         };
         let response = http.send(&outgoing).await?;
-        if !response.status.is_success() {
-            #[derive(Deserialize)]
-            struct OAuthError {
-                error: String,
-                #[serde(default)]
-                error_description: String,
-            }
-            let reason = match serde_json::from_slice::<OAuthError>(&response.body) {
-                Ok(e) => {
-                    let first = e.error_description.lines().next().unwrap_or_default();
-                    format!("{}: {first}", e.error)
-                }
-                Err(_) => String::from_utf8_lossy(&response.body)
-                    .chars()
-                    .take(200)
-                    .collect(),
-            };
-            return Err(TokenError::Refused {
-                status: response.status.as_u16(),
-                // Defence in depth: a login server echoing the secret back stays unseen.
-                reason: reason.replace(&secret.0, "[secret]"),
-            });
+        granted(&response, Some(&secret.0))
+    }
+
+    async fn managed_identity(
+        &self,
+        http: &HttpClient,
+        endpoint: &str,
+        client_id: Option<&str>,
+    ) -> Result<Token, TokenError> {
+        let mut url = format!(
+            "{endpoint}/metadata/identity/oauth2/token?api-version=2018-02-01&resource={}",
+            form_encode(&self.resource)
+        );
+        if let Some(id) = client_id {
+            url.push_str(&format!("&client_id={}", form_encode(id)));
         }
-        #[derive(Deserialize)]
-        struct Granted {
-            access_token: String,
-            #[serde(default = "default_expiry")]
-            expires_in: serde_json::Value,
-        }
-        let granted: Granted =
-            serde_json::from_slice(&response.body).map_err(|err| TokenError::Refused {
-                status: response.status.as_u16(),
-                reason: format!("unreadable token response near line {}", err.line()),
-            })?;
-        // Microsoft sends `expires_in` as a number, some proxies as a string.
-        let seconds = match &granted.expires_in {
-            serde_json::Value::Number(n) => n.as_u64().unwrap_or(300),
-            serde_json::Value::String(s) => s.parse().unwrap_or(300),
-            _ => 300,
+        let outgoing = Outgoing {
+            method: Method::GET,
+            url,
+            headers: vec![("metadata", "true".to_string())],
+            body: Bytes::new(),
         };
-        Ok(Token {
-            value: granted.access_token,
-            renew_at: Instant::now() + Duration::from_secs(seconds.saturating_sub(60)),
-        })
+        let response = http.send(&outgoing).await?;
+        granted(&response, None)
     }
 
     async fn cli(&self) -> Result<Token, TokenError> {
@@ -265,4 +270,54 @@ impl TokenSource {
 
 fn default_expiry() -> serde_json::Value {
     serde_json::Value::from(300)
+}
+
+/// A token from a token endpoint's answer, or the refusal it contains. `secret`, when
+/// given, is blanked out of the message should a login server ever echo it back.
+fn granted(response: &Response, secret: Option<&str>) -> Result<Token, TokenError> {
+    let status = response.status.as_u16();
+    if !response.status.is_success() {
+        #[derive(Deserialize)]
+        struct OAuthError {
+            error: String,
+            #[serde(default)]
+            error_description: String,
+        }
+        let reason = match serde_json::from_slice::<OAuthError>(&response.body) {
+            Ok(e) => {
+                let first = e.error_description.lines().next().unwrap_or_default();
+                format!("{}: {first}", e.error)
+            }
+            Err(_) => String::from_utf8_lossy(&response.body)
+                .chars()
+                .take(200)
+                .collect(),
+        };
+        let reason = match secret {
+            Some(secret) if !secret.is_empty() => reason.replace(secret, "[secret]"),
+            _ => reason,
+        };
+        return Err(TokenError::Refused { status, reason });
+    }
+    #[derive(Deserialize)]
+    struct Granted {
+        access_token: String,
+        #[serde(default = "default_expiry")]
+        expires_in: serde_json::Value,
+    }
+    let granted: Granted =
+        serde_json::from_slice(&response.body).map_err(|err| TokenError::Refused {
+            status,
+            reason: format!("unreadable token response near line {}", err.line()),
+        })?;
+    // Microsoft sends `expires_in` as a number, the metadata service as a string.
+    let seconds = match &granted.expires_in {
+        serde_json::Value::Number(n) => n.as_u64().unwrap_or(300),
+        serde_json::Value::String(s) => s.parse().unwrap_or(300),
+        _ => 300,
+    };
+    Ok(Token {
+        value: granted.access_token,
+        renew_at: Instant::now() + Duration::from_secs(seconds.saturating_sub(60)),
+    })
 }

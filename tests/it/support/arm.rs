@@ -74,7 +74,7 @@ impl ArmServer {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Requests served so far: `{"method", "path", "status"}`.
+    /// Requests served so far: `{"method", "path", "status", "t"}` (t in seconds).
     pub fn requests(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()

@@ -3,12 +3,14 @@
 
 No ARM emulator exists, so this serves the documented responses tandem reads:
   POST /{tenant}/oauth2/v2.0/token              client-credentials grant
+  GET  /metadata/identity/oauth2/token           managed identity (instance metadata)
   GET  .../resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines   (paged, nextLink)
   GET  .../resourceGroups/{rg}/providers/Microsoft.Network/networkInterfaces (paged)
   GET  .../resourceGroups/{rg}/providers/Microsoft.Network/publicIPAddresses
   GET  {nic id}                                  one network interface
 It listens on 127.0.0.1 only, prints its port on the first line of stdout, and appends
-one JSON line per request to the log file (method, path, status; never a secret).
+one JSON line per request to the log file (method, path, status, monotonic time
+in seconds; never a secret).
 
 Usage: arm_server.py CONFIG.json LOG.jsonl
 
@@ -16,11 +18,13 @@ CONFIG: {"tenant", "client_id", "client_secret", "subscription", "page_size",
          "groups": {"rg": [{"name", "tags", "power", "private_ip", "public_ip",
                              "nic_group"}]},
          "throttle": {"match": "virtualMachines", "times": 1, "retry_after": 1},
-         "refuse_tokens": false, "reject_first_token": false, "down": false}
+         "refuse_tokens": false, "reject_first_token": false, "down": false,
+         "managed_identity": false}
 """
 import json
 import sys
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -106,7 +110,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(data)
-        LOG.write(json.dumps({"method": self.command, "path": self.path, "status": status}) + "\n")
+        LOG.write(json.dumps({"method": self.command, "path": self.path, "status": status,
+                              "t": time.monotonic()}) + "\n")
 
     def do_POST(self):
         length = int(self.headers.get("content-length", 0))
@@ -128,6 +133,19 @@ class Handler(BaseHTTPRequestHandler):
                          "access_token": token})
 
     def do_GET(self):
+        url = urlsplit(self.path)
+        if url.path == "/metadata/identity/oauth2/token":
+            # The instance metadata service of a VM with a managed identity.
+            query = {k: v[0] for k, v in parse_qs(url.query).items()}
+            if self.headers.get("metadata") != "true" or not CONFIG.get("managed_identity"):
+                return self.reply(400, {"error": "invalid_request", "error_description": "Required metadata header not specified"})
+            if not query.get("resource") or query.get("api-version") != "2018-02-01":
+                return self.reply(400, {"error": "invalid_resource", "error_description": "bad resource"})
+            token = uuid.uuid4().hex
+            with LOCK:
+                STATE["tokens"].append(token)
+            return self.reply(200, {"access_token": token, "expires_in": "86399", "token_type": "Bearer",
+                                    "resource": query["resource"]})
         if CONFIG.get("down"):
             return self.reply(503, {"error": {"code": "ServiceUnavailable", "message": "down"}})
         auth = self.headers.get("authorization", "")
