@@ -19,6 +19,7 @@ use hyper_util::rt::TokioExecutor;
 /// Largest response body read (an ARM page of VMs is far below this).
 const MAX_BODY: usize = 32 * 1024 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Attempts per request, the first included.
 const MAX_ATTEMPTS: u32 = 5;
 /// Longest wait honoured from a `Retry-After` header.
@@ -62,6 +63,12 @@ pub struct HttpClient {
 
 impl HttpClient {
     pub fn new() -> Result<Self, HttpError> {
+        // An unreachable endpoint (a dead server, no metadata service off Azure) must
+        // fail in seconds, not after the operating system's connect timeout.
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        http.set_nodelay(true);
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_native_roots(provider)
@@ -71,7 +78,7 @@ impl HttpClient {
             })?
             .https_or_http()
             .enable_http1()
-            .build();
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new()).build(connector);
         Ok(HttpClient { client })
     }
