@@ -3,3 +3,7 @@
 pub mod fleet;
 pub mod site;
 pub mod sshd;
+#[cfg(feature = "azure")]
+pub mod arm;
+#[cfg(feature = "aws")]
+pub mod moto;
