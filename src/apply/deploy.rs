@@ -119,16 +119,16 @@ pub async fn deploy(
         plan,
         &ctx.policy,
         |batch: Vec<Node>| {
-            let batch_jobs: Vec<Job> = batch.iter().filter_map(|n| by_node.remove(&n.name)).collect();
+            let batch_jobs: Vec<Job> = batch
+                .iter()
+                .filter_map(|n| by_node.remove(&n.name))
+                .collect();
             let connector = connector.clone();
             let (store, reports, record_error) = (&store, &reports, &record_error);
             async move {
                 let started = SystemTime::now();
                 let done = if options.interrupt.is_requested() {
-                    batch_jobs
-                        .iter()
-                        .map(|j| not_started(&j.catalog))
-                        .collect()
+                    batch_jobs.iter().map(|j| not_started(&j.catalog)).collect()
                 } else {
                     apply_jobs(batch_jobs, connector, options).await
                 };

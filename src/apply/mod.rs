@@ -239,10 +239,9 @@ pub async fn apply_jobs(
                 return report;
             }
             let report = apply_node(&*connector, &job, &options).await;
-            options.progress.node_done(
-                format!("{}: {}", report.node, report.outcome),
-                total,
-            );
+            options
+                .progress
+                .node_done(format!("{}: {}", report.node, report.outcome), total);
             report
         }
     })
