@@ -591,9 +591,7 @@ pub fn exit_status(reports: &[NodeReport]) -> Status {
 /// The exit status of a plan: as `exit_status`, with pending changes as 2.
 pub fn plan_status(results: &[NodeResult]) -> Status {
     let any = |f: fn(&NodeResult) -> bool| results.iter().any(f);
-    if any(|r| matches!(r, NodeResult::Failed { .. })) {
-        Status::Failed
-    } else if any(|r| matches!(r, NodeResult::HostKey { .. })) {
+    if any(|r| matches!(r, NodeResult::Failed { .. } | NodeResult::HostKey { .. })) {
         Status::Failed
     } else if any(|r| matches!(r, NodeResult::Unreachable { .. })) {
         Status::Unreachable

@@ -234,7 +234,11 @@ fn tandem_bin(site: &Path, args: &[&str]) -> (i32, String, String) {
 async fn wait_for(path: &Path, within: Duration) {
     let deadline = Instant::now() + within;
     while !path.exists() {
-        assert!(Instant::now() < deadline, "`{}` did not appear within {within:?}", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "`{}` did not appear within {within:?}",
+            path.display()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

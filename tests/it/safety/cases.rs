@@ -43,7 +43,13 @@ async fn stale_saved_plan_refuses_the_moved_resource_and_converges_the_others() 
         ..RolloutPolicy::default()
     };
     let report = site
-        .deploy(jobs, &options, policy, "tandem apply plan.json", Wait::FailFast)
+        .deploy(
+            jobs,
+            &options,
+            policy,
+            "tandem apply plan.json",
+            Wait::FailFast,
+        )
         .await
         .unwrap();
 
@@ -57,7 +63,10 @@ async fn stale_saved_plan_refuses_the_moved_resource_and_converges_the_others() 
         "exactly the moved resource is refused"
     );
     let err = n2.error.as_deref().unwrap();
-    assert!(err.contains(&format!("`{edited_id}`")) && err.contains("changed since the plan"), "{err}");
+    assert!(
+        err.contains(&format!("`{edited_id}`")) && err.contains("changed since the plan"),
+        "{err}"
+    );
     assert!(err.contains("planned: create"), "says what changed: {err}");
     // n2 untouched: the edit stays, the other file was not created.
     assert_eq!(std::fs::read_to_string(&edited).unwrap(), "hand edit\n");
@@ -87,8 +96,15 @@ async fn stale_saved_plan_refuses_the_moved_resource_and_converges_the_others() 
     let plan_arg = plan_file.to_str().unwrap();
     let (code, out, err) = tandem_bin(site.root(), &["show", plan_arg]);
     assert_eq!(code, 2, "{out}{err}");
-    assert!(out.contains("format version 1") && out.contains("matches the site"), "{out}");
-    assert!(out.contains("n1") && out.contains(&format!("{}", site.disk("n3").join("b.conf").display())), "{out}");
+    assert!(
+        out.contains("format version 1") && out.contains("matches the site"),
+        "{out}"
+    );
+    assert!(
+        out.contains("n1")
+            && out.contains(&format!("{}", site.disk("n3").join("b.conf").display())),
+        "{out}"
+    );
     std::fs::write(
         site.root().join("manifests/site.toml"),
         format!("[site]\nname = \"moved\"\n\n[datacenters.{DC}]\nprimary = true\nprovider = \"static\"\n"),
@@ -96,7 +112,10 @@ async fn stale_saved_plan_refuses_the_moved_resource_and_converges_the_others() 
     .unwrap();
     let (code, out, err) = tandem_bin(site.root(), &["apply", plan_arg]);
     assert_eq!(code, 1, "{out}{err}");
-    assert!(err.contains("the site changed since the plan was made"), "{err}");
+    assert!(
+        err.contains("the site changed since the plan was made"),
+        "{err}"
+    );
     let (_, out, _) = tandem_bin(site.root(), &["show", plan_arg]);
     assert!(out.contains("would refuse this plan"), "{out}");
 }
@@ -140,7 +159,13 @@ async fn threshold_zero_halts_before_the_next_batch() {
         catalogs.push(catalog(n, resources));
     }
     let report = site
-        .deploy(jobs(catalogs), &site.options(), one_by_one(0), "tandem apply", Wait::FailFast)
+        .deploy(
+            jobs(catalogs),
+            &site.options(),
+            one_by_one(0),
+            "tandem apply",
+            Wait::FailFast,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -151,17 +176,33 @@ async fn threshold_zero_halts_before_the_next_batch() {
             ("n3".into(), Outcome::NotAttempted),
         ]
     );
-    assert!(matches!(report.rollout.halt, Some(Halt::Threshold { after_batch: 1, failed: 1, max_failed: 0 })));
+    assert!(matches!(
+        report.rollout.halt,
+        Some(Halt::Threshold {
+            after_batch: 1,
+            failed: 1,
+            max_failed: 0
+        })
+    ));
     assert!(!site.disk("n2").join("a.conf").exists(), "n2 was touched");
     assert_eq!(report.exit_status(), Status::Failed);
     let text = tandem::cli::apply::text(&report);
-    assert!(text.contains("halted after batch 1: 1 failed nodes exceed max_failed 0"), "{text}");
+    assert!(
+        text.contains("halted after batch 1: 1 failed nodes exceed max_failed 0"),
+        "{text}"
+    );
     assert!(text.contains("not attempted: n2, n3"), "{text}");
-    assert!(text.contains("count against max_failed"), "the rule is stated: {text}");
+    assert!(
+        text.contains("count against max_failed"),
+        "the rule is stated: {text}"
+    );
     let (status, nodes) = site.run_status(&report);
     assert_eq!(status, RunStatus::Halted);
     assert_eq!(nodes.len(), 3, "{nodes:?}");
-    assert!(nodes.contains(&("n3".into(), Outcome::NotAttempted)), "{nodes:?}");
+    assert!(
+        nodes.contains(&("n3".into(), Outcome::NotAttempted)),
+        "{nodes:?}"
+    );
 }
 
 #[tokio::test]
@@ -179,18 +220,30 @@ async fn a_failing_health_check_halts() {
         ..one_by_one(5)
     };
     let report = site
-        .deploy(jobs(catalogs), &site.options(), policy, "tandem apply", Wait::FailFast)
+        .deploy(
+            jobs(catalogs),
+            &site.options(),
+            policy,
+            "tandem apply",
+            Wait::FailFast,
+        )
         .await
         .unwrap();
     assert_eq!(
         outcomes(&report),
-        vec![("n1".into(), Outcome::Changed), ("n2".into(), Outcome::NotAttempted)]
+        vec![
+            ("n1".into(), Outcome::Changed),
+            ("n2".into(), Outcome::NotAttempted)
+        ]
     );
     let Some(Halt::Health { failures, .. }) = &report.rollout.halt else {
         panic!("no health halt: {:?}", report.rollout.halt)
     };
     assert_eq!(failures[0].node.as_str(), "n1");
-    assert!(failures[0].reason.contains("status 7") && failures[0].reason.contains("not serving"), "{failures:?}");
+    assert!(
+        failures[0].reason.contains("status 7") && failures[0].reason.contains("not serving"),
+        "{failures:?}"
+    );
     assert_eq!(report.exit_status(), Status::Failed);
     assert_eq!(site.run_status(&report).0, RunStatus::Halted);
 }
@@ -203,17 +256,38 @@ async fn concurrent_applies_one_fails_naming_the_holder_one_waits() {
     let slow = catalog(
         "slow",
         vec![exec(
-            format!("touch {}; sleep 2; touch {}", started.display(), disk.join("done").display()),
+            format!(
+                "touch {}; sleep 2; touch {}",
+                started.display(),
+                disk.join("done").display()
+            ),
             &disk.join("done"),
         )],
     );
-    let quick = || catalog("quick", vec![file(&site.disk("quick").join("a.conf"), "a\n")]);
+    let quick = || {
+        catalog(
+            "quick",
+            vec![file(&site.disk("quick").join("a.conf"), "a\n")],
+        )
+    };
     let options = site.options();
-    let first = site.deploy(jobs(vec![slow]), &options, one_by_one(0), "tandem apply --first", Wait::FailFast);
+    let first = site.deploy(
+        jobs(vec![slow]),
+        &options,
+        one_by_one(0),
+        "tandem apply --first",
+        Wait::FailFast,
+    );
     let others = async {
         wait_for(&started, Duration::from_secs(10)).await;
         let refused = site
-            .deploy(jobs(vec![quick()]), &options, one_by_one(0), "tandem apply --second", Wait::FailFast)
+            .deploy(
+                jobs(vec![quick()]),
+                &options,
+                one_by_one(0),
+                "tandem apply --second",
+                Wait::FailFast,
+            )
             .await;
         let waited = site
             .deploy(
@@ -231,15 +305,24 @@ async fn concurrent_applies_one_fails_naming_the_holder_one_waits() {
     assert_eq!(outcomes(&first), vec![("slow".into(), Outcome::Changed)]);
     let err = refused.unwrap_err().to_string();
     assert!(err.starts_with("site is locked by"), "{err}");
-    assert!(err.contains("`tandem apply --first`") && err.contains("since"), "names the holder: {err}");
+    assert!(
+        err.contains("`tandem apply --first`") && err.contains("since"),
+        "names the holder: {err}"
+    );
     let waited = waited.unwrap();
     assert_eq!(outcomes(&waited), vec![("quick".into(), Outcome::Changed)]);
     // The refused run left no record; the other two are there, in order.
     let store = Store::open(&site.history()).unwrap();
     let runs = store.runs(10).unwrap();
     let commands: Vec<&str> = runs.iter().map(|r| r.command.as_str()).collect();
-    assert_eq!(commands, vec!["tandem apply --third", "tandem apply --first"]);
-    assert!(runs.iter().all(|r| r.status == RunStatus::Succeeded), "{runs:?}");
+    assert_eq!(
+        commands,
+        vec!["tandem apply --third", "tandem apply --first"]
+    );
+    assert!(
+        runs.iter().all(|r| r.status == RunStatus::Succeeded),
+        "{runs:?}"
+    );
 }
 
 #[tokio::test]
@@ -253,14 +336,26 @@ async fn sigint_finishes_the_node_in_flight_and_starts_no_other() {
             disk.join("started").display(),
             disk.join("done").display()
         );
-        catalogs.push(catalog(n, vec![exec(cmd, &disk.join("done")), file(&disk.join("a.conf"), "a\n")]));
+        catalogs.push(catalog(
+            n,
+            vec![
+                exec(cmd, &disk.join("done")),
+                file(&disk.join("a.conf"), "a\n"),
+            ],
+        ));
     }
     let mut options = site.options();
     let interrupt = Interrupt::new();
     // The real signal path, as the CLI installs it: SIGINT to this process.
     interrupt.on_signals().unwrap();
     options.interrupt = interrupt.clone();
-    let run = site.deploy(jobs(catalogs), &options, one_by_one(0), "tandem apply", Wait::FailFast);
+    let run = site.deploy(
+        jobs(catalogs),
+        &options,
+        one_by_one(0),
+        "tandem apply",
+        Wait::FailFast,
+    );
     let signal = async {
         wait_for(&site.disk("n1").join("started"), Duration::from_secs(10)).await;
         let sent = Command::new("kill")
@@ -283,17 +378,32 @@ async fn sigint_finishes_the_node_in_flight_and_starts_no_other() {
         ]
     );
     // The node in flight finished whole; the others were never started.
-    assert_eq!(std::fs::read_to_string(site.disk("n1").join("done")).unwrap(), "whole\n");
+    assert_eq!(
+        std::fs::read_to_string(site.disk("n1").join("done")).unwrap(),
+        "whole\n"
+    );
     assert!(site.disk("n1").join("a.conf").exists());
     for n in ["n2", "n3", "n4"] {
         assert!(!site.disk(n).join("started").exists(), "{n} was started");
     }
     assert_eq!(report.exit_status(), Status::Failed);
     let text = tandem::cli::apply::text(&report);
-    assert!(text.contains("interrupted: no new node was started"), "{text}");
-    assert!(text.contains("done: n1\n") && text.contains("not attempted: n2, n3, n4"), "{text}");
+    assert!(
+        text.contains("interrupted: no new node was started"),
+        "{text}"
+    );
+    assert!(
+        text.contains("done: n1\n") && text.contains("not attempted: n2, n3, n4"),
+        "{text}"
+    );
     let (status, nodes) = site.run_status(&report);
     assert_eq!(status, RunStatus::Interrupted);
-    assert!(nodes.contains(&("n1".into(), Outcome::Changed)), "{nodes:?}");
-    assert!(nodes.contains(&("n4".into(), Outcome::NotAttempted)), "{nodes:?}");
+    assert!(
+        nodes.contains(&("n1".into(), Outcome::Changed)),
+        "{nodes:?}"
+    );
+    assert!(
+        nodes.contains(&("n4".into(), Outcome::NotAttempted)),
+        "{nodes:?}"
+    );
 }
