@@ -4,8 +4,9 @@
 //! failed, halted or interrupted). The CLI compiles the catalogs and renders the report;
 //! everything between lives here so that tests drive it with hand-built catalogs.
 //!
-//! Order of guarantees: the site lock is taken before the history is written, so a run
-//! that cannot lock the site leaves no record; nodes are recorded after each batch, so a
+//! Order of guarantees: the site lock ([`lock_site`]) is taken first, before inventory,
+//! compilation and the history, so a run that cannot lock the site costs nothing and
+//! leaves no record; nodes are recorded after each batch, so a
 //! crash mid-run keeps what was done (the run itself then shows as interrupted).
 
 use std::cell::RefCell;
@@ -28,12 +29,8 @@ use crate::transport::Connector;
 /// Where and how a run happens, besides its nodes.
 #[derive(Debug, Clone)]
 pub struct RunContext {
-    /// The site repository: its `.tandem/run.lock` is the site lock.
-    pub site_root: PathBuf,
     pub datacenters: Vec<DatacenterSpec>,
     pub policy: RolloutPolicy,
-    /// How long to wait for another run's site lock.
-    pub lock_wait: Wait,
     /// The run history file.
     pub store_path: PathBuf,
     /// Who started the run, the command line, the commit.
@@ -48,6 +45,59 @@ pub enum DeployError {
     Store(#[from] StoreError),
     #[error("cannot order the nodes into a rollout: {0}")]
     Rollout(#[from] RolloutError),
+    #[error("interrupted while waiting for the site lock; nothing was done")]
+    Interrupted,
+}
+
+/// How often a waiting run retries the site lock (and checks for an interrupt).
+const LOCK_POLL: Duration = Duration::from_millis(100);
+
+/// Takes the site lock of `site_root` for `command`, as `wait` says: at once or failing
+/// naming the holder, or retrying until the limit. A waiting run tells `on_wait` whom
+/// it waits for (once), and gives up without doing anything when `interrupt` is
+/// requested. Taken before inventory and compilation, so a refused run costs nothing.
+pub async fn lock_site(
+    site_root: &std::path::Path,
+    command: &str,
+    wait: Wait,
+    interrupt: &crate::apply::Interrupt,
+    mut on_wait: impl FnMut(&str),
+) -> Result<SiteLock, DeployError> {
+    let path = site_root.join(crate::lock::LOCK_FILE);
+    let started = std::time::Instant::now();
+    let mut told = false;
+    loop {
+        // Non-blocking: one `flock(LOCK_NB)` attempt and a small read of the label.
+        let holder = match SiteLock::acquire_file(&path, command, Wait::FailFast) {
+            Ok(lock) => return Ok(lock),
+            Err(LockError::Held { holder, .. }) => holder,
+            Err(other) => return Err(other.into()),
+        };
+        let limit = match wait {
+            Wait::FailFast => return Err(LockError::Held { path, holder }.into()),
+            Wait::For(limit) => limit,
+        };
+        if started.elapsed() >= limit {
+            return Err(LockError::Timeout {
+                path,
+                waited: limit,
+                holder,
+            }
+            .into());
+        }
+        if interrupt.is_requested() {
+            return Err(DeployError::Interrupted);
+        }
+        if !told {
+            told = true;
+            let who = holder.map_or_else(|| "another run".to_string(), |h| h.to_string());
+            on_wait(&format!(
+                "waiting up to {}s for the site lock held by {who}",
+                limit.as_secs()
+            ));
+        }
+        tokio::time::sleep(LOCK_POLL).await;
+    }
 }
 
 /// What a run did: every node's report (not-attempted nodes included) in rollout order,
@@ -81,23 +131,19 @@ impl DeployReport {
     }
 }
 
-/// Runs `jobs` under the site lock and the rollout policy, recording the run.
-/// `progress` gets the rollout's progress events (batches, health checks, halts).
+/// Runs `jobs` under the site `lock` (see [`lock_site`]) and the rollout policy,
+/// recording the run. `progress` gets the rollout's progress events (batches, health
+/// checks, halts). The lock is released when the run is recorded as finished.
 pub async fn deploy(
     jobs: Vec<Job>,
     connector: Arc<dyn Connector>,
     options: &ApplyOptions,
     ctx: RunContext,
+    lock: SiteLock,
     mut progress: impl FnMut(rollout::Progress<'_>),
 ) -> Result<DeployReport, DeployError> {
-    let _lock = SiteLock::acquire_async(
-        ctx.site_root.clone(),
-        redacted_command(&ctx.run.command, options),
-        ctx.lock_wait,
-    )
-    .await?;
     let store = Store::open(&ctx.store_path)?.with_secrets((*options.secrets).clone());
-    store.interrupt_orphans(&_lock)?;
+    store.interrupt_orphans(&lock)?;
     let run = store.begin(&ctx.run)?;
 
     let nodes: Vec<Node> = jobs.iter().map(|j| j.catalog.node.clone()).collect();
@@ -183,6 +229,7 @@ pub async fn deploy(
             )),
         )?;
     }
+    drop(lock);
     if let Some(err) = record_error.into_inner() {
         return Err(err.into());
     }
@@ -289,9 +336,4 @@ async fn command_health(
         Some(code) => format!("`{command}` exited with status {code}: {last}"),
         None => format!("`{command}` was killed: {last}"),
     })
-}
-
-/// The command line shown to other runs in the lock file, secrets redacted.
-fn redacted_command(command: &str, options: &ApplyOptions) -> String {
-    options.secrets.redact(command)
 }

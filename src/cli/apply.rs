@@ -6,11 +6,13 @@
 //! the plan (else the whole plan is refused), each node is probed again and a node whose
 //! resources no longer read as planned is refused by resource name and left untouched.
 //!
-//! The site lock: by default a second run fails at once naming the holder (who, which
-//! command, since when), because an operator who finds someone else deploying should
-//! decide, not queue behind them; `--lock-wait 5m` waits instead (the daemon and CI use
-//! it). SIGINT or SIGTERM: nodes in flight finish, nothing new starts, the run is
-//! recorded as interrupted and the summary names done and not-attempted nodes.
+//! The site lock is taken first, before inventory and compilation. By default a second
+//! run fails at once naming the holder (who, which command, since when), because an
+//! operator who finds someone else deploying should decide, not queue behind them;
+//! `--lock-wait 5m` waits instead (the daemon and CI want that), and Ctrl-C stops a wait
+//! without doing anything. SIGINT or SIGTERM during the run: nodes in flight finish,
+//! nothing new starts, the run is recorded as interrupted and the summary names done
+//! and not-attempted nodes; exit 3 (nodes were left unconverged).
 
 use std::fmt::Write as _;
 
@@ -44,6 +46,20 @@ pub struct Args {
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<Status> {
+    let interrupt = Interrupt::new();
+    interrupt
+        .on_signals()
+        .context("cannot listen for SIGINT and SIGTERM")?;
+    let record = args.record.new_run(global, RunKind::Apply);
+    let wait = if args.lock_wait.is_zero() {
+        Wait::FailFast
+    } else {
+        Wait::For(args.lock_wait)
+    };
+    let lock = deploy::lock_site(&global.site, &record.command, wait, &interrupt, |msg| {
+        eprintln!("{msg}")
+    })
+    .await?;
     let site = Site::load(&global.site)
         .with_context(|| format!("cannot load the site at `{}`", global.site.display()))?;
     let (jobs, secrets, saved) = match &args.plan {
@@ -74,25 +90,15 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Status> {
     };
     let connector = connect::connector(global)?;
     let mut options = plan::options(global, args.parallel, secrets);
-    let interrupt = Interrupt::new();
-    interrupt
-        .on_signals()
-        .context("cannot listen for SIGINT and SIGTERM")?;
     options.interrupt = interrupt;
     let ctx = RunContext {
-        site_root: global.site.clone(),
         datacenters: site.datacenters.clone(),
         policy: site.rollout.clone(),
-        lock_wait: if args.lock_wait.is_zero() {
-            Wait::FailFast
-        } else {
-            Wait::For(args.lock_wait)
-        },
         store_path: args.record.history(global),
-        run: args.record.new_run(global, RunKind::Apply),
+        run: record,
     };
     let text_mode = global.format == Format::Text;
-    let report = deploy::deploy(jobs, connector, &options, ctx, |event| {
+    let report = deploy::deploy(jobs, connector, &options, ctx, lock, |event| {
         if text_mode {
             eprintln!("{event}");
         }

@@ -69,16 +69,14 @@ impl Site {
         }
     }
 
-    fn context(&self, policy: RolloutPolicy, command: &str, wait: Wait) -> RunContext {
+    fn context(&self, policy: RolloutPolicy, command: &str) -> RunContext {
         RunContext {
-            site_root: self.root().to_path_buf(),
             datacenters: vec![DatacenterSpec {
                 name: DatacenterName::new(DC),
                 primary: true,
                 provider: ProviderConfig::Static,
             }],
             policy,
-            lock_wait: wait,
             store_path: self.history(),
             run: NewRun {
                 kind: RunKind::Apply,
@@ -98,8 +96,10 @@ impl Site {
         wait: Wait,
     ) -> Result<DeployReport, DeployError> {
         let connector: Arc<dyn Connector> = Arc::new(LocalConnector);
-        let ctx = self.context(policy, command, wait);
-        deploy::deploy(jobs, connector, options, ctx, |_| {}).await
+        let lock =
+            deploy::lock_site(self.root(), command, wait, &options.interrupt, |_| {}).await?;
+        let ctx = self.context(policy, command);
+        deploy::deploy(jobs, connector, options, ctx, lock, |_| {}).await
     }
 
     fn run_status(&self, report: &DeployReport) -> (RunStatus, Vec<(String, Outcome)>) {

@@ -407,3 +407,105 @@ async fn sigint_finishes_the_node_in_flight_and_starts_no_other() {
         "{nodes:?}"
     );
 }
+
+/// The site lock as an operator meets it through the CLI: the holder is named, a wait
+/// is bounded, Ctrl-C stops a wait, and a killed holder leaves nothing stuck.
+#[test]
+fn cli_apply_names_the_lock_holder_waits_and_stops_on_sigint() {
+    use std::io::BufRead;
+    use tandem::lock::SiteLock;
+
+    let site = Site::new();
+    let held = SiteLock::acquire(site.root(), "tandem apply --on web-1", Wait::FailFast).unwrap();
+    let (code, out, err) = tandem_bin(site.root(), &["apply"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("site is locked by"), "{err}");
+    assert!(
+        err.contains("`tandem apply --on web-1`"),
+        "names the command: {err}"
+    );
+    assert!(
+        err.contains(&format!("pid {}", std::process::id())),
+        "names the pid: {err}"
+    );
+
+    let started = Instant::now();
+    let (code, _, err) = tandem_bin(site.root(), &["apply", "--lock-wait", "1s"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("site is still locked after waiting 1s"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // A waiting apply, interrupted: it stops waiting at once and does nothing.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .arg("--site")
+        .arg(site.root())
+        .args(["apply", "--lock-wait", "60s"])
+        .env("TANDEM_TRANSPORT", "local")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    stderr.read_line(&mut first).unwrap();
+    assert!(
+        first.contains("waiting up to 60s for the site lock held by"),
+        "{first}"
+    );
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let waited_from = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            waited_from.elapsed() < Duration::from_secs(10),
+            "SIGINT did not stop the wait"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert_eq!(status.code(), Some(1), "{rest}");
+    assert!(
+        rest.contains("interrupted while waiting for the site lock; nothing was done"),
+        "{rest}"
+    );
+    assert!(
+        !site.history().exists(),
+        "a run that never got the lock recorded something"
+    );
+    drop(held);
+
+    // A holder killed with SIGKILL holds nothing: the kernel dropped its flock.
+    let lock_file = site.root().join(".tandem/run.lock");
+    // `sh` locks fd 9 and becomes `sleep` holding it: one process, killed below.
+    let mut holder = Command::new("sh")
+        .arg("-c")
+        .arg("exec 9>>\"$1\"; flock 9; exec sleep 30")
+        .arg("sh")
+        .arg(&lock_file)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while SiteLock::acquire(site.root(), "probe", Wait::FailFast).is_ok() {
+        assert!(Instant::now() < deadline, "`flock` never took the lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let (code, _, err) = tandem_bin(site.root(), &["apply"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        !err.contains("locked"),
+        "the killed holder still blocks: {err}"
+    );
+    // Past the lock, the run found no node in this empty site.
+    assert!(err.contains("no node matches"), "{err}");
+}
