@@ -161,7 +161,7 @@ pub async fn deploy(
     let reports: RefCell<Vec<NodeReport>> = RefCell::default();
     let record_error: RefCell<Option<StoreError>> = RefCell::default();
 
-    let rollout_report = rollout::run(
+    let rollout_report = rollout::run_until(
         plan,
         &ctx.policy,
         |batch: Vec<Node>| {
@@ -198,6 +198,7 @@ pub async fn deploy(
             }
         },
         &mut progress,
+        || options.interrupt.is_requested(),
     )
     .await;
 

@@ -509,3 +509,45 @@ fn cli_apply_names_the_lock_holder_waits_and_stops_on_sigint() {
     // Past the lock, the run found no node in this empty site.
     assert!(err.contains("no node matches"), "{err}");
 }
+
+#[tokio::test]
+async fn an_interrupt_cuts_the_pause_between_batches_short() {
+    let site = Site::new();
+    let catalogs: Vec<Catalog> = ["n1", "n2"]
+        .iter()
+        .map(|n| catalog(n, vec![file(&site.disk(n).join("a.conf"), "a\n")]))
+        .collect();
+    let policy = RolloutPolicy {
+        pause_seconds: 60,
+        ..one_by_one(0)
+    };
+    let options = site.options();
+    let started = Instant::now();
+    let run = site.deploy(
+        jobs(catalogs),
+        &options,
+        policy,
+        "tandem apply",
+        Wait::FailFast,
+    );
+    let stop = async {
+        wait_for(&site.disk("n1").join("a.conf"), Duration::from_secs(10)).await;
+        options.interrupt.request();
+    };
+    let (report, ()) = tokio::join!(run, stop);
+    let report = report.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the pause ran out: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        outcomes(&report),
+        vec![
+            ("n1".into(), Outcome::Changed),
+            ("n2".into(), Outcome::NotAttempted)
+        ]
+    );
+    assert!(!site.disk("n2").join("a.conf").exists());
+    assert_eq!(site.run_status(&report).0, RunStatus::Interrupted);
+}
