@@ -63,6 +63,8 @@ pub enum SavedPlanError {
         planned_commit: Option<String>,
         now_commit: Option<String>,
     },
+    #[error("node `{node}` of the plan is no longer in the inventory; refusing the whole plan: make a new one with `tandem plan --out`")]
+    NodeGone { node: NodeName },
     #[error("the desired state of `{resource}` on `{node}` is not what the plan holds ({reason}); refusing the whole plan: make a new one with `tandem plan --out`")]
     DesiredChanged {
         node: NodeName,
@@ -254,8 +256,7 @@ impl SavedPlan {
                 let Some(s) = saved.resources.iter().find(|s| s.id == id) else {
                     return Err(changed(id, "the resource is not in the plan"));
                 };
-                if desired_digest(&serde_json::to_value(r).unwrap_or_default()) != s.desired_digest
-                {
+                if desired_digest(&desired_value(r)) != s.desired_digest {
                     return Err(changed(id, "its desired state differs"));
                 }
                 expect.push(Expect {
@@ -295,8 +296,7 @@ fn saved_node(catalog: &Catalog, result: &NodeResult) -> SavedNode {
             .resources
             .iter()
             .map(|r| {
-                // Serializing plain data types to a JSON value cannot fail.
-                let desired = serde_json::to_value(r).unwrap_or_default();
+                let desired = desired_value(r);
                 SavedResource {
                     id: r.id.to_string(),
                     desired_digest: desired_digest(&desired),
@@ -323,6 +323,13 @@ fn read_digest(plan: &crate::plan::NodePlan, id: &ResourceId) -> String {
         .find(|r| &r.id == id)
         .map(|r| r.digest.clone())
         .unwrap_or_default()
+}
+
+/// A resource's desired state as JSON (secret content as digest and fingerprints).
+fn desired_value(resource: &crate::resource::Resource) -> serde_json::Value {
+    // Invariant: resources are plain data (strings, numbers, enums, string-keyed maps),
+    // and serializing such data to a JSON value cannot fail.
+    serde_json::to_value(resource).unwrap_or_default()
 }
 
 fn desired_digest(desired: &serde_json::Value) -> String {

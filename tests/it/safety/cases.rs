@@ -551,3 +551,71 @@ async fn an_interrupt_cuts_the_pause_between_batches_short() {
     assert!(!site.disk("n2").join("a.conf").exists());
     assert_eq!(site.run_status(&report).0, RunStatus::Interrupted);
 }
+
+#[tokio::test]
+async fn an_interrupt_mid_batch_lets_started_nodes_finish_and_starts_no_queued_one() {
+    let site = Site::new();
+    let names = ["n1", "n2", "n3", "n4"];
+    let mut catalogs = Vec::new();
+    for n in names {
+        let disk = site.disk(n);
+        let cmd = format!(
+            "touch {}; sleep 1; echo whole > {}",
+            disk.join("started").display(),
+            disk.join("done").display()
+        );
+        catalogs.push(catalog(n, vec![exec(cmd, &disk.join("done"))]));
+    }
+    // One batch of all four, two at a time.
+    let policy = RolloutPolicy {
+        canary: 0,
+        batch: BatchSize::Percent(100),
+        ..one_by_one(0)
+    };
+    let mut options = site.options();
+    options.parallel = 2;
+    let run = site.deploy(
+        jobs(catalogs),
+        &options,
+        policy,
+        "tandem apply",
+        Wait::FailFast,
+    );
+    let stop = async {
+        // One of n1 and n2 runs and the other holds the second slot (with the local
+        // transport it waits for the node lock both share); n3 and n4 wait for a slot.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !["n1", "n2"]
+            .iter()
+            .any(|n| site.disk(n).join("started").exists())
+        {
+            assert!(Instant::now() < deadline, "neither n1 nor n2 started");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        options.interrupt.request();
+    };
+    let (report, ()) = tokio::join!(run, stop);
+    let report = report.unwrap();
+    let started: Vec<&str> = names
+        .into_iter()
+        .filter(|n| site.disk(n).join("started").exists())
+        .collect();
+    assert_eq!(started, vec!["n1", "n2"], "a queued node was started");
+    for n in ["n1", "n2"] {
+        assert_eq!(
+            std::fs::read_to_string(site.disk(n).join("done")).unwrap(),
+            "whole\n"
+        );
+    }
+    assert_eq!(
+        outcomes(&report),
+        vec![
+            ("n1".into(), Outcome::Changed),
+            ("n2".into(), Outcome::Changed),
+            ("n3".into(), Outcome::NotAttempted),
+            ("n4".into(), Outcome::NotAttempted),
+        ]
+    );
+    assert!(report.interrupted);
+    assert_eq!(site.run_status(&report).0, RunStatus::Interrupted);
+}
