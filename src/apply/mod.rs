@@ -13,6 +13,7 @@ pub mod deploy;
 pub mod interrupt;
 pub mod progress;
 pub mod script;
+mod stale;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,6 +35,8 @@ use crate::transport::{Connector, Session, TransportError};
 pub use crate::outcome::Outcome;
 pub use interrupt::Interrupt;
 pub use progress::Progress;
+pub use stale::{change_summary, Expect, StaleResource};
+use stale::{stale_list, stale_resources};
 
 /// How the executor runs.
 #[derive(Debug, Clone)]
@@ -97,33 +100,6 @@ pub enum NodeError {
         node: NodeName,
         resources: Vec<StaleResource>,
     },
-}
-
-/// A resource whose state moved between a saved plan and its apply.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StaleResource {
-    pub id: ResourceId,
-    /// What changed, for people: `planned: modify (content); now: modify (content, mode)`.
-    pub what: String,
-}
-
-fn stale_list(resources: &[StaleResource]) -> String {
-    let parts: Vec<String> = resources
-        .iter()
-        .map(|r| format!("`{}` ({})", r.id, r.what))
-        .collect();
-    parts.join(", ")
-}
-
-/// What a saved plan read and meant to do for one resource; an apply of the saved plan
-/// touches a node only when every resource still reads the same.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Expect {
-    pub id: ResourceId,
-    /// [`plan::ReadState::digest`] at planning time.
-    pub read_digest: String,
-    /// The planned change as [`change_summary`] words it (`in sync` when none).
-    pub planned: String,
 }
 
 /// One node to apply: its catalog and, for a saved plan, what the plan read.
@@ -458,51 +434,6 @@ async fn apply_with(
         return Ok(Outcome::Failed);
     }
     Ok(Outcome::Changed)
-}
-
-/// The resources whose read state differs from what the saved plan read, or that are
-/// in one of catalog and plan but not the other.
-fn stale_resources(expect: &[Expect], plan: &NodePlan) -> Vec<StaleResource> {
-    let now = |id: &ResourceId| change_summary(plan.change(id));
-    let mut stale = Vec::new();
-    for read in &plan.read {
-        match expect.iter().find(|e| e.id == read.id) {
-            None => stale.push(StaleResource {
-                id: read.id.clone(),
-                what: "not in the saved plan".into(),
-            }),
-            Some(e) if e.read_digest != read.digest => stale.push(StaleResource {
-                id: read.id.clone(),
-                what: format!(
-                    "its state changed since the plan; planned: {}; now: {}",
-                    e.planned,
-                    now(&read.id)
-                ),
-            }),
-            Some(_) => {}
-        }
-    }
-    for e in expect {
-        if !plan.read.iter().any(|r| r.id == e.id) {
-            stale.push(StaleResource {
-                id: e.id.clone(),
-                what: "in the saved plan but no longer in the catalog".into(),
-            });
-        }
-    }
-    stale
-}
-
-/// A change in a few words, never a value: `modify (content, mode)`, or `in sync`.
-pub fn change_summary(change: Option<&plan::Change>) -> String {
-    match change {
-        None => "in sync".into(),
-        Some(c) if c.details.is_empty() => c.action.as_str().into(),
-        Some(c) => {
-            let attrs: Vec<&str> = c.details.iter().map(|d| d.attr).collect();
-            format!("{} ({})", c.action.as_str(), attrs.join(", "))
-        }
-    }
 }
 
 /// `r<index> ok|fail|skip` and its error output.

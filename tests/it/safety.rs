@@ -244,3 +244,4 @@ async fn wait_for(path: &Path, within: Duration) {
 }
 
 mod cases;
+mod interrupt;
