@@ -77,7 +77,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Status> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&render::json(&results))?),
     }
     let status = apply::plan_status(&results);
-    record(&store, run, &results, started)?;
+    record_plan(&store, run, &results, started)?;
     if let Some(out) = &args.out {
         let saved = SavedPlan::new(&global.site, &catalogs, &results);
         let written = saved.and_then(|plan| plan.write(out));
@@ -95,8 +95,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Status> {
     Ok(status)
 }
 
-/// Each node's planning result, and each proposed change as a one-line summary.
-fn record(
+/// Records each node's planning result in run `run` (in sync as `unchanged`, with
+/// changes as `changed`), and each proposed change as a one-line summary, never a value.
+pub fn record_plan(
     store: &Store,
     run: crate::store::RunId,
     results: &[NodeResult],

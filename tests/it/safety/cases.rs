@@ -425,3 +425,60 @@ fn cli_apply_names_the_lock_holder_waits_and_stops_on_sigint() {
     // Past the lock, the run found no node in this empty site.
     assert!(err.contains("no node matches"), "{err}");
 }
+
+#[tokio::test]
+async fn a_plan_is_recorded_with_its_proposed_changes() {
+    let site = Site::new();
+    let in_sync = site.disk("n1").join("a.conf");
+    std::fs::write(&in_sync, "a\n").unwrap();
+    std::fs::set_permissions(
+        &in_sync,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let catalogs = vec![
+        catalog("n1", vec![file(&in_sync, "a\n")]),
+        catalog("n2", vec![file(&site.disk("n2").join("a.conf"), "a\n")]),
+    ];
+    let connector: Arc<dyn Connector> = Arc::new(LocalConnector);
+    let started = std::time::SystemTime::now();
+    let results = apply::plan_nodes(catalogs, connector, &site.options()).await;
+    let store = Store::open(&site.history()).unwrap();
+    let run = store
+        .begin(&NewRun {
+            kind: RunKind::Plan,
+            started_by: "tester@ci".into(),
+            command: "tandem plan".into(),
+            commit: None,
+        })
+        .unwrap();
+    tandem::cli::plan::record_plan(&store, run, &results, started).unwrap();
+    let status = apply::plan_status(&results);
+    assert_eq!(status, Status::Pending);
+    store
+        .finish(run, RunStatus::from_exit(status), None)
+        .unwrap();
+    let detail = store.run(run).unwrap();
+    assert_eq!(detail.run.status, RunStatus::Pending);
+    let nodes: Vec<(String, Outcome)> = detail
+        .nodes
+        .iter()
+        .map(|n| (n.node.to_string(), n.outcome))
+        .collect();
+    assert_eq!(
+        nodes,
+        vec![
+            ("n1".into(), Outcome::Unchanged),
+            ("n2".into(), Outcome::Changed)
+        ]
+    );
+    assert_eq!(detail.changes.len(), 1, "{:?}", detail.changes);
+    assert_eq!(detail.changes[0].node.as_str(), "n2");
+    assert!(
+        detail.changes[0].summary.starts_with("proposed: create"),
+        "{:?}",
+        detail.changes[0]
+    );
+    // Nothing was written by planning.
+    assert!(!site.disk("n2").join("a.conf").exists());
+}
