@@ -108,18 +108,17 @@ pub struct DeployReport {
     pub rollout: RolloutReport,
     pub nodes: Vec<NodeReport>,
     pub interrupted: bool,
+    /// Run-history writes that failed after the run started. The nodes were applied
+    /// all the same, so these are warnings: the report, not the history, is the truth.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub history_errors: Vec<String>,
 }
 
 impl DeployReport {
     /// 3 when a node failed, was refused, not attempted (halt or interrupt); else 4 when
     /// some were unreachable; else 0.
     pub fn exit_status(&self) -> Status {
-        let status = self.rollout.exit_status();
-        if self.interrupted && status == Status::Ok {
-            Status::Failed
-        } else {
-            status
-        }
+        self.rollout.exit_status()
     }
 
     pub fn nodes_with(&self, outcome: Outcome) -> Vec<&NodeName> {
@@ -202,13 +201,16 @@ pub async fn deploy(
     )
     .await;
 
-    let interrupted = options.interrupt.is_requested();
-    let mut reports = reports.into_inner();
-    let nodes = rollout_report
+    let mut reports: HashMap<NodeName, NodeReport> = reports
+        .into_inner()
+        .into_iter()
+        .map(|r| (r.node.clone(), r))
+        .collect();
+    let nodes: Vec<NodeReport> = rollout_report
         .nodes
         .iter()
-        .map(|n| match reports.iter().position(|r| r.node == n.node) {
-            Some(i) => reports.swap_remove(i),
+        .map(|n| match reports.remove(&n.node) {
+            Some(report) => report,
             None => {
                 let mut r = not_started_named(n.node.clone(), n.datacenter.clone());
                 r.error = Some(match &rollout_report.halt {
@@ -219,26 +221,34 @@ pub async fn deploy(
             }
         })
         .collect();
-    store.finish_rollout(run, &rollout_report)?;
+    // Interrupted when the signal left work undone; a signal during the last node's
+    // apply changes nothing, and the run ends as its outcomes say.
+    let interrupted = options.interrupt.is_requested()
+        && nodes.iter().any(|n| n.outcome == Outcome::NotAttempted);
+    let mut history_errors: Vec<String> = record_error
+        .into_inner()
+        .into_iter()
+        .map(|e| e.to_string())
+        .collect();
+    if let Err(err) = store.finish_rollout(run, &rollout_report) {
+        history_errors.push(err.to_string());
+    }
     if interrupted {
         let not_attempted = rollout_report.not_attempted().len();
-        store.finish(
-            run,
-            RunStatus::Interrupted,
-            Some(&format!(
-                "interrupted by a signal: nodes in flight finished, {not_attempted} nodes not attempted"
-            )),
-        )?;
+        let message = format!(
+            "interrupted by a signal: nodes in flight finished, {not_attempted} nodes not attempted"
+        );
+        if let Err(err) = store.finish(run, RunStatus::Interrupted, Some(&message)) {
+            history_errors.push(err.to_string());
+        }
     }
     drop(lock);
-    if let Some(err) = record_error.into_inner() {
-        return Err(err.into());
-    }
     Ok(DeployReport {
         run,
         rollout: rollout_report,
         nodes,
         interrupted,
+        history_errors,
     })
 }
 

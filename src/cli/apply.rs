@@ -122,6 +122,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Status> {
         }
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
+    for err in &report.history_errors {
+        eprintln!("warning: the run history is incomplete: {err}");
+    }
     Ok(report.exit_status())
 }
 
