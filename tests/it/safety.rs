@@ -28,8 +28,11 @@ use tandem::transport::Connector;
 const DC: &str = "azure-westus";
 
 /// A site directory with a history, and per node a directory standing for its disk.
+/// `connector` reaches the nodes: the local transport here; the fleet versions of these
+/// tests put the SSH connector there and the fleet's hosts in the catalogs.
 struct Site {
     dir: tempfile::TempDir,
+    connector: Arc<dyn Connector>,
 }
 
 impl Site {
@@ -42,7 +45,10 @@ impl Site {
         )
         .unwrap();
         std::fs::create_dir_all(dir.path().join("state")).unwrap();
-        Site { dir }
+        Site {
+            dir,
+            connector: Arc::new(LocalConnector),
+        }
     }
 
     fn root(&self) -> &Path {
@@ -95,7 +101,7 @@ impl Site {
         command: &str,
         wait: Wait,
     ) -> Result<DeployReport, DeployError> {
-        let connector: Arc<dyn Connector> = Arc::new(LocalConnector);
+        let connector = self.connector.clone();
         let lock =
             deploy::lock_site(self.root(), command, wait, &options.interrupt, |_| {}).await?;
         let ctx = self.context(policy, command);

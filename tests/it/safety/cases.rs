@@ -23,7 +23,7 @@ async fn stale_saved_plan_refuses_the_moved_resource_and_converges_the_others() 
         .map(|n| two_files(&site, n))
         .collect();
     let options = site.options();
-    let connector: Arc<dyn Connector> = Arc::new(LocalConnector);
+    let connector = site.connector.clone();
     let results = apply::plan_nodes(catalogs.clone(), connector, &options).await;
     let plan_file = site.root().join("plan.json");
     SavedPlan::new(site.root(), &catalogs, &results)
@@ -132,7 +132,7 @@ async fn saved_plan_holds_no_secret_in_clear() {
         content.secrets = vec![tandem::secret::Fingerprint::of(secret.as_bytes())];
     }
     let catalogs = vec![catalog("n1", vec![secret_file])];
-    let connector: Arc<dyn Connector> = Arc::new(LocalConnector);
+    let connector = site.connector.clone();
     let results = apply::plan_nodes(catalogs.clone(), connector, &site.options()).await;
     let plan_file = site.root().join("plan.json");
     SavedPlan::new(site.root(), &catalogs, &results)
@@ -440,7 +440,7 @@ async fn a_plan_is_recorded_with_its_proposed_changes() {
         catalog("n1", vec![file(&in_sync, "a\n")]),
         catalog("n2", vec![file(&site.disk("n2").join("a.conf"), "a\n")]),
     ];
-    let connector: Arc<dyn Connector> = Arc::new(LocalConnector);
+    let connector = site.connector.clone();
     let started = std::time::SystemTime::now();
     let results = apply::plan_nodes(catalogs, connector, &site.options()).await;
     let store = Store::open(&site.history()).unwrap();
