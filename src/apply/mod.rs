@@ -3,12 +3,17 @@
 //! parallel, bounded by a semaphore. `plan_nodes` and `apply_nodes` take a set of nodes,
 //! so the rollout loop calls them once per batch.
 //!
-//! Exit status precedence (`exit_status`): some node failed (3) over some unreachable (4)
-//! over a host key refused (1) over changes pending in a plan (2) over success (0): the
-//! code names the most serious thing an operator must look at first.
+//! Outcomes are the one [`crate::outcome::Outcome`] the rollout and the run history use.
+//! Exit status precedence (`exit_status`): some node failed, had its host key refused or
+//! was not attempted (3) over some unreachable (4) over changes pending in a plan (2)
+//! over success (0): the code names the most serious thing an operator must look at
+//! first. An apply that is interrupted starts no new node (see [`Interrupt`]).
 
+pub mod deploy;
+pub mod interrupt;
 pub mod progress;
 pub mod script;
+mod stale;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,7 +32,11 @@ use crate::resource::ResourceId;
 use crate::secret::SecretStore;
 use crate::transport::{Connector, Session, TransportError};
 
+pub use crate::outcome::Outcome;
+pub use interrupt::Interrupt;
 pub use progress::Progress;
+pub use stale::{change_summary, Expect, StaleResource};
+use stale::{stale_list, stale_resources};
 
 /// How the executor runs.
 #[derive(Debug, Clone)]
@@ -43,6 +52,8 @@ pub struct ApplyOptions {
     /// Known secret values, redacted from any diff that would show them.
     pub secrets: Arc<SecretStore>,
     pub progress: Progress,
+    /// Once requested, no node that has not started yet is started.
+    pub interrupt: Interrupt,
 }
 
 impl Default for ApplyOptions {
@@ -55,6 +66,7 @@ impl Default for ApplyOptions {
             state_dir: RemotePath::parse("/var/lib/tandem").unwrap_or_else(|_| unreachable!()),
             secrets: Arc::default(),
             progress: Progress::Quiet,
+            interrupt: Interrupt::default(),
         }
     }
 }
@@ -83,20 +95,18 @@ pub enum NodeError {
     },
     #[error("{node}: apply script stopped: {reason}")]
     Script { node: NodeName, reason: String },
+    #[error("{node}: refused, the saved plan is stale: {}; nothing was changed on this node", stale_list(.resources))]
+    Stale {
+        node: NodeName,
+        resources: Vec<StaleResource>,
+    },
 }
 
-/// A node's outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    Unchanged,
-    Changed,
-    Failed,
-    Unreachable,
-    /// Not attempted (the rollout halted, or what it depends on failed).
-    Skipped,
-    /// The host key was unknown or changed: no command was sent.
-    HostKey,
+/// One node to apply: its catalog and, for a saved plan, what the plan read.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub catalog: Catalog,
+    pub expect: Option<Vec<Expect>>,
 }
 
 /// What happened to one resource's change.
@@ -127,6 +137,9 @@ pub struct NodeReport {
     pub resources: Vec<ResourceReport>,
     /// Resources not in sync after the apply (the node is failed when any).
     pub unsynced: Vec<ResourceId>,
+    /// Resources whose state moved since the saved plan (the node was left untouched).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<ResourceId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub round_trips: u32,
@@ -172,26 +185,64 @@ pub async fn apply_nodes(
     connector: Arc<dyn Connector>,
     options: &ApplyOptions,
 ) -> Vec<NodeReport> {
-    let total = catalogs.len();
-    run_all(catalogs, options, move |catalog, options| {
+    let jobs = catalogs
+        .into_iter()
+        .map(|catalog| Job {
+            catalog,
+            expect: None,
+        })
+        .collect();
+    apply_jobs(jobs, connector, options).await
+}
+
+/// Applies every job: a job with expectations (a saved plan) is applied only when its
+/// node still reads as planned. A node whose turn comes after an interrupt was requested
+/// is not started and reports `not-attempted`; nodes already started run to the end.
+pub async fn apply_jobs(
+    jobs: Vec<Job>,
+    connector: Arc<dyn Connector>,
+    options: &ApplyOptions,
+) -> Vec<NodeReport> {
+    let total = jobs.len();
+    run_all(jobs, options, move |job: Job, options| {
         let connector = connector.clone();
         async move {
-            let report = apply_node(&*connector, &catalog, &options).await;
-            options.progress.node_done(
-                format!("{}: {:?}", report.node, report.outcome).to_lowercase(),
-                total,
-            );
+            // This body runs once the node's semaphore permit is held: the moment the
+            // node would start.
+            if options.interrupt.is_requested() {
+                let mut report = empty_report(&job.catalog, Outcome::NotAttempted);
+                report.error = Some("not started: the run was interrupted".into());
+                return report;
+            }
+            let report = apply_node(&*connector, &job, &options).await;
+            options
+                .progress
+                .node_done(format!("{}: {}", report.node, report.outcome), total);
             report
         }
     })
     .await
 }
 
+fn empty_report(catalog: &Catalog, outcome: Outcome) -> NodeReport {
+    NodeReport {
+        node: catalog.node.name.clone(),
+        datacenter: catalog.node.datacenter.clone(),
+        outcome,
+        resources: Vec::new(),
+        unsynced: Vec::new(),
+        refused: Vec::new(),
+        error: None,
+        round_trips: 0,
+        elapsed_ms: 0,
+    }
+}
+
 /// Runs `work` for every catalog, at most `options.parallel` at once, in input order.
-async fn run_all<T, F, Fut>(catalogs: Vec<Catalog>, options: &ApplyOptions, work: F) -> Vec<T>
+async fn run_all<I, T, F, Fut>(catalogs: Vec<I>, options: &ApplyOptions, work: F) -> Vec<T>
 where
     T: Send + 'static,
-    F: Fn(Catalog, ApplyOptions) -> Fut,
+    F: Fn(I, ApplyOptions) -> Fut,
     Fut: std::future::Future<Output = T> + Send + 'static,
 {
     let semaphore = Arc::new(Semaphore::new(options.parallel.max(1)));
@@ -248,25 +299,21 @@ async fn probe(
     NodeFacts::parse(&out.stdout, &token).map_err(|source| NodeError::Facts { node, source })
 }
 
-async fn apply_node(
-    connector: &dyn Connector,
-    catalog: &Catalog,
-    options: &ApplyOptions,
-) -> NodeReport {
+async fn apply_node(connector: &dyn Connector, job: &Job, options: &ApplyOptions) -> NodeReport {
     let started = Instant::now();
-    let mut report = NodeReport {
-        node: catalog.node.name.clone(),
-        datacenter: catalog.node.datacenter.clone(),
-        outcome: Outcome::Failed,
-        resources: Vec::new(),
-        unsynced: Vec::new(),
-        error: None,
-        round_trips: 0,
-        elapsed_ms: 0,
-    };
+    let catalog = &job.catalog;
+    let mut report = empty_report(catalog, Outcome::Failed);
     let result = async {
         let (mut session, facts) = connect_and_probe(connector, catalog, options).await?;
-        let outcome = apply_with(&mut *session, catalog, &facts, options, &mut report).await;
+        let outcome = apply_with(
+            &mut *session,
+            catalog,
+            &facts,
+            job.expect.as_deref(),
+            options,
+            &mut report,
+        )
+        .await;
         report.round_trips = session.round_trips();
         outcome
     }
@@ -275,6 +322,9 @@ async fn apply_node(
         Ok(outcome) => report.outcome = outcome,
         Err(err) => {
             report.outcome = outcome_of(&err);
+            if let NodeError::Stale { resources, .. } = &err {
+                report.refused = resources.iter().map(|r| r.id.clone()).collect();
+            }
             report.error = Some(err.to_string());
         }
     }
@@ -286,6 +336,7 @@ async fn apply_with(
     session: &mut dyn Session,
     catalog: &Catalog,
     facts: &NodeFacts,
+    expect: Option<&[Expect]>,
     options: &ApplyOptions,
     report: &mut NodeReport,
 ) -> Result<Outcome, NodeError> {
@@ -295,6 +346,12 @@ async fn apply_with(
             node: node.clone(),
             source,
         })?;
+    if let Some(expect) = expect {
+        let resources = stale_resources(expect, &plan);
+        if !resources.is_empty() {
+            return Err(NodeError::Stale { node, resources });
+        }
+    }
     if plan.is_empty() {
         return Ok(Outcome::Unchanged);
     }
@@ -459,27 +516,16 @@ fn result_label(result: &NodeResult) -> String {
 
 /// The exit status of an apply (precedence in the module doc).
 pub fn exit_status(reports: &[NodeReport]) -> Status {
-    let has = |o: Outcome| reports.iter().any(|r| r.outcome == o);
-    if has(Outcome::Failed) {
-        Status::Failed
-    } else if has(Outcome::Unreachable) {
-        Status::Unreachable
-    } else if has(Outcome::HostKey) {
-        Status::Error
-    } else {
-        Status::Ok
-    }
+    Outcome::exit_status(reports.iter().map(|r| r.outcome))
 }
 
 /// The exit status of a plan: as `exit_status`, with pending changes as 2.
 pub fn plan_status(results: &[NodeResult]) -> Status {
     let any = |f: fn(&NodeResult) -> bool| results.iter().any(f);
-    if any(|r| matches!(r, NodeResult::Failed { .. })) {
+    if any(|r| matches!(r, NodeResult::Failed { .. } | NodeResult::HostKey { .. })) {
         Status::Failed
     } else if any(|r| matches!(r, NodeResult::Unreachable { .. })) {
         Status::Unreachable
-    } else if any(|r| matches!(r, NodeResult::HostKey { .. })) {
-        Status::Error
     } else if any(|r| matches!(r, NodeResult::Planned(p) if !p.is_empty())) {
         Status::Pending
     } else {
@@ -498,6 +544,7 @@ mod tests {
             outcome,
             resources: Vec::new(),
             unsynced: Vec::new(),
+            refused: Vec::new(),
             error: None,
             round_trips: 0,
             elapsed_ms: 0,
@@ -511,8 +558,9 @@ mod tests {
             exit_status(&outcomes.iter().map(|o| report(*o)).collect::<Vec<_>>())
         };
         assert_eq!(status(&[Unchanged, Changed]), Status::Ok);
-        assert_eq!(status(&[Changed, HostKey]), Status::Error);
-        assert_eq!(status(&[HostKey, Unreachable]), Status::Unreachable);
+        assert_eq!(status(&[Changed, HostKey]), Status::Failed);
+        assert_eq!(status(&[HostKey, Unreachable]), Status::Failed);
+        assert_eq!(status(&[Changed, NotAttempted]), Status::Failed);
         assert_eq!(status(&[Unreachable, Failed, Changed]), Status::Failed);
     }
 

@@ -10,6 +10,7 @@ pub mod inventory;
 pub mod plan;
 pub mod runs;
 pub mod secrets;
+pub mod show;
 pub mod trust;
 
 use std::path::PathBuf;
@@ -75,8 +76,10 @@ pub enum Command {
     Trust(trust::Args),
     /// Read actual state over SSH and show what would change
     Plan(plan::Args),
-    /// Converge nodes to their catalogs
+    /// Converge nodes to their catalogs, or apply a saved plan exactly
     Apply(apply::Args),
+    /// Render a saved plan as `plan` printed it
+    Show(show::Args),
     /// List recorded runs, or show one with `runs show ID`
     Runs(runs::Args),
     /// Set, remove and list the secrets of the encrypted secrets file
@@ -93,6 +96,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Trust(args) => trust::run(global, args).await,
         Command::Plan(args) => plan::run(global, args).await,
         Command::Apply(args) => apply::run(global, args).await,
+        Command::Show(args) => show::run(global, args).await,
         Command::Runs(args) => runs::run(global, args).await,
         Command::Secrets(args) => secrets::run(global, args).await,
     }

@@ -5,6 +5,7 @@
 
 pub mod diff;
 pub mod render;
+pub mod saved;
 
 use std::collections::{HashMap, HashSet};
 

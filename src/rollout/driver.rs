@@ -203,9 +203,28 @@ impl fmt::Display for Progress<'_> {
 pub async fn run<A, AF, C, CF>(
     plan: RolloutPlan,
     policy: &RolloutPolicy,
+    apply: A,
+    command_check: C,
+    progress: impl FnMut(Progress<'_>),
+) -> RolloutReport
+where
+    A: FnMut(Vec<Node>) -> AF,
+    AF: Future<Output = Vec<(NodeName, Outcome)>>,
+    C: FnMut(Node, String, Duration) -> CF,
+    CF: Future<Output = Result<(), String>>,
+{
+    run_until(plan, policy, apply, command_check, progress, || false).await
+}
+
+/// [`run`], stopping early once `stop()` is true (an interrupted run): no batch starts
+/// after that, its nodes are reported not attempted, and a pause is cut short.
+pub async fn run_until<A, AF, C, CF>(
+    plan: RolloutPlan,
+    policy: &RolloutPolicy,
     mut apply: A,
     mut command_check: C,
     mut progress: impl FnMut(Progress<'_>),
+    stop: impl Fn() -> bool,
 ) -> RolloutReport
 where
     A: FnMut(Vec<Node>) -> AF,
@@ -222,7 +241,7 @@ where
     let total = plan.batches.len();
     for (index, batch) in plan.batches.into_iter().enumerate() {
         let last = index + 1 == total;
-        if report.halt.is_some() {
+        if report.halt.is_some() || stop() {
             report.nodes.extend(
                 batch
                     .nodes
@@ -292,7 +311,11 @@ where
             progress(Progress::Pause {
                 seconds: policy.pause_seconds,
             });
-            tokio::time::sleep(Duration::from_secs(policy.pause_seconds)).await;
+            let until = tokio::time::Instant::now() + Duration::from_secs(policy.pause_seconds);
+            while !stop() && tokio::time::Instant::now() < until {
+                let left = until - tokio::time::Instant::now();
+                tokio::time::sleep(left.min(Duration::from_millis(100))).await;
+            }
         }
     }
     report

@@ -16,7 +16,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use driver::{run, Halt, NodeResult, Progress, RolloutReport, FAILURE_RULE};
+pub use driver::{run, run_until, Halt, NodeResult, Progress, RolloutReport, FAILURE_RULE};
 pub use health::{check_http, HealthFailure};
 pub use planner::{plan, Batch, BatchKind, RolloutError, RolloutPlan};
 

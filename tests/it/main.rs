@@ -7,6 +7,7 @@ mod fleet;
 mod inventory;
 mod rollout;
 mod runs;
+mod safety;
 mod secrets;
 mod site;
 mod support;
