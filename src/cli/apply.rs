@@ -62,7 +62,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Status> {
     .await?;
     let site = Site::load(&global.site)
         .with_context(|| format!("cannot load the site at `{}`", global.site.display()))?;
-    let (jobs, secrets, saved) = match &args.plan {
+    let (jobs, secrets, undiscovered, saved) = match &args.plan {
         Some(path) => {
             let saved = SavedPlan::load(path)?;
             saved.check_site(&global.site)?;
@@ -73,19 +73,26 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Status> {
                     path.display()
                 );
             }
-            let (catalogs, secrets) = plan::catalogs(global, Some(&names.join(","))).await?;
-            (saved.jobs(catalogs)?, secrets, Some(saved))
+            let targets = plan::catalogs(global, Some(&names.join(","))).await?;
+            let undiscovered = targets.undiscovered;
+            (
+                saved.jobs(targets.catalogs)?,
+                targets.secrets,
+                undiscovered,
+                Some(saved),
+            )
         }
         None => {
-            let (catalogs, secrets) = plan::catalogs(global, args.on.as_deref()).await?;
-            let jobs = catalogs
+            let targets = plan::catalogs(global, args.on.as_deref()).await?;
+            let jobs = targets
+                .catalogs
                 .into_iter()
                 .map(|catalog| Job {
                     catalog,
                     expect: None,
                 })
                 .collect();
-            (jobs, secrets, None)
+            (jobs, targets.secrets, targets.undiscovered, None)
         }
     };
     let connector = connect::connector(global)?;
@@ -125,7 +132,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Status> {
     for err in &report.history_errors {
         eprintln!("warning: the run history is incomplete: {err}");
     }
-    Ok(report.exit_status())
+    Ok(plan::with_undiscovered(report.exit_status(), &undiscovered))
 }
 
 /// Per node its outcome and steps, then the rollout summary (threshold rule, halt,

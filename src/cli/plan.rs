@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use anyhow::Context as _;
 
 use crate::apply::{self, change_summary, ApplyOptions, Progress};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Compiler};
 use crate::cli::{connect, Format, Global};
 use crate::exit::Status;
 use crate::manifest::Site;
@@ -65,7 +65,8 @@ impl RecordArgs {
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<Status> {
-    let (catalogs, secrets) = catalogs(global, args.on.as_deref()).await?;
+    let targets = catalogs(global, args.on.as_deref()).await?;
+    let (catalogs, secrets) = (&targets.catalogs, targets.secrets.clone());
     let connector = connect::connector(global)?;
     let store = Store::open(&args.record.history(global))?.with_secrets(secrets.clone());
     let run = store.begin(&args.record.new_run(global, RunKind::Plan))?;
@@ -76,10 +77,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Status> {
         Format::Text => print!("{}", render::text(&results)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&render::json(&results))?),
     }
-    let status = apply::plan_status(&results);
+    let status = with_undiscovered(apply::plan_status(&results), &targets.undiscovered);
     record_plan(&store, run, &results, started)?;
     if let Some(out) = &args.out {
-        let saved = SavedPlan::new(&global.site, &catalogs, &results);
+        let saved = SavedPlan::new(&global.site, catalogs, &results);
         let written = saved.and_then(|plan| plan.write(out));
         if let Err(err) = written {
             store.finish(run, RunStatus::Error, Some(&err.to_string()))?;
@@ -141,31 +142,61 @@ pub fn record_plan(
     Ok(())
 }
 
+/// What a run operates on: the selected nodes' catalogs, the site's secrets, and the
+/// datacenters whose discovery failed (their nodes are in no catalog, so the run must
+/// not end as if everything was in sync).
+pub(crate) struct Targets {
+    pub catalogs: Vec<Catalog>,
+    pub secrets: SecretStore,
+    pub undiscovered: Vec<String>,
+}
+
+/// `status` made non-zero when a datacenter was not discovered: its nodes were neither
+/// read nor converged, which is what "unreachable" means to an operator. Failed nodes
+/// still win (exit 3), as they do over unreachable ones.
+pub(crate) fn with_undiscovered(status: Status, undiscovered: &[String]) -> Status {
+    if undiscovered.is_empty() || status == Status::Failed {
+        return status;
+    }
+    for dc in undiscovered {
+        eprintln!("error: not discovered: `{dc}`; its nodes were not touched");
+    }
+    Status::Unreachable
+}
+
 /// The site's selected nodes, compiled. Any error here comes before a host is touched.
-pub(crate) async fn catalogs(
-    global: &Global,
-    on: Option<&str>,
-) -> anyhow::Result<(Vec<Catalog>, SecretStore)> {
+pub(crate) async fn catalogs(global: &Global, on: Option<&str>) -> anyhow::Result<Targets> {
     let site = Site::load(&global.site)
         .with_context(|| format!("cannot load the site at `{}`", global.site.display()))?;
     let secrets = SecretStore::load(&global.site)?;
     let inventory = crate::inventory::resolve(global, &site).await?;
     for failure in &inventory.failures {
-        eprintln!("warning: {failure}");
+        eprintln!("error: {failure}");
     }
+    let undiscovered = inventory
+        .failed_datacenters()
+        .into_iter()
+        .map(|dc| dc.to_string())
+        .collect();
     let selector = on.map(Selector::parse).transpose()?;
+    // One compiler for all nodes: templates and everything nodes share are prepared once.
+    let compiler = Compiler::new(&site)?;
     let mut catalogs = Vec::new();
     for node in inventory
         .nodes
         .iter()
         .filter(|n| selector.as_ref().is_none_or(|s| s.matches(n)))
     {
-        catalogs.push(crate::catalog::compile(&site, node)?);
+        catalogs.push(compiler.compile(node)?);
     }
     if catalogs.is_empty() {
         anyhow::bail!("no node matches `{}`", on.unwrap_or("*"));
     }
-    Ok((catalogs, secrets))
+    Ok(Targets {
+        catalogs,
+        secrets,
+        undiscovered,
+    })
 }
 
 pub(crate) fn options(global: &Global, parallel: usize, secrets: SecretStore) -> ApplyOptions {

@@ -149,8 +149,9 @@ fn changed_host_key_gets_no_command() {
     let journal_before = fleet.exec_ok(host, "journalctl -u ssh --no-pager -o cat");
 
     let apply = sf.tandem(&["apply"]);
-    // A refused host key is an error (exit 1) for that node; the other one converges.
-    apply.expect_code(1);
+    // A refused host key fails that node (exit 3: no command was sent, and it is not a
+    // network condition to retry); the other one converges.
+    apply.expect_code(3);
     let line = apply.stdout.lines().find(|l| l.starts_with(host)).unwrap();
     assert!(line.contains("HostKey"), "{line}\n{apply}");
     assert!(

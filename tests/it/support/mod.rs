@@ -1,9 +1,9 @@
 //! Shared test support: the local fleet, fixture sites, running the binary.
 
-pub mod fleet;
-pub mod site;
-pub mod sshd;
 #[cfg(feature = "azure")]
 pub mod arm;
+pub mod fleet;
 #[cfg(feature = "aws")]
 pub mod moto;
+pub mod site;
+pub mod sshd;
