@@ -64,6 +64,14 @@ else
 fi
 tandem=$PWD/target/$PROFILE/tandem
 
+# systemd takes several inotify instances per host (PID 1, journald...), all counted
+# against root: the default limit of 128 stops a systemd fleet at about 25 hosts.
+want_inotify=$((N * 8 + 128))
+if (($(sysctl -n fs.inotify.max_user_instances) < want_inotify)); then
+	say "raising fs.inotify.max_user_instances to $want_inotify (systemd hosts need it)"
+	sysctl -q -w fs.inotify.max_user_instances=$want_inotify
+fi
+
 say "fleet: $N systemd front-end hosts"
 scripts/fleet up "$FLEET" --replace --timeout 180 \
 	--layout "azure-westus:frontend:$((N / 2)),aws-useast1:frontend:$((N - N / 2))" >/dev/null
