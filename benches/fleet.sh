@@ -22,6 +22,8 @@
 #   apply no-op     `tandem apply` on converged hosts (every node `unchanged`)
 #   first converge  the first `tandem apply` on the fresh hosts (one sample: hosts are
 #                   fresh once)
+#   apply nginx     `tandem apply` after a `# drift` line was appended to the two nginx
+#                   files on every node (staged tree validated with `nginx -t`, reload)
 #   apply changes   `tandem apply` after a `# drift` line was appended to each of the
 #                   role's 8 managed files on every node (nginx validated and reloaded,
 #                   daemon-reload, three app restarts per node)
@@ -165,6 +167,8 @@ for rep in $(seq "$REPS"); do
 	on_all "$(printf 'echo "# drift" >> %s && ' "${MANAGED[@]}") true"
 	timed 0 "$tandem" apply --format json && outcomes_are changed && record changes "$took"
 	cp "$dir/last.out" "$dir/changes.json"
+	on_all "$(printf 'echo "# drift" >> %s && ' "${MANAGED[@]:0:2}") true"
+	timed 0 "$tandem" apply --format json && outcomes_are changed && record nginx "$took"
 done
 
 say "counting connections and commands of one no-op apply on the hosts"
@@ -179,13 +183,14 @@ counts=()
 for host in "${hosts[@]}"; do
 	counts+=("$(scripts/fleet exec "$FLEET" "$host" \
 		'journalctl -q -u ssh -o cat | tail -n +$(($(cat /tmp/bench-journal-mark) + 1)) > /tmp/bench-journal-new;
-		 echo $(grep -c "Accepted publickey" /tmp/bench-journal-new) $(grep -c "request exec" /tmp/bench-journal-new)')")
+		 echo $(grep -c "Accepted publickey" /tmp/bench-journal-new) $(grep -c "request exec" /tmp/bench-journal-new) $(grep -c "kex: algorithm: curve25519-sha256" /tmp/bench-journal-new)')")
 done
 
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 python3 - "$N" "$REPS" "$PROFILE" "$load" "$dir" "${counts[@]}" -- \
 	"floor=${samples[floor]}" "check=${samples[check]}" "plan=${samples[plan]}" \
-	"noop=${samples[noop]}" "converge=${samples[converge]}" "changes=${samples[changes]}" <<'PY'
+	"noop=${samples[noop]}" "converge=${samples[converge]}" "changes=${samples[changes]}" \
+	"nginx=${samples[nginx]}" <<'PY'
 import json, statistics, sys
 n, reps, profile, load, fleet_dir, *rest = sys.argv[1:]
 sep = rest.index("--")
@@ -198,6 +203,7 @@ rows = [
     ("tandem plan, no-op", "plan", None),
     ("tandem apply, no-op", "noop", 1.5),
     ("tandem apply, first converge (fresh)", "converge", None),
+    ("tandem apply, 2 drifted nginx files", "nginx", 3.0),
     ("tandem apply, 8 drifted files/node", "changes", 3.0),
 ]
 print(f"\ntandem speed benchmark: {n} systemd hosts, {profile} build, load average {load}")
@@ -212,11 +218,13 @@ counted = json.load(open(f"{fleet_dir}/counted.json"))
 trips = [r["round_trips"] for r in counted]
 conns = [c[0] for c in counts]
 execs = [c[1] for c in counts]
+kexes = [c[2] for c in counts]
 def span(xs): return f"{min(xs)}" if min(xs) == max(xs) else f"{min(xs)}-{max(xs)}"
 print(f"\nper node, no-op apply (target: 1 connection, at most 2 round trips):")
 print(f"  SSH connections (sshd 'Accepted publickey'): {span(conns)}")
 print(f"  exec requests   (sshd 'request exec'):       {span(execs)}")
 print(f"  round_trips     (tandem --format json):      {span(trips)}")
+print(f"  curve25519 kex  (sshd 'kex: algorithm'):     {span(kexes)}")
 for key in ("noop", "changes"):
     report = json.load(open(f"{fleet_dir}/{'noop' if key == 'noop' else 'changes'}.json"))
     ms = sorted(r["elapsed_ms"] for r in report)
