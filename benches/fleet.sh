@@ -103,7 +103,21 @@ awk '/^\[\[node\]\]/ && seen { print "[node.vars]\napp_command_override = \"/opt
 	END { print "[node.vars]\napp_command_override = \"/opt/tandem-demo/app\"" }' \
 	"$dir/inventory.toml" >"$dir/bench-inventory.toml"
 
-export TANDEM_SITE=$PWD
+# The example site with its rollout policy flattened to one batch: the policy's canaries,
+# pauses and health checks are a safety trade an operator chooses; this measures the
+# engine against the floor. Same manifests and templates otherwise.
+site=$dir/site   # removed with the fleet
+mkdir -p "$site"
+cp -a manifests modules templates "$site"/
+python3 - "$site/manifests/site.toml" <<'PY'
+import re, sys
+path = sys.argv[1]
+text = open(path).read()
+start, end = text.index("[rollout]"), text.index("[datacenters.")
+flat = '[rollout]\ncanary = 0\nbatch = "100%"\nmax_failed = 1000\npause_seconds = 0\n\n'
+open(path, "w").write(text[:start] + flat + text[end:])
+PY
+export TANDEM_SITE=$site
 export TANDEM_INVENTORY=$dir/bench-inventory.toml
 export TANDEM_KNOWN_HOSTS=$dir/known_hosts
 export TANDEM_IDENTITY=$dir/id_ed25519
