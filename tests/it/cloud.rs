@@ -355,6 +355,10 @@ fn discovered_clouds_converge_over_ssh_without_an_inventory_file() {
         assert!(!fleet_addresses.contains(&decoy.address.as_str()));
     }
     let tripwire = Tripwire::set(&decoys.iter().map(|d| d.address.clone()).collect::<Vec<_>>());
+    // The detector itself: a connection to a decoy is seen (and then consumed).
+    let probe: SocketAddr = format!("{}:22", decoys[0].address).parse().unwrap();
+    drop(std::net::TcpStream::connect_timeout(&probe, Duration::from_secs(2)).unwrap());
+    assert_eq!(tripwire.tripped(), vec![decoys[0].address.clone()]);
     set_role_vars(&sf);
     point_site_at(&sf, &moto.endpoint(), &arm);
     // The example site's HTTP health check probes every node, but store nodes serve no
@@ -365,7 +369,11 @@ fn discovered_clouds_converge_over_ssh_without_an_inventory_file() {
         "[rollout.health]\nhttp = \"http://{address}/healthz\"\ntimeout_seconds = 5\n",
         "",
     );
-    sf.edit_site("manifests/site.toml", "pause_seconds = 10", "pause_seconds = 1");
+    sf.edit_site(
+        "manifests/site.toml",
+        "pause_seconds = 10",
+        "pause_seconds = 1",
+    );
     let minutes = Duration::from_secs(180);
 
     // Exactly the fleet, with the roles and datacenters the tags say.
@@ -476,7 +484,10 @@ fn discovered_clouds_converge_over_ssh_without_an_inventory_file() {
             node.name
         );
     }
-    assert!(degraded.stdout.contains("2 nodes"), "{degraded}");
+    assert!(
+        degraded.stdout.contains("site: 2 nodes: 2 in sync"),
+        "{degraded}"
+    );
     assert!(
         !degraded.all_output().contains(arm::CLIENT_SECRET)
             && !degraded.all_output().contains("testing"),
