@@ -81,6 +81,7 @@ impl NodeFacts {
                 "stat" => parse_stat(body, &mut facts.stats)?,
                 "sha" => parse_sums(body, &mut facts.sums),
                 "pkg" => parse_packages(body, &mut facts.packages),
+                "units" => parse_units(body, &mut facts.sections)?,
                 "end" => {}
                 other => {
                     facts.sections.insert(other.to_string(), body.to_vec());
@@ -194,6 +195,50 @@ fn parse_stat(body: &[u8], stats: &mut HashMap<String, PathStat>) -> Result<(), 
     Ok(())
 }
 
+/// The `units` section: a line of resource section names, then one `systemctl show`
+/// block per unit in the same order. Each becomes that resource's section, in the
+/// `active=`/`enabled=` shape `systemctl is-active`/`is-enabled` would print (an absent
+/// `UnitFileState`, a unit that does not exist, reads as `enabled=`). An empty section
+/// means no systemd; blocks that do not pair up with the names are an error, not a guess.
+fn parse_units(body: &[u8], sections: &mut HashMap<String, Vec<u8>>) -> Result<(), FactError> {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim_start_matches('\n');
+    let Some((names, blocks)) = text.split_once('\n') else {
+        return Ok(());
+    };
+    let names: Vec<&str> = names.split_whitespace().collect();
+    let blocks: Vec<&str> = blocks
+        .split("\n\n")
+        .filter(|b| !b.trim().is_empty())
+        .collect();
+    if names.len() != blocks.len() {
+        return Err(FactError::Malformed {
+            section: "units".into(),
+            reason: format!(
+                "`systemctl show` printed {} units for {} services",
+                blocks.len(),
+                names.len()
+            ),
+        });
+    }
+    for (name, block) in names.iter().zip(blocks) {
+        let mut active = "";
+        let mut enabled = "";
+        for line in block.lines() {
+            match line.split_once('=') {
+                Some(("ActiveState", v)) => active = v,
+                Some(("UnitFileState", v)) => enabled = v,
+                _ => {}
+            }
+        }
+        sections.insert(
+            (*name).to_string(),
+            format!("active={active}\nenabled={enabled}\n").into_bytes(),
+        );
+    }
+    Ok(())
+}
+
 /// `sha256sum` lines: `<hex>  <path>`; a leading `\` means the path is escaped.
 fn parse_sums(body: &[u8], sums: &mut HashMap<String, String>) {
     for line in String::from_utf8_lossy(body).lines() {
@@ -284,5 +329,29 @@ mod tests {
         assert_eq!(pk.get("htop").map(String::as_str), Some("3.2.2-1.el9"));
         assert!(!pk.contains_key("curl"));
         assert_eq!(pk.len(), 2);
+    }
+
+    #[test]
+    fn one_systemctl_show_becomes_each_services_section() {
+        let token = Token::fixed("TOK");
+        // What `systemctl show --property=Id,ActiveState,UnitFileState` prints: a unit
+        // that does not exist has no UnitFileState.
+        let out = b"\nTOK units\nr2 r5\nId=nginx.service\nActiveState=active\nUnitFileState=enabled\n\nActiveState=inactive\nId=gone.service\n\nTOK end\n";
+        let facts = NodeFacts::parse(out, &token).unwrap();
+        let nginx = facts.keyed("r2");
+        assert_eq!(nginx.get("active").map(String::as_str), Some("active"));
+        assert_eq!(nginx.get("enabled").map(String::as_str), Some("enabled"));
+        let gone = facts.keyed("r5");
+        assert_eq!(gone.get("active").map(String::as_str), Some("inactive"));
+        assert_eq!(gone.get("enabled").map(String::as_str), Some(""));
+        // No systemd: the section is empty and no service section appears.
+        let facts = NodeFacts::parse(b"\nTOK units\n\nTOK end\n", &token).unwrap();
+        assert!(facts.section("r2").is_none());
+        // A block missing is an error, not a service silently read as stopped.
+        let short = b"\nTOK units\nr2 r5\nId=nginx.service\nActiveState=active\n\nTOK end\n";
+        assert!(matches!(
+            NodeFacts::parse(short, &token),
+            Err(FactError::Malformed { section, .. }) if section == "units"
+        ));
     }
 }

@@ -1,7 +1,8 @@
 //! The probe script: one POSIX sh program that prints every fact a node's catalog needs.
 //! Resources add what they need through `ProbeBuilder`; shared work is batched so the
-//! node runs one `stat` over all paths, one `sha256sum` over all managed files and one
-//! package query, whatever the number of resources.
+//! node runs one `stat` over all paths, one `sha256sum` over all managed files, one
+//! package query and one `systemctl show` for all units, whatever the number of
+//! resources: on a loaded node every process spawned costs milliseconds.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,6 +58,8 @@ pub struct ProbeBuilder {
     stat_paths: BTreeSet<String>,
     sum_paths: BTreeSet<String>,
     packages: BTreeSet<String>,
+    /// `(section, unit)`: the resource section that gets the unit's state.
+    units: Vec<(String, String)>,
     /// `(section, path, wanted sha256, sensitive length)`: print the file (or, for
     /// secret-bearing content, only changed line numbers) when its sum differs.
     contents: Vec<(String, RemotePath, String, Option<usize>)>,
@@ -71,6 +74,7 @@ impl ProbeBuilder {
             stat_paths: BTreeSet::new(),
             sum_paths: BTreeSet::new(),
             packages: BTreeSet::new(),
+            units: Vec::new(),
             contents: Vec::new(),
             sections: String::new(),
             stdin: Vec::new(),
@@ -94,6 +98,13 @@ impl ProbeBuilder {
     /// The package goes into the one package query.
     pub fn package(&mut self, name: &str) {
         self.packages.insert(name.to_string());
+    }
+
+    /// Section `r<index>` holds the systemd unit's `active=` and `enabled=` state (as
+    /// `systemctl is-active` and `is-enabled` name them), read by the one `systemctl show`
+    /// for all units; on a node without systemd the section is absent.
+    pub fn unit(&mut self, index: usize, name: &str) {
+        self.units.push((format!("r{index}"), name.to_string()));
     }
 
     /// Section `c<index>` holds the file's current content (at most `CONTENT_CAP` + 1
@@ -172,6 +183,21 @@ impl ProbeBuilder {
                  esac\n"
             ));
         }
+        if !self.units.is_empty() {
+            // The section names first (one line), then one `show` block per unit, in
+            // argument order: `fact::parse_units` pairs them up.
+            let names: Vec<&str> = self.units.iter().map(|(n, _)| n.as_str()).collect();
+            s.push_str(&format!(
+                "m units\nif [ -d /run/systemd/system ]; then echo {}\n\
+                 systemctl show --property=Id,ActiveState,UnitFileState --",
+                quote_str(&names.join(" "))
+            ));
+            for (_, unit) in &self.units {
+                s.push(' ');
+                s.push_str(&quote_str(unit));
+            }
+            s.push_str(" 2>/dev/null; fi\n");
+        }
         s.push_str(&self.sections);
         s.push_str("m end\n");
         (s, self.stdin)
@@ -201,5 +227,17 @@ mod tests {
         assert_eq!(script.matches("stat --printf").count(), 1);
         assert_eq!(script.matches("sha256sum").count(), 1);
         assert!(script.contains("'/etc/f19'"));
+    }
+
+    #[test]
+    fn one_systemctl_for_many_units() {
+        let mut b = ProbeBuilder::new(Token::fixed("TOK"));
+        for (i, unit) in ["nginx", "dash board", "docs"].iter().enumerate() {
+            b.unit(i, unit);
+        }
+        let (script, _) = b.finish();
+        assert_eq!(script.matches("systemctl").count(), 1);
+        assert!(script.contains("echo 'r0 r1 r2'"));
+        assert!(script.contains("-- 'nginx' 'dash board' 'docs' 2>/dev/null"));
     }
 }

@@ -11,20 +11,17 @@ const ENABLED: [&str; 4] = ["enabled", "enabled-runtime", "static", "alias"];
 
 impl Operations for ServiceSpec {
     fn probe(&self, index: usize, probe: &mut ProbeBuilder) {
-        let shell = match &self.commands {
-            Some(c) => format!(
-                "if ( {}\n) </dev/null >/dev/null 2>&1; then echo running=1; else echo running=0; fi",
-                c.status
+        match &self.commands {
+            Some(c) => probe.section(
+                index,
+                &format!(
+                    "if ( {}\n) </dev/null >/dev/null 2>&1; then echo running=1; else echo running=0; fi",
+                    c.status
+                ),
             ),
-            None => {
-                let u = quote_str(&self.name);
-                format!(
-                    "if [ -d /run/systemd/system ]; then printf 'active=%s\\nenabled=%s\\n' \
-                     \"$(systemctl is-active -- {u} 2>/dev/null)\" \"$(systemctl is-enabled -- {u} 2>/dev/null)\"; fi"
-                )
-            }
-        };
-        probe.section(index, &shell);
+            // Batched with every other unit of the node into one `systemctl show`.
+            None => probe.unit(index, &self.name),
+        }
     }
 
     fn assess(&self, ctx: &Context<'_>) -> Result<Assessment, FactError> {

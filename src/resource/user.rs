@@ -10,10 +10,12 @@ use crate::transport::quote::quote_str;
 impl Operations for UserSpec {
     fn probe(&self, index: usize, probe: &mut ProbeBuilder) {
         let n = quote_str(&self.name);
+        // `id -Gn` lists the primary group first, so `pg` comes from its first word
+        // instead of a third process (every process counts on a loaded node).
         probe.section(
             index,
             &format!(
-                "printf 'p=%s\\ng=%s\\npg=%s\\n' \"$(getent passwd -- {n})\" \"$(id -Gn -- {n} 2>/dev/null)\" \"$(id -gn -- {n} 2>/dev/null)\""
+                "G=$(id -Gn -- {n} 2>/dev/null); printf 'p=%s\\ng=%s\\npg=%s\\n' \"$(getent passwd -- {n})\" \"$G\" \"${{G%% *}}\""
             ),
         );
     }

@@ -291,6 +291,7 @@ where
             continue;
         }
         if let Some(health) = &policy.health {
+            let converged: Vec<Node> = converged.into_iter().filter(|n| health.covers(n)).collect();
             let timeout = Duration::from_secs(health.timeout_seconds);
             progress(Progress::Health {
                 batch: &batch,

@@ -211,6 +211,7 @@ async fn a_failing_command_health_check_halts_before_the_next_batch() {
     policy.health = Some(HealthCheck {
         probe: HealthProbe::Command("systemctl is-active nginx".into()),
         timeout_seconds: 2,
+        roles: Vec::new(),
     });
     let seen = Arc::new(Mutex::new(Vec::new()));
     let checked = Arc::new(Mutex::new(Vec::new()));
@@ -296,6 +297,7 @@ async fn a_failing_http_health_check_halts_and_a_passing_one_does_not() {
     policy.health = Some(HealthCheck {
         probe: HealthProbe::Http(format!("http://{{address}}:{port}/healthz")),
         timeout_seconds: 2,
+        roles: Vec::new(),
     });
     let nodes: Vec<Node> = fleet()
         .into_iter()

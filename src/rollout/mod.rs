@@ -146,12 +146,22 @@ impl From<BatchSize> for RawBatchSize {
 
 /// `[rollout.health]`: run after each batch on the batch's converged nodes; exactly one
 /// of `http` (a URL, `{address}` replaced by the node's address; a 2xx status is
-/// healthy) or `command` (run on the node; exit status 0 is healthy).
+/// healthy) or `command` (run on the node; exit status 0 is healthy). `roles` limits
+/// it to nodes of those roles (an HTTP check of the front ends means nothing on a
+/// database node); empty means every node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "RawHealthCheck", into = "RawHealthCheck")]
 pub struct HealthCheck {
     pub probe: HealthProbe,
     pub timeout_seconds: u64,
+    pub roles: Vec<String>,
+}
+
+impl HealthCheck {
+    /// Whether `node` is one this check applies to.
+    pub fn covers(&self, node: &crate::node::Node) -> bool {
+        self.roles.is_empty() || self.roles.iter().any(|r| r == node.role.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,6 +181,8 @@ struct RawHealthCheck {
     command: Option<String>,
     #[serde(default = "default_health_timeout")]
     timeout_seconds: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    roles: Vec<String>,
 }
 
 fn default_health_timeout() -> u64 {
@@ -197,6 +209,7 @@ impl TryFrom<RawHealthCheck> for HealthCheck {
         Ok(HealthCheck {
             probe,
             timeout_seconds: raw.timeout_seconds,
+            roles: raw.roles,
         })
     }
 }
@@ -211,6 +224,7 @@ impl From<HealthCheck> for RawHealthCheck {
             http,
             command,
             timeout_seconds: check.timeout_seconds,
+            roles: check.roles,
         }
     }
 }

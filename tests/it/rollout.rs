@@ -117,6 +117,7 @@ fn policy(url: String) -> RolloutPolicy {
         health: Some(HealthCheck {
             probe: HealthProbe::Http(url),
             timeout_seconds: 2,
+            roles: Vec::new(),
         }),
         ..RolloutPolicy::default()
     }

@@ -211,10 +211,10 @@ fn template_change_shows_its_diff_and_reloads_only_the_changed_nodes() {
     assert!(
         apply
             .stdout
-            .contains("frontend-azure-1 (azure-westus): Unchanged")
+            .contains("frontend-azure-1 (azure-westus): unchanged")
             && apply
                 .stdout
-                .contains("frontend-aws-1 (aws-useast1): Changed"),
+                .contains("frontend-aws-1 (aws-useast1): changed"),
         "{apply}"
     );
     assert!(

@@ -12,6 +12,7 @@ fn partitioned_node_is_unreachable_and_the_others_converge() {
         "e2e-partition",
         "azure-westus:frontend:1,aws-useast1:frontend:1,aws-useast1:store:1",
     );
+    sf.tolerate_failures();
     let fleet = &sf.fleet;
     fleet.partition("frontend-aws-1");
 
@@ -22,11 +23,11 @@ fn partitioned_node_is_unreachable_and_the_others_converge() {
         .lines()
         .find(|l| l.starts_with("frontend-aws-1 "))
         .unwrap_or_else(|| panic!("no report for the partitioned node\n{apply}"));
-    assert!(line.contains("Unreachable"), "{line}\n{apply}");
+    assert!(line.contains("unreachable"), "{line}\n{apply}");
     for host in ["frontend-azure-1", "store-aws-1"] {
         let line = apply.stdout.lines().find(|l| l.starts_with(host));
         assert!(
-            line.is_some_and(|l| l.contains("Changed")),
+            line.is_some_and(|l| l.contains("changed")),
             "{host} should have converged\n{apply}"
         );
     }
@@ -54,6 +55,7 @@ fn failing_validation_keeps_the_old_file_and_does_not_reload() {
         "e2e-validate",
         "azure-westus:frontend:1,aws-useast1:frontend:1",
     );
+    sf.tolerate_failures();
     let fleet = &sf.fleet;
     sf.tandem(&["apply"]).expect_code(0);
 
@@ -86,7 +88,7 @@ fn failing_validation_keeps_the_old_file_and_does_not_reload() {
     apply.expect_code(3);
     for (host, (sum, pids, reloads)) in hosts.iter().zip(&before) {
         let line = apply.stdout.lines().find(|l| l.starts_with(host)).unwrap();
-        assert!(line.contains("Failed"), "{host} should fail\n{apply}");
+        assert!(line.contains("failed"), "{host} should fail\n{apply}");
         assert_eq!(&sha256(fleet, host, conf), sum, "{conf} on {host} changed");
         assert_eq!(
             &nginx_pids(fleet, host),
@@ -132,6 +134,7 @@ fn changed_host_key_gets_no_command() {
         "e2e-hostkey",
         "azure-westus:frontend:1,aws-useast1:frontend:1",
     );
+    sf.tolerate_failures();
     let fleet = &sf.fleet;
     let host = "frontend-aws-1";
     fleet.exec_ok(
@@ -153,11 +156,11 @@ fn changed_host_key_gets_no_command() {
     // network condition to retry); the other one converges.
     apply.expect_code(3);
     let line = apply.stdout.lines().find(|l| l.starts_with(host)).unwrap();
-    assert!(line.contains("HostKey"), "{line}\n{apply}");
+    assert!(line.contains("host-key"), "{line}\n{apply}");
     assert!(
         apply
             .stdout
-            .contains("frontend-azure-1 (azure-westus): Changed"),
+            .contains("frontend-azure-1 (azure-westus): changed"),
         "{apply}"
     );
     assert!(apply.stdout.contains("tandem trust"), "{apply}");

@@ -217,6 +217,7 @@ async fn a_failing_health_check_halts() {
         health: Some(HealthCheck {
             probe: HealthProbe::Command("echo not serving >&2; exit 7".into()),
             timeout_seconds: 5,
+            roles: Vec::new(),
         }),
         ..one_by_one(5)
     };

@@ -111,6 +111,19 @@ impl SiteFleet {
                 copy_tree(&from, &site.path().join(part));
             }
         }
+        // The example's rollout pauses 10 s between batches for a human to watch; the
+        // tests keep its canaries, batches and health check but not the wait.
+        let site_toml = site.path().join("manifests/site.toml");
+        let text = std::fs::read_to_string(&site_toml).unwrap();
+        assert!(
+            text.contains("pause_seconds = 10"),
+            "example site.toml changed"
+        );
+        std::fs::write(
+            &site_toml,
+            text.replace("pause_seconds = 10", "pause_seconds = 0"),
+        )
+        .unwrap();
         SiteFleet {
             fleet,
             site,
@@ -134,6 +147,13 @@ impl SiteFleet {
             "`{from}` is not in {rel} exactly once"
         );
         std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    }
+
+    /// Lets the rollout go on past failed nodes: for tests of what one node's failure
+    /// does to that node, where the example's `max_failed = 0` would stop the others
+    /// (that threshold has tests of its own).
+    pub fn tolerate_failures(&self) {
+        self.edit_site("manifests/site.toml", "max_failed = 0", "max_failed = 100");
     }
 
     /// Sets a node variable in the demo inventory (`value` is TOML, e.g. `"\"x\""`).
