@@ -361,19 +361,6 @@ fn discovered_clouds_converge_over_ssh_without_an_inventory_file() {
     assert_eq!(tripwire.tripped(), vec![decoys[0].address.clone()]);
     set_role_vars(&sf);
     point_site_at(&sf, &moto.endpoint(), &arm);
-    // The example site's HTTP health check probes every node, but store nodes serve no
-    // HTTP, so a full rollout halts at the first store batch (the static-inventory
-    // converge test shows the same); this test checks the front ends itself instead.
-    sf.edit_site(
-        "manifests/site.toml",
-        "[rollout.health]\nhttp = \"http://{address}/healthz\"\ntimeout_seconds = 5\n",
-        "",
-    );
-    sf.edit_site(
-        "manifests/site.toml",
-        "pause_seconds = 10",
-        "pause_seconds = 1",
-    );
     let minutes = Duration::from_secs(180);
 
     // Exactly the fleet, with the roles and datacenters the tags say.
