@@ -4,7 +4,7 @@
 //! local fleet whose hosts carry exactly the addresses the clouds report. Decoys the
 //! clouds also list (untagged, stopped, another site's) get addresses inside the
 //! fleet's /24 that no host has; each decoy address is also put on the loopback
-//! interface with a listener on port 22, so a connection attempt to one of them would
+//! interface with listeners on ports 22 and 80, so a connection attempt to one would
 //! be seen, not merely time out.
 //!
 //! The stand-in node variables the demo inventory normally carries have no file to live
@@ -259,11 +259,12 @@ fn start_arm(sf: &SiteFleet, decoy: &Decoy) -> ArmServer {
     ArmServer::start(json!({ "groups": { RESOURCE_GROUP: vms } }))
 }
 
-/// Decoy addresses on `lo` with a listener on port 22 each: a connection attempt to a
-/// decoy lands here. Removed on drop.
+/// Decoy addresses on `lo` with listeners on the ports tandem would use (SSH, and the
+/// HTTP health check): a connection attempt to a decoy lands here. Removed on drop.
 struct Tripwire {
     addresses: Vec<String>,
-    listeners: Vec<TcpListener>,
+    /// `(address:port, listener)`.
+    listeners: Vec<(String, TcpListener)>,
 }
 
 impl Tripwire {
@@ -275,22 +276,23 @@ impl Tripwire {
         for address in addresses {
             ip(&["addr", "add", &format!("{address}/32"), "dev", "lo"]);
             wire.addresses.push(address.clone());
-            let addr: SocketAddr = format!("{address}:22").parse().unwrap();
-            let listener = TcpListener::bind(addr)
-                .unwrap_or_else(|err| panic!("cannot listen on {addr}: {err}"));
-            listener.set_nonblocking(true).unwrap();
-            wire.listeners.push(listener);
+            for port in [22, 80] {
+                let addr: SocketAddr = format!("{address}:{port}").parse().unwrap();
+                let listener = TcpListener::bind(addr)
+                    .unwrap_or_else(|err| panic!("cannot listen on {addr}: {err}"));
+                listener.set_nonblocking(true).unwrap();
+                wire.listeners.push((addr.to_string(), listener));
+            }
         }
         wire
     }
 
-    /// Decoy addresses something connected to so far.
+    /// `address:port` of every decoy listener something connected to so far.
     fn tripped(&self) -> Vec<String> {
         self.listeners
             .iter()
-            .zip(&self.addresses)
-            .filter(|(listener, _)| listener.accept().is_ok())
-            .map(|(_, address)| address.clone())
+            .filter(|(_, listener)| listener.accept().is_ok())
+            .map(|(addr, _)| addr.clone())
             .collect()
     }
 }
@@ -358,7 +360,7 @@ fn discovered_clouds_converge_over_ssh_without_an_inventory_file() {
     // The detector itself: a connection to a decoy is seen (and then consumed).
     let probe: SocketAddr = format!("{}:22", decoys[0].address).parse().unwrap();
     drop(std::net::TcpStream::connect_timeout(&probe, Duration::from_secs(2)).unwrap());
-    assert_eq!(tripwire.tripped(), vec![decoys[0].address.clone()]);
+    assert_eq!(tripwire.tripped(), vec![probe.to_string()]);
     set_role_vars(&sf);
     point_site_at(&sf, &moto.endpoint(), &arm);
     let minutes = Duration::from_secs(180);
