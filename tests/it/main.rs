@@ -1,6 +1,8 @@
 //! The integration tests: one binary, one module per area. End-to-end modules use the
 //! local fleet of real SSH hosts (`support::fleet`) and need root.
 
+#[cfg(all(feature = "aws", feature = "azure"))]
+mod cloud;
 mod converge;
 mod e2e;
 mod fleet;
