@@ -4,6 +4,7 @@
 mod converge;
 mod e2e;
 mod fleet;
+mod fleet_safety;
 mod inventory;
 mod rollout;
 mod runs;

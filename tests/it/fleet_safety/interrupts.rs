@@ -1,0 +1,227 @@
+//! Runs cut short on real hosts. SIGINT to the real binary mid-rollout: the node in
+//! flight finishes whole, no other starts, the summary and the history say so. And the
+//! connection cut at seeded random points of a multi-file apply (the tandem process
+//! SIGKILLed, which drops its SSH sessions): every managed file is wholly the old or
+//! wholly the new version, never partial or empty, and the next run converges and leaves
+//! no staged file behind.
+
+use std::time::{Duration, Instant};
+
+use super::{
+    finish, no_pause, node_line, outcomes, run_detail, runs, sha, signal, spawn, wait_until,
+    FRONTEND_FILES,
+};
+use crate::support::site::SiteFleet;
+
+#[test]
+fn sigint_lets_the_node_in_flight_finish_and_starts_no_other() {
+    let sf = SiteFleet::up("fs-sigint", "azure-westus:frontend:3");
+    let fleet = &sf.fleet;
+    no_pause(&sf);
+    sf.edit_site("manifests/site.toml", "batch = \"25%\"", "batch = 1");
+    let hosts = ["frontend-azure-1", "frontend-azure-2", "frontend-azure-3"];
+    let logs = tempfile::tempdir().unwrap();
+    let child = spawn(&sf, &["apply"], logs.path(), "apply");
+    // Interrupt as soon as the first node has started changing files.
+    wait_until(
+        "the first node to start changing",
+        Duration::from_secs(60),
+        || {
+            hosts
+                .iter()
+                .any(|h| fleet.exec(h, "test -e /etc/dashboard").status.success())
+        },
+    );
+    signal(&child, "-INT");
+    let (code, out, err) = finish(child, logs.path(), "apply", Duration::from_secs(120));
+    assert_ne!(
+        code,
+        Some(0),
+        "an interrupted run must not exit 0\n{out}{err}"
+    );
+    assert!(
+        out.contains("interrupted: no new node was started"),
+        "{out}{err}"
+    );
+    let done: Vec<&str> = out
+        .lines()
+        .find_map(|l| l.strip_prefix("done: "))
+        .map(|l| l.split(", ").collect())
+        .unwrap_or_default();
+    let not: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("not attempted: "))
+        .last()
+        .map(|l| l.split(", ").collect())
+        .unwrap_or_default();
+    assert_eq!(done.len(), 1, "one node was in flight\n{out}");
+    assert_eq!(not.len(), 2, "{out}");
+    let in_flight = done[0];
+    assert!(
+        node_line(&out, in_flight).is_some_and(|l| l.contains("changed")),
+        "{out}"
+    );
+    // The node in flight is whole: a plan of it shows nothing to do.
+    sf.tandem(&["plan", "--on", in_flight]).expect_code(0);
+    for host in &not {
+        assert_eq!(
+            fleet.exec(host, "test -e /etc/dashboard").status.code(),
+            Some(1),
+            "{host} was started after the interrupt\n{out}"
+        );
+    }
+    let detail = run_detail(&sf, &runs(&sf)[0]["id"]);
+    assert_eq!(detail["status"], "interrupted", "{detail}");
+    for (node, outcome) in outcomes(&detail) {
+        let want = if node == in_flight {
+            "changed"
+        } else {
+            "not-attempted"
+        };
+        assert_eq!(outcome, want, "{node}: {detail}");
+    }
+}
+
+/// A small deterministic generator (xorshift64*), seeded from `TANDEM_TEST_SEED` or the
+/// clock; the seed is printed so a failing sequence of cuts can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn from_env() -> Rng {
+        let seed = std::env::var("TANDEM_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1)
+            });
+        eprintln!("interrupted writes: seed {seed} (replay with TANDEM_TEST_SEED={seed})");
+        Rng(seed.max(1))
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in `[0, max)`.
+    fn below(&mut self, max: Duration) -> Duration {
+        let ms = max.as_millis().max(1) as u64;
+        Duration::from_millis(self.next() % ms)
+    }
+}
+
+/// The templates padded to make the managed files large-ish (about 1.5 MB each), with
+/// `#` comment lines, which TOML, nginx and systemd all ignore.
+const PADDED: [&str; 5] = [
+    "modules/nginx/templates/nginx.conf.hbs",
+    "modules/nginx/templates/apps.conf.hbs",
+    "modules/app-service/templates/dashboard.toml.hbs",
+    "modules/app-service/templates/txserver.toml.hbs",
+    "modules/app-service/templates/docs.toml.hbs",
+];
+
+/// Writes the padded templates for `version` (originals in `originals`).
+fn pad(sf: &SiteFleet, originals: &[String], version: &str) {
+    let line = format!("# padding {version} {}\n", "x".repeat(70));
+    let padding = line.repeat(20_000);
+    for (rel, original) in PADDED.iter().zip(originals) {
+        std::fs::write(sf.site().join(rel), format!("{original}\n{padding}")).unwrap();
+    }
+}
+
+fn shas(sf: &SiteFleet, host: &str) -> Vec<String> {
+    FRONTEND_FILES
+        .iter()
+        .map(|f| sha(&sf.fleet, host, f))
+        .collect()
+}
+
+#[test]
+fn writes_cut_at_random_points_leave_each_file_old_or_new() {
+    let sf = SiteFleet::up("fs-cuts", "azure-westus:frontend:1");
+    let host = "frontend-azure-1";
+    let logs = tempfile::tempdir().unwrap();
+    let originals: Vec<String> = PADDED
+        .iter()
+        .map(|rel| std::fs::read_to_string(sf.site().join(rel)).unwrap())
+        .collect();
+    // The two known versions of every file, converged once each.
+    pad(&sf, &originals, "A");
+    sf.tandem(&["apply"]).expect_code(0);
+    let version_a = shas(&sf, host);
+    pad(&sf, &originals, "B");
+    let timed = sf.tandem(&["apply"]);
+    timed.expect_code(0);
+    let version_b = shas(&sf, host);
+    for (file, (a, b)) in FRONTEND_FILES.iter().zip(version_a.iter().zip(&version_b)) {
+        assert_ne!(a, "missing", "{file}");
+        if !file.ends_with(".service") {
+            assert_ne!(a, b, "{file} should differ between the versions");
+        }
+    }
+    // Cut within the time an apply of a new version takes (plus a little margin).
+    let window = timed.elapsed + Duration::from_millis(500);
+    eprintln!("a full apply of version B took {:.1?}", timed.elapsed);
+
+    let mut rng = Rng::from_env();
+    let started = Instant::now();
+    let points = 10;
+    for point in 0..points {
+        let target = if point % 2 == 0 { "A" } else { "B" };
+        pad(&sf, &originals, target);
+        let delay = rng.below(window);
+        let tag = format!("cut-{point}");
+        let child = spawn(&sf, &["apply"], logs.path(), &tag);
+        std::thread::sleep(delay);
+        signal(&child, "-KILL");
+        let (code, out, _) = finish(child, logs.path(), &tag, Duration::from_secs(30));
+        eprintln!("cut {point} at {delay:?} towards {target}: exit {code:?}");
+
+        // Give remote commands orphaned by the cut a moment to end.
+        std::thread::sleep(Duration::from_millis(300));
+        let now = shas(&sf, host);
+        for (i, file) in FRONTEND_FILES.iter().enumerate() {
+            assert!(
+                now[i] == version_a[i] || now[i] == version_b[i],
+                "cut {point} at {delay:?}: {file} is neither version ({}); seed above\n{out}",
+                now[i]
+            );
+        }
+        let size = sf.fleet.exec_ok(host, "stat -c %s /etc/nginx/nginx.conf");
+        assert_ne!(size.trim(), "0", "cut {point}: empty nginx.conf");
+
+        // The next run converges and leaves nothing staged behind.
+        let after = sf.tandem(&["apply"]);
+        after.expect_code(0);
+        let want = if target == "A" {
+            &version_a
+        } else {
+            &version_b
+        };
+        assert_eq!(
+            &shas(&sf, host),
+            want,
+            "cut {point}: not converged\n{after}"
+        );
+        let strays = sf.fleet.exec_ok(
+            host,
+            "find /etc /var/lib/tandem /tmp -name '.*.tandem-*' 2>/dev/null; \
+             find / -xdev -name '*tandem-stag*' 2>/dev/null | grep -v '^/proc' || true",
+        );
+        assert_eq!(
+            strays.trim(),
+            "",
+            "cut {point}: stray files after the next run"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "the cuts take too long; stopped after {point} points"
+        );
+    }
+    sf.tandem(&["plan"]).expect_code(0);
+}
