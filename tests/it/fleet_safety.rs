@@ -71,6 +71,16 @@ fn run_detail(sf: &SiteFleet, id: &serde_json::Value) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("`tandem runs show {id}` is not JSON: {e}\n{run}"))
 }
 
+/// The newest apply run with its per-node outcomes (plans are recorded too).
+fn last_apply(sf: &SiteFleet) -> serde_json::Value {
+    let all = runs(sf);
+    let apply = all
+        .iter()
+        .find(|r| r["kind"] == "apply")
+        .unwrap_or_else(|| panic!("no apply run in the history: {all:?}"));
+    run_detail(sf, &apply["id"])
+}
+
 /// `node -> outcome` of a run detail.
 fn outcomes(detail: &serde_json::Value) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = detail["nodes"]

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use super::{
-    finish, no_pause, node_line, outcomes, run_detail, runs, sha, signal, spawn, wait_until,
+    finish, last_apply, no_pause, node_line, outcomes, sha, signal, spawn, wait_until,
     FRONTEND_FILES,
 };
 use crate::support::site::SiteFleet;
@@ -70,7 +70,7 @@ fn sigint_lets_the_node_in_flight_finish_and_starts_no_other() {
             "{host} was started after the interrupt\n{out}"
         );
     }
-    let detail = run_detail(&sf, &runs(&sf)[0]["id"]);
+    let detail = last_apply(&sf);
     assert_eq!(detail["status"], "interrupted", "{detail}");
     for (node, outcome) in outcomes(&detail) {
         let want = if node == in_flight {
@@ -115,7 +115,7 @@ impl Rng {
     }
 }
 
-/// The templates padded to make the managed files large-ish (about 1.5 MB each), with
+/// The templates padded to make the managed files large-ish (about 250 kB each), with
 /// `#` comment lines, which TOML, nginx and systemd all ignore.
 const PADDED: [&str; 5] = [
     "modules/nginx/templates/nginx.conf.hbs",
@@ -128,7 +128,7 @@ const PADDED: [&str; 5] = [
 /// Writes the padded templates for `version` (originals in `originals`).
 fn pad(sf: &SiteFleet, originals: &[String], version: &str) {
     let line = format!("# padding {version} {}\n", "x".repeat(70));
-    let padding = line.repeat(20_000);
+    let padding = line.repeat(3_000);
     for (rel, original) in PADDED.iter().zip(originals) {
         std::fs::write(sf.site().join(rel), format!("{original}\n{padding}")).unwrap();
     }

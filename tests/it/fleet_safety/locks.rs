@@ -5,13 +5,14 @@
 use std::time::Duration;
 
 use super::{
-    finish, node_line, outcomes, run_detail, runs, signal, site_locked, spawn, wait_until,
+    finish, last_apply, no_pause, node_line, outcomes, runs, signal, site_locked, spawn, wait_until,
 };
 use crate::support::site::SiteFleet;
 
 #[test]
 fn concurrent_applies_fail_naming_the_holder_or_wait_and_a_killed_holder_blocks_nothing() {
     let sf = SiteFleet::up("fs-locks", "azure-westus:frontend:1,aws-useast1:frontend:1");
+    no_pause(&sf);
     let logs = tempfile::tempdir().unwrap();
     // A first apply that stays a while: one node's lock is held on the host for 8 s.
     sf.fleet.exec_ok(
@@ -113,13 +114,14 @@ fn held_node_lock_fails_that_node_by_name_and_the_others_converge() {
         "azure-westus:frontend:1,aws-useast1:frontend:1",
     );
     let fleet = &sf.fleet;
+    no_pause(&sf);
     let held = "frontend-aws-1";
     fleet.exec_ok(
         held,
         "mkdir -p /var/lib/tandem && setsid -f flock /var/lib/tandem/lock sleep 120",
     );
     let apply = sf.tandem(&["apply"]);
-    fleet.exec_ok(held, "pkill -f 'flock /var/lib/tandem/lock' || true");
+    fleet.exec_ok(held, "pkill -f '^flock /var/lib/tandem/lock' || true");
     assert_ne!(apply.code, Some(0), "{apply}");
     let line = node_line(&apply.stdout, held).unwrap_or_else(|| panic!("{apply}"));
     assert!(
@@ -136,7 +138,7 @@ fn held_node_lock_fails_that_node_by_name_and_the_others_converge() {
         Some(1),
         "the locked node must not have been changed"
     );
-    let detail = run_detail(&sf, &runs(&sf)[0]["id"]);
+    let detail = last_apply(&sf);
     assert_eq!(
         outcomes(&detail),
         [

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{fingerprint, no_pause, node_line, outcomes, run_detail, runs};
+use super::{fingerprint, last_apply, no_pause, node_line, outcomes};
 use crate::support::site::SiteFleet;
 
 const HOSTS: [&str; 4] = [
@@ -64,7 +64,7 @@ fn failing_health_check_and_unreachable_node_halt_the_rollout() {
             );
         }
     }
-    let detail = run_detail(&sf, &runs(&sf)[0]["id"]);
+    let detail = last_apply(&sf);
     assert_eq!(detail["status"], "halted", "{detail}");
     for (node, outcome) in outcomes(&detail) {
         let want = if node == *canary {
@@ -106,7 +106,7 @@ fn failing_health_check_and_unreachable_node_halt_the_rollout() {
             assert_eq!(&fingerprint(fleet, host), before, "{host} was touched");
         }
     }
-    let detail = run_detail(&sf, &runs(&sf)[0]["id"]);
+    let detail = last_apply(&sf);
     assert_eq!(detail["status"], "halted", "{detail}");
     let outcomes = outcomes(&detail);
     eprintln!("threshold halt: {outcomes:?}");

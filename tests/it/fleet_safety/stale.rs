@@ -2,13 +2,14 @@
 //! refused by name, that host is not touched at all, the others converge, and the run
 //! history records it.
 
-use super::{fingerprint, node_line, outcomes, run_detail, runs, FRONTEND_FILES};
+use super::{fingerprint, last_apply, no_pause, node_line, outcomes, FRONTEND_FILES};
 use crate::support::site::SiteFleet;
 
 #[test]
 fn stale_saved_plan_refuses_the_changed_file_and_leaves_its_node_untouched() {
     let sf = SiteFleet::up("fs-stale", "azure-westus:frontend:1,aws-useast1:frontend:2");
     let fleet = &sf.fleet;
+    no_pause(&sf);
     let plan_file = sf.site().join("saved-plan.json");
     let plan_path = plan_file.to_str().unwrap();
     sf.tandem(&["plan", "--out", plan_path]).expect_code(2);
@@ -38,7 +39,7 @@ fn stale_saved_plan_refuses_the_changed_file_and_leaves_its_node_untouched() {
     assert_eq!(refused.len(), 1, "only the edited file is refused\n{apply}");
     let line =
         node_line(&apply.stdout, moved).unwrap_or_else(|| panic!("no line for {moved}\n{apply}"));
-    assert!(!line.contains("changed"), "{line}\n{apply}");
+    assert!(line.contains("): failed"), "{line}\n{apply}");
     assert_eq!(
         fingerprint(fleet, moved),
         before,
@@ -59,8 +60,7 @@ fn stale_saved_plan_refuses_the_changed_file_and_leaves_its_node_untouched() {
         .expect_code(0);
 
     // The history has the run with the refused node not converged.
-    let latest = runs(&sf);
-    let detail = run_detail(&sf, &latest[0]["id"]);
+    let detail = last_apply(&sf);
     assert_eq!(detail["kind"], "apply", "{detail}");
     assert_ne!(detail["status"], "succeeded", "{detail}");
     let outcomes = outcomes(&detail);
