@@ -189,6 +189,29 @@ fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Holds the node lock of `host` (`/var/lib/tandem/lock`, what the apply script
+/// flocks) from a detached process on the host for `secs` seconds; returns once held.
+fn hold_node_lock(fleet: &Fleet, host: &str, secs: u32) {
+    fleet.exec_ok(
+        host,
+        &format!(
+            "mkdir -p /var/lib/tandem && setsid -f flock /var/lib/tandem/lock sleep {secs} \
+             </dev/null >/dev/null 2>&1"
+        ),
+    );
+    wait_until("the node lock to be held", Duration::from_secs(10), || {
+        !fleet
+            .exec(host, "flock -n /var/lib/tandem/lock true")
+            .status
+            .success()
+    });
+}
+
+/// Ends a `hold_node_lock` on `host` early.
+fn release_node_lock(fleet: &Fleet, host: &str) {
+    fleet.exec_ok(host, "pkill -f '^flock /var/lib/tandem/lock' || true");
+}
+
 /// A quick rollout for tests: no pause between batches (the example site pauses 10 s).
 fn no_pause(sf: &SiteFleet) {
     sf.edit_site(

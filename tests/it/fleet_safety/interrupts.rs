@@ -72,6 +72,12 @@ fn sigint_lets_the_node_in_flight_finish_and_starts_no_other() {
     }
     let detail = last_apply(&sf);
     assert_eq!(detail["status"], "interrupted", "{detail}");
+    assert!(
+        detail["error"].as_str().is_some_and(
+            |e| e.contains("interrupted by a signal") && e.contains("2 nodes not attempted")
+        ),
+        "{detail}"
+    );
     for (node, outcome) in outcomes(&detail) {
         let want = if node == in_flight {
             "changed"

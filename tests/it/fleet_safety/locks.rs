@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use super::{
-    finish, last_apply, no_pause, node_line, outcomes, runs, signal, site_locked, spawn, wait_until,
+    finish, hold_node_lock, last_apply, no_pause, node_line, outcomes, release_node_lock, runs,
+    signal, site_locked, spawn, wait_until,
 };
 use crate::support::site::SiteFleet;
 
@@ -15,10 +16,7 @@ fn concurrent_applies_fail_naming_the_holder_or_wait_and_a_killed_holder_blocks_
     no_pause(&sf);
     let logs = tempfile::tempdir().unwrap();
     // A first apply that stays a while: one node's lock is held on the host for 8 s.
-    sf.fleet.exec_ok(
-        "frontend-aws-1",
-        "mkdir -p /var/lib/tandem && setsid -f flock /var/lib/tandem/lock sleep 8",
-    );
+    hold_node_lock(&sf.fleet, "frontend-aws-1", 8);
     let first = spawn(&sf, &["apply"], logs.path(), "first");
     wait_until(
         "the first apply to take the site lock",
@@ -65,10 +63,7 @@ fn concurrent_applies_fail_naming_the_holder_or_wait_and_a_killed_holder_blocks_
         "base_path = \"{{app.path}}\"\n",
         "base_path = \"{{app.path}}\"\nsession_timeout_minutes = 30\n",
     );
-    sf.fleet.exec_ok(
-        "frontend-aws-1",
-        "setsid -f flock /var/lib/tandem/lock sleep 20",
-    );
+    hold_node_lock(&sf.fleet, "frontend-aws-1", 20);
     let killed = spawn(&sf, &["apply"], logs.path(), "killed");
     wait_until(
         "the apply to take the site lock",
@@ -116,12 +111,9 @@ fn held_node_lock_fails_that_node_by_name_and_the_others_converge() {
     let fleet = &sf.fleet;
     no_pause(&sf);
     let held = "frontend-aws-1";
-    fleet.exec_ok(
-        held,
-        "mkdir -p /var/lib/tandem && setsid -f flock /var/lib/tandem/lock sleep 120",
-    );
+    hold_node_lock(fleet, held, 120);
     let apply = sf.tandem(&["apply"]);
-    fleet.exec_ok(held, "pkill -f '^flock /var/lib/tandem/lock' || true");
+    release_node_lock(fleet, held);
     assert_ne!(apply.code, Some(0), "{apply}");
     let line = node_line(&apply.stdout, held).unwrap_or_else(|| panic!("{apply}"));
     assert!(
