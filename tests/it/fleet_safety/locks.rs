@@ -111,6 +111,8 @@ fn held_node_lock_fails_that_node_by_name_and_the_others_converge() {
     let fleet = &sf.fleet;
     no_pause(&sf);
     let held = "frontend-aws-1";
+    // One failed node may not halt the rollout here: the other one must still run.
+    sf.edit_site("manifests/site.toml", "max_failed = 0", "max_failed = 1");
     hold_node_lock(fleet, held, 120);
     let apply = sf.tandem(&["apply"]);
     release_node_lock(fleet, held);
