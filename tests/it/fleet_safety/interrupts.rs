@@ -51,7 +51,7 @@ fn sigint_lets_the_node_in_flight_finish_and_starts_no_other() {
     let not: Vec<&str> = out
         .lines()
         .filter_map(|l| l.strip_prefix("not attempted: "))
-        .last()
+        .next_back()
         .map(|l| l.split(", ").collect())
         .unwrap_or_default();
     assert_eq!(done.len(), 1, "one node was in flight\n{out}");
@@ -176,17 +176,39 @@ fn writes_cut_at_random_points_leave_each_file_old_or_new() {
 
     let mut rng = Rng::from_env();
     let started = Instant::now();
-    let points = 10;
+    let points = 12;
+    let mut hits = 0;
     for point in 0..points {
         let target = if point % 2 == 0 { "A" } else { "B" };
         pad(&sf, &originals, target);
         let delay = rng.below(window);
         let tag = format!("cut-{point}");
         let child = spawn(&sf, &["apply"], logs.path(), &tag);
-        std::thread::sleep(delay);
-        signal(&child, "-KILL");
-        let (code, out, _) = finish(child, logs.path(), &tag, Duration::from_secs(30));
-        eprintln!("cut {point} at {delay:?} towards {target}: exit {code:?}");
+        let (how, code, out) = if point % 4 < 2 {
+            // The operator's side dies: tandem and with it its SSH connection.
+            std::thread::sleep(delay);
+            signal(&child, "-KILL");
+            let (code, out, _) = finish(child, logs.path(), &tag, Duration::from_secs(30));
+            (format!("tandem killed after {delay:?}"), code, out)
+        } else {
+            // The node's side dies: every process of the apply script (they hold the
+            // node lock open) and the sshd sessions, SIGKILLed mid-write.
+            // Cut at a random point within the script's own run, not tandem's.
+            let into = rng.below(Duration::from_millis(400));
+            let script = KILL_WRITERS.replace("DELAY", &format!("{:.3}", into.as_secs_f64()));
+            let killed = sf.fleet.exec_ok(host, &script);
+            let writers = killed.split_whitespace().count();
+            if writers > 0 {
+                hits += 1;
+            }
+            let (code, out, _) = finish(child, logs.path(), &tag, Duration::from_secs(60));
+            (
+                format!("{writers} script processes killed on the node {into:?} into the script"),
+                code,
+                out,
+            )
+        };
+        eprintln!("cut {point} towards {target}: {how}; tandem exit {code:?}");
 
         // Give remote commands orphaned by the cut a moment to end.
         std::thread::sleep(Duration::from_millis(300));
@@ -194,7 +216,7 @@ fn writes_cut_at_random_points_leave_each_file_old_or_new() {
         for (i, file) in FRONTEND_FILES.iter().enumerate() {
             assert!(
                 now[i] == version_a[i] || now[i] == version_b[i],
-                "cut {point} at {delay:?}: {file} is neither version ({}); seed above\n{out}",
+                "cut {point} ({how}): {file} is neither version ({}); seed above\n{out}",
                 now[i]
             );
         }
@@ -230,4 +252,29 @@ fn writes_cut_at_random_points_leave_each_file_old_or_new() {
         );
     }
     sf.tandem(&["plan"]).expect_code(0);
+    assert!(
+        hits > 0,
+        "no node-side cut found the apply script running; the cuts tested nothing (seed above)"
+    );
+    eprintln!(
+        "{hits} of {} node-side cuts killed a running apply script",
+        points / 2
+    );
 }
+
+/// Run on the node: waits (at most 30 s) until the apply script runs, i.e. a process of
+/// an SSH session holds the node lock open, then after `DELAY` seconds SIGKILLs that
+/// whole session (the script and its children, mid-write) and the sshd session
+/// processes; prints the pids killed (none if no apply script showed up).
+const KILL_WRITERS: &str = "found=; end=$(( $(date +%s) + 30 )); \
+     while [ -z \"$found\" ] && [ $(date +%s) -lt $end ]; do \
+       for s in $(pgrep -f '^sshd: root@'); do for k in $(pgrep -P $s); do \
+         sid=$(ps -o sid= -p $k | tr -d ' '); \
+         for q in $(pgrep -s \"$sid\"); do \
+           if ls -l /proc/$q/fd 2>/dev/null | grep -q -- '-> /var/lib/tandem/lock$'; then found=$sid; fi; \
+         done; \
+       done; done; \
+       [ -n \"$found\" ] || sleep 0.01; \
+     done; \
+     if [ -n \"$found\" ]; then sleep DELAY; pgrep -s $found; pkill -KILL -s $found; \
+       pkill -KILL -f '^sshd: root@' || true; fi";
