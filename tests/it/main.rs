@@ -6,6 +6,7 @@ mod cloud;
 mod converge;
 mod e2e;
 mod fleet;
+mod fleet_safety;
 mod inventory;
 mod rollout;
 mod runs;
