@@ -23,15 +23,25 @@ fn fixtures() -> PathBuf {
     repo().join("tests/sites")
 }
 
-/// Runs the binary on `site` with a clean secret environment plus `secrets`.
+/// Runs the binary on `site` with a clean secret environment plus `secrets`. These
+/// tests are about desired state, so the nodes come from the site's static
+/// `manifests/nodes.toml` (as `--inventory`): the example's datacenters name real cloud
+/// APIs, and a test never calls those. Cloud discovery has its own tests, against local
+/// servers; no cloud credentials or metadata service reach this process either.
 fn tandem(site: &Path, args: &[&str], secrets: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tandem"));
-    cmd.arg("--site").arg(site).args(args);
+    cmd.arg("--site").arg(site);
+    let nodes = site.join("manifests/nodes.toml");
+    if nodes.is_file() && !args.contains(&"--inventory") {
+        cmd.arg("--inventory").arg(nodes);
+    }
+    cmd.args(args);
     for (key, _) in std::env::vars() {
-        if key.starts_with("TANDEM_") {
+        if key.starts_with("TANDEM_") || key.starts_with("AWS_") || key.starts_with("AZURE_") {
             cmd.env_remove(key);
         }
     }
+    cmd.env("AWS_EC2_METADATA_DISABLED", "true");
     for (key, value) in secrets {
         cmd.env(key, value);
     }
