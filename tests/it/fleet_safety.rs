@@ -211,12 +211,3 @@ fn hold_node_lock(fleet: &Fleet, host: &str, secs: u32) {
 fn release_node_lock(fleet: &Fleet, host: &str) {
     fleet.exec_ok(host, "pkill -f '^flock /var/lib/tandem/lock' || true");
 }
-
-/// A quick rollout for tests: no pause between batches (the example site pauses 10 s).
-fn no_pause(sf: &SiteFleet) {
-    sf.edit_site(
-        "manifests/site.toml",
-        "pause_seconds = 10",
-        "pause_seconds = 0",
-    );
-}

@@ -8,8 +8,7 @@
 use std::time::{Duration, Instant};
 
 use super::{
-    finish, last_apply, no_pause, node_line, outcomes, sha, signal, spawn, wait_until,
-    FRONTEND_FILES,
+    finish, last_apply, node_line, outcomes, sha, signal, spawn, wait_until, FRONTEND_FILES,
 };
 use crate::support::site::SiteFleet;
 
@@ -17,7 +16,6 @@ use crate::support::site::SiteFleet;
 fn sigint_lets_the_node_in_flight_finish_and_starts_no_other() {
     let sf = SiteFleet::up("fs-sigint", "azure-westus:frontend:3");
     let fleet = &sf.fleet;
-    no_pause(&sf);
     sf.edit_site("manifests/site.toml", "batch = \"25%\"", "batch = 1");
     let hosts = ["frontend-azure-1", "frontend-azure-2", "frontend-azure-3"];
     let logs = tempfile::tempdir().unwrap();

@@ -5,15 +5,14 @@
 use std::time::Duration;
 
 use super::{
-    finish, hold_node_lock, last_apply, no_pause, node_line, outcomes, release_node_lock, runs,
-    signal, site_locked, spawn, wait_until,
+    finish, hold_node_lock, last_apply, node_line, outcomes, release_node_lock, runs, signal,
+    site_locked, spawn, wait_until,
 };
 use crate::support::site::SiteFleet;
 
 #[test]
 fn concurrent_applies_fail_naming_the_holder_or_wait_and_a_killed_holder_blocks_nothing() {
     let sf = SiteFleet::up("fs-locks", "azure-westus:frontend:1,aws-useast1:frontend:1");
-    no_pause(&sf);
     let logs = tempfile::tempdir().unwrap();
     // A first apply that stays a while: one node's lock is held on the host for 8 s.
     hold_node_lock(&sf.fleet, "frontend-aws-1", 8);
@@ -109,7 +108,6 @@ fn held_node_lock_fails_that_node_by_name_and_the_others_converge() {
         "azure-westus:frontend:1,aws-useast1:frontend:1",
     );
     let fleet = &sf.fleet;
-    no_pause(&sf);
     let held = "frontend-aws-1";
     // One failed node may not halt the rollout here: the other one must still run.
     sf.edit_site("manifests/site.toml", "max_failed = 0", "max_failed = 1");

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{fingerprint, last_apply, no_pause, node_line, outcomes};
+use super::{fingerprint, last_apply, node_line, outcomes};
 use crate::support::site::SiteFleet;
 
 const HOSTS: [&str; 4] = [
@@ -27,7 +27,6 @@ fn not_attempted(stdout: &str) -> Vec<String> {
 fn failing_health_check_and_unreachable_node_halt_the_rollout() {
     let sf = SiteFleet::up("fs-rollout", "azure-westus:frontend:4");
     let fleet = &sf.fleet;
-    no_pause(&sf);
     sf.edit_site("manifests/site.toml", "batch = \"25%\"", "batch = 1");
     // Nothing listens on port 9 of the hosts: the health check after the canary fails.
     sf.edit_site(

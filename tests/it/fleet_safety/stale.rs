@@ -2,14 +2,13 @@
 //! refused by name, that host is not touched at all, the others converge, and the run
 //! history records it.
 
-use super::{fingerprint, last_apply, no_pause, node_line, outcomes, FRONTEND_FILES};
+use super::{fingerprint, last_apply, node_line, outcomes, FRONTEND_FILES};
 use crate::support::site::SiteFleet;
 
 #[test]
 fn stale_saved_plan_refuses_the_changed_file_and_leaves_its_node_untouched() {
     let sf = SiteFleet::up("fs-stale", "azure-westus:frontend:1,aws-useast1:frontend:2");
     let fleet = &sf.fleet;
-    no_pause(&sf);
     let plan_file = sf.site().join("saved-plan.json");
     let plan_path = plan_file.to_str().unwrap();
     sf.tandem(&["plan", "--out", plan_path]).expect_code(2);
