@@ -78,7 +78,9 @@ fn failing_health_check_and_unreachable_node_halt_the_rollout() {
     // rollout stops after that node's batch and the rest is not attempted.
     sf.edit_site(
         "manifests/site.toml",
-        "[rollout.health]\nhttp = \"http://{address}:9/healthz\"\ntimeout_seconds = 5\n",
+        "[rollout.health]\nhttp = \"http://{address}:9/healthz\"\ntimeout_seconds = 5\n\
+         # Only the front ends serve HTTP; store nodes are judged by their own convergence.\n\
+         roles = [\"frontend\"]\n",
         "",
     );
     // The first node the halted run did not attempt comes right after the canary.
