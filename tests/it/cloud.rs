@@ -14,14 +14,14 @@
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::support::arm::{self, ArmServer};
 use crate::support::moto::{self, Moto};
-use crate::support::site::{repo_root, Run, SiteFleet};
+use crate::support::site::{repo_root, run_bounded, Run, SiteFleet};
 
 const LAYOUT: &str =
     "azure-westus:frontend:1,aws-useast1:frontend:1,azure-westus:store:1,aws-useast1:store:1";
@@ -38,7 +38,6 @@ struct Decoy {
 /// Runs `tandem ARGS` on the site with cloud discovery only: no inventory file, the
 /// test credentials of both servers, nothing of the machine's own cloud environment.
 fn tandem(sf: &SiteFleet, args: &[&str], timeout: Duration) -> Run {
-    let start = Instant::now();
     let mut command = Command::new(env!("CARGO_BIN_EXE_tandem"));
     command.args(args);
     for (key, _) in std::env::vars() {
@@ -57,47 +56,8 @@ fn tandem(sf: &SiteFleet, args: &[&str], timeout: Duration) -> Run {
             sf.site().join("manifests/DEMO-ONLY-age-identity.txt"),
         )
         .envs(moto::CHILD_ENV.iter().copied())
-        .envs(ArmServer::child_env())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().expect("cannot start the tandem binary");
-    // Drain the pipes on threads so a chatty run cannot block on a full pipe.
-    let mut out = child.stdout.take().expect("piped stdout");
-    let mut err = child.stderr.take().expect("piped stderr");
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut out, &mut s).ok();
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut err, &mut s).ok();
-        s
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > timeout {
-            child.kill().ok();
-            child.wait().ok();
-            panic!(
-                "`tandem {}` did not finish within {timeout:?}\n--- stdout\n{}--- stderr\n{}",
-                args.join(" "),
-                out.join().unwrap(),
-                err.join().unwrap()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Run {
-        args: args.iter().map(|a| a.to_string()).collect(),
-        code: status.code(),
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-        elapsed: start.elapsed(),
-    }
+        .envs(ArmServer::child_env());
+    run_bounded(command, args, timeout)
 }
 
 /// The stand-in variables per role, as `scripts/demo-inventory` writes them for the

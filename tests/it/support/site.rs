@@ -180,8 +180,8 @@ impl SiteFleet {
 
     /// Runs `tandem ARGS` against this fleet and site, bounded by `timeout`.
     pub fn tandem_within(&self, args: &[&str], timeout: Duration) -> Run {
-        let start = Instant::now();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tandem"));
+        command
             .args(args)
             .env("TANDEM_SITE", self.site())
             .env("TANDEM_INVENTORY", &self.inventory)
@@ -192,48 +192,8 @@ impl SiteFleet {
                 self.site().join("manifests/DEMO-ONLY-age-identity.txt"),
             )
             .env_remove("TANDEM_TRANSPORT")
-            .env_remove("TANDEM_USER")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot start the tandem binary");
-        // Drain the pipes on threads so a chatty run cannot block on a full pipe.
-        let mut out = child.stdout.take().unwrap();
-        let mut err = child.stderr.take().unwrap();
-        let out = std::thread::spawn(move || {
-            let mut s = String::new();
-            std::io::Read::read_to_string(&mut out, &mut s).ok();
-            s
-        });
-        let err = std::thread::spawn(move || {
-            let mut s = String::new();
-            std::io::Read::read_to_string(&mut err, &mut s).ok();
-            s
-        });
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if start.elapsed() > timeout {
-                child.kill().ok();
-                child.wait().ok();
-                panic!(
-                    "`tandem {}` did not finish within {timeout:?}\n--- stdout\n{}--- stderr\n{}",
-                    args.join(" "),
-                    out.join().unwrap(),
-                    err.join().unwrap()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Run {
-            args: args.iter().map(|a| a.to_string()).collect(),
-            code: status.code(),
-            stdout: out.join().unwrap(),
-            stderr: err.join().unwrap(),
-            elapsed: start.elapsed(),
-        }
+            .env_remove("TANDEM_USER");
+        run_bounded(command, args, timeout)
     }
 
     /// Runs `tandem ARGS` with a generous bound (two minutes).
@@ -278,4 +238,48 @@ fn bake(fleet: &Fleet, host: &str, standin: &str) {
         "baking `{standin}` into `{host}` failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// Runs the prepared `command` (`args` are for messages), draining its output on threads
+/// so a chatty run cannot block on a full pipe, and kills it past `timeout`.
+pub fn run_bounded(mut command: Command, args: &[&str], timeout: Duration) -> Run {
+    let start = Instant::now();
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start the tandem binary");
+    let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            pipe.read_to_string(&mut s).ok();
+            s
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("piped stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("piped stderr")));
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > timeout {
+            child.kill().ok();
+            child.wait().ok();
+            panic!(
+                "`tandem {}` did not finish within {timeout:?}\n--- stdout\n{}--- stderr\n{}",
+                args.join(" "),
+                out.join().unwrap(),
+                err.join().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Run {
+        args: args.iter().map(|a| a.to_string()).collect(),
+        code: status.code(),
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+        elapsed: start.elapsed(),
+    }
 }
