@@ -113,7 +113,8 @@ python3 - "$site/manifests/site.toml" <<'PY'
 import re, sys
 path = sys.argv[1]
 text = open(path).read()
-start, end = text.index("[rollout]"), text.index("[datacenters.")
+start = re.search(r"(?m)^\[rollout\]", text).start()
+end = re.search(r"(?m)^\[datacenters\.", text).start()
 flat = '[rollout]\ncanary = 0\nbatch = "100%"\nmax_failed = 1000\npause_seconds = 0\n\n'
 open(path, "w").write(text[:start] + flat + text[end:])
 PY
@@ -146,7 +147,7 @@ timed() {
 	"$@" >"$dir/last.out" 2>"$dir/last.err" || status=$?
 	took=$(($(now_ms) - start))
 	((status == want)) || {
-		tail -20 "$dir/last.out" "$dir/last.err" >&2
+		tail -n 20 "$dir/last.out" "$dir/last.err" >&2
 		die "\`$*\` exited $status, want $want"
 	}
 }
@@ -155,7 +156,7 @@ timed() {
 outcomes_are() {
 	python3 - "$dir/last.out" "$1" <<-'PY'
 		import collections, json, sys
-		reports = json.load(open(sys.argv[1]))
+		reports = json.load(open(sys.argv[1]))["nodes"]
 		seen = collections.Counter(r["outcome"] for r in reports)
 		if set(seen) != {sys.argv[2]}:
 		    sys.exit(f"bench: want every node {sys.argv[2]}, got {dict(seen)}")
@@ -228,7 +229,7 @@ for label, key, target in rows:
     ratio = med / floor
     verdict = "" if target is None else (f"<{target}x " + ("ok" if ratio <= target else "MISS"))
     print(f"{label:<38} {len(xs):>4} {min(xs):>8} {med:>10.0f} {ratio:>8.2f} {verdict:>7}")
-counted = json.load(open(f"{fleet_dir}/counted.json"))
+counted = json.load(open(f"{fleet_dir}/counted.json"))["nodes"]
 trips = [r["round_trips"] for r in counted]
 conns = [c[0] for c in counts]
 execs = [c[1] for c in counts]
@@ -240,7 +241,7 @@ print(f"  exec requests   (sshd 'request exec'):       {span(execs)}")
 print(f"  round_trips     (tandem --format json):      {span(trips)}")
 print(f"  curve25519 kex  (sshd 'kex: algorithm'):     {span(kexes)}")
 for key in ("noop", "changes"):
-    report = json.load(open(f"{fleet_dir}/{'noop' if key == 'noop' else 'changes'}.json"))
+    report = json.load(open(f"{fleet_dir}/{'noop' if key == 'noop' else 'changes'}.json"))["nodes"]
     ms = sorted(r["elapsed_ms"] for r in report)
     print(f"  per-node elapsed, {key:<8} (last run): min {ms[0]} ms, median {ms[len(ms)//2]} ms, max {ms[-1]} ms")
 PY
