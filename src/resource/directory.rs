@@ -30,13 +30,9 @@ impl Operations for DirectorySpec {
             }
             (Presence::Present, Some(stat)) => {
                 let mut change = Change::new(ctx.id, Action::Modify);
-                if stat.kind != EntryKind::Directory {
-                    change.details.push(Detail::new(
-                        "type",
-                        Some(format!("{:?}", stat.kind).to_lowercase()),
-                        Some("directory".into()),
-                    ));
-                }
+                change
+                    .details
+                    .extend(super::kind_detail(stat, EntryKind::Directory));
                 change.details.extend(metadata_details(
                     stat,
                     self.mode,

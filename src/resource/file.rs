@@ -56,13 +56,9 @@ impl Operations for FileSpec {
             }
             (Presence::Present, Some(stat)) => {
                 let mut change = Change::new(ctx.id, Action::Modify);
-                if stat.kind != EntryKind::File {
-                    change.details.push(Detail::new(
-                        "type",
-                        Some(format!("{:?}", stat.kind).to_lowercase()),
-                        Some("file".into()),
-                    ));
-                }
+                change
+                    .details
+                    .extend(super::kind_detail(stat, EntryKind::File));
                 if let Some(content) = &self.content {
                     if sum != Some(&content.sha256()) {
                         change.details.push(Detail::new("content", None, None));

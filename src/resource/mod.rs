@@ -81,6 +81,18 @@ pub fn operations(spec: &Spec) -> &dyn Operations {
     }
 }
 
+/// The `type` difference when an existing path is not the kind `wanted` (`file`,
+/// `directory`), or nothing when it is.
+pub(crate) fn kind_detail(stat: &PathStat, wanted: crate::fact::EntryKind) -> Option<Detail> {
+    (stat.kind != wanted).then(|| {
+        Detail::new(
+            "type",
+            Some(format!("{:?}", stat.kind).to_lowercase()),
+            Some(format!("{wanted:?}").to_lowercase()),
+        )
+    })
+}
+
 /// Mode, owner and group differences of an existing path.
 pub(crate) fn metadata_details(
     stat: &PathStat,
