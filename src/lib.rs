@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod catalog;
 pub mod cli;
+pub mod datacenter;
 pub mod exit;
 pub mod fact;
 pub mod inventory;
@@ -18,6 +19,7 @@ pub mod path;
 pub mod plan;
 pub mod resource;
 pub mod rollout;
+pub mod run;
 pub mod secret;
 pub mod selector;
 pub mod store;

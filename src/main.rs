@@ -8,6 +8,7 @@ use tandem::cli::Cli;
 use tandem::exit::Status;
 
 fn main() -> ExitCode {
+    quiet_broken_pipe();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -28,4 +29,25 @@ fn main() -> ExitCode {
             Status::Error.into()
         }
     }
+}
+
+/// `tandem catalog NODE | head` must end quietly when the reader goes away, as ripgrep
+/// does, not with a panic. Rust ignores SIGPIPE, so a write to a closed pipe fails with
+/// EPIPE and `print!` panics with "failed printing to stdout: Broken pipe": every other
+/// panic still goes to the default hook. Exit 0, because the reader got what it asked
+/// for (`set -o pipefail` pipelines would otherwise fail on a successful `head`).
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }

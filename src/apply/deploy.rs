@@ -18,12 +18,15 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use super::{apply_jobs, ApplyOptions, Job, NodeReport, Outcome, StepStatus};
+use crate::datacenter::DatacenterSpec;
 use crate::exit::Status;
-use crate::inventory::DatacenterSpec;
 use crate::lock::{LockError, SiteLock, Wait};
 use crate::node::{Node, NodeName};
+use crate::plan::render::NodeResult;
 use crate::rollout::{self, RolloutError, RolloutPolicy, RolloutReport};
-use crate::store::{NewRun, NodeRun, ResourceChange, RunId, RunStatus, Store, StoreError};
+use crate::store::{
+    ChangeAction, NewRun, NodeRun, ResourceChange, RunId, RunStatus, Store, StoreError,
+};
 use crate::transport::Connector;
 
 /// Where and how a run happens, besides its nodes.
@@ -144,21 +147,48 @@ pub async fn deploy(
     let store = Store::open(&ctx.store_path)?.with_secrets((*options.secrets).clone());
     store.interrupt_orphans(&lock)?;
     let run = store.begin(&ctx.run)?;
+    options.progress.set_total(jobs.len());
 
-    let nodes: Vec<Node> = jobs.iter().map(|j| j.catalog.node.clone()).collect();
-    let plan = match rollout::plan(nodes, &ctx.datacenters, &ctx.policy) {
+    let order = |jobs: &[Job]| {
+        let nodes: Vec<Node> = jobs.iter().map(|j| j.catalog.node.clone()).collect();
+        rollout::plan(nodes, &ctx.datacenters, &ctx.policy)
+    };
+    let mut plan = order(&jobs);
+    // Batches, health checks and pauses are for nodes that change: when the rollout has
+    // more than one batch, every node is planned first (one probe each, in parallel),
+    // the ones in sync are done there, and only the others are rolled out.
+    let mut settled = Vec::new();
+    let mut jobs = jobs;
+    if plan.as_ref().is_ok_and(|p| p.batches.len() > 1) {
+        let all = jobs.len();
+        (jobs, settled) = settle(jobs, connector.clone(), options).await;
+        options.progress.set_total(all + jobs.len());
+        progress(rollout::Progress::Settled {
+            in_sync: settled.len(),
+            changing: jobs.len(),
+        });
+        plan = order(&jobs);
+    }
+    let plan = match plan {
         Ok(plan) => plan,
         Err(err) => {
             store.finish(run, RunStatus::Error, Some(&err.to_string()))?;
             return Err(err.into());
         }
     };
+    let started = SystemTime::now();
+    let mut early_record_error = None;
+    for report in &settled {
+        if let Err(err) = record(&store, run, report, started) {
+            early_record_error.get_or_insert(err);
+        }
+    }
     let mut by_node: HashMap<NodeName, Job> = jobs
         .into_iter()
         .map(|j| (j.catalog.node.name.clone(), j))
         .collect();
     let reports: RefCell<Vec<NodeReport>> = RefCell::default();
-    let record_error: RefCell<Option<StoreError>> = RefCell::default();
+    let record_error: RefCell<Option<StoreError>> = RefCell::new(early_record_error);
 
     let rollout_report = rollout::run_until(
         plan,
@@ -206,7 +236,7 @@ pub async fn deploy(
         .into_iter()
         .map(|r| (r.node.clone(), r))
         .collect();
-    let nodes: Vec<NodeReport> = rollout_report
+    let rolled: Vec<NodeReport> = rollout_report
         .nodes
         .iter()
         .map(|n| match reports.remove(&n.node) {
@@ -221,6 +251,7 @@ pub async fn deploy(
             }
         })
         .collect();
+    let nodes: Vec<NodeReport> = settled.into_iter().chain(rolled).collect();
     // Interrupted when the signal left work undone; a signal during the last node's
     // apply changes nothing, and the run ends as its outcomes say.
     let interrupted = options.interrupt.is_requested()
@@ -250,6 +281,35 @@ pub async fn deploy(
         interrupted,
         history_errors,
     })
+}
+
+/// Plans every job without a saved plan's expectations; the nodes that read in sync are
+/// done (reported unchanged), the others (changes pending, or the plan failed: the
+/// rollout retries and counts them) are returned to be rolled out. A saved plan's job
+/// always goes through the rollout, where its expectations are checked.
+async fn settle(
+    jobs: Vec<Job>,
+    connector: Arc<dyn Connector>,
+    options: &ApplyOptions,
+) -> (Vec<Job>, Vec<NodeReport>) {
+    let (free, mut pending): (Vec<Job>, Vec<Job>) =
+        jobs.into_iter().partition(|j| j.expect.is_none());
+    let catalogs = free.iter().map(|j| j.catalog.clone()).collect();
+    let results = super::plan_nodes(catalogs, connector, options).await;
+    let mut settled = Vec::new();
+    for (job, result) in free.into_iter().zip(results) {
+        match result {
+            NodeResult::Planned(p) if p.is_empty() => {
+                let mut report = not_started(&job.catalog);
+                report.outcome = Outcome::Unchanged;
+                report.error = None;
+                report.round_trips = 1;
+                settled.push(report);
+            }
+            _ => pending.push(job),
+        }
+    }
+    (pending, settled)
 }
 
 fn not_started(catalog: &crate::catalog::Catalog) -> NodeReport {
@@ -304,7 +364,7 @@ fn record(
             &ResourceChange {
                 node: report.node.clone(),
                 resource: step.id.clone(),
-                action: step.action.as_str().to_string(),
+                action: step.action.into(),
                 summary,
             },
         )?;
@@ -315,7 +375,7 @@ fn record(
             &ResourceChange {
                 node: report.node.clone(),
                 resource: id.clone(),
-                action: "refused".into(),
+                action: ChangeAction::Refused,
                 summary: "state changed since the saved plan; node left untouched".into(),
             },
         )?;

@@ -12,8 +12,8 @@
 pub mod deploy;
 pub mod interrupt;
 pub mod progress;
+pub mod render;
 pub mod script;
-mod stale;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,10 +33,10 @@ use crate::secret::SecretStore;
 use crate::transport::{Connector, Session, TransportError};
 
 pub use crate::outcome::Outcome;
+pub use crate::plan::stale::{change_summary, Expect, Job, StaleResource};
+use crate::plan::stale::{stale_list, stale_resources};
 pub use interrupt::Interrupt;
 pub use progress::Progress;
-pub use stale::{change_summary, Expect, StaleResource};
-use stale::{stale_list, stale_resources};
 
 /// How the executor runs.
 #[derive(Debug, Clone)]
@@ -102,13 +102,6 @@ pub enum NodeError {
     },
 }
 
-/// One node to apply: its catalog and, for a saved plan, what the plan read.
-#[derive(Debug, Clone)]
-pub struct Job {
-    pub catalog: Catalog,
-    pub expect: Option<Vec<Expect>>,
-}
-
 /// What happened to one resource's change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -152,11 +145,12 @@ pub async fn plan_nodes(
     connector: Arc<dyn Connector>,
     options: &ApplyOptions,
 ) -> Vec<NodeResult> {
-    let total = catalogs.len();
+    options.progress.set_total(catalogs.len());
     run_all(catalogs, options, move |catalog, options| {
         let connector = connector.clone();
         async move {
             let node = catalog.node.name.clone();
+            options.progress.node_started(node.as_str());
             let dc = catalog.node.datacenter.clone();
             let result = match connect_and_probe(&*connector, &catalog, &options).await {
                 Ok((_, facts)) => match plan::plan_node(&catalog, &facts, &options.secrets) {
@@ -172,7 +166,7 @@ pub async fn plan_nodes(
                 },
                 Err(err) => node_failure(err, node, dc),
             };
-            options.progress.node_done(result_label(&result), total);
+            options.progress.node_done(result.node().as_str());
             result
         }
     })
@@ -203,7 +197,6 @@ pub async fn apply_jobs(
     connector: Arc<dyn Connector>,
     options: &ApplyOptions,
 ) -> Vec<NodeReport> {
-    let total = jobs.len();
     run_all(jobs, options, move |job: Job, options| {
         let connector = connector.clone();
         async move {
@@ -214,10 +207,11 @@ pub async fn apply_jobs(
                 report.error = Some("not started: the run was interrupted".into());
                 return report;
             }
-            let report = apply_node(&*connector, &job, &options).await;
             options
                 .progress
-                .node_done(format!("{}: {}", report.node, report.outcome), total);
+                .node_started(job.catalog.node.name.as_str());
+            let report = apply_node(&*connector, &job, &options).await;
+            options.progress.node_done(report.node.as_str());
             report
         }
     })
@@ -264,7 +258,6 @@ where
             Err(err) => std::panic::resume_unwind(err.into_panic()),
         }
     }
-    options.progress.finish();
     results
 }
 
@@ -501,16 +494,6 @@ fn node_failure(err: NodeError, node: NodeName, datacenter: DatacenterName) -> N
             datacenter,
             error,
         },
-    }
-}
-
-fn result_label(result: &NodeResult) -> String {
-    match result {
-        NodeResult::Planned(p) if p.is_empty() => format!("{}: in sync", p.node),
-        NodeResult::Planned(p) => format!("{}: {} changes", p.node, p.changes.len()),
-        NodeResult::Unreachable { node, .. } => format!("{node}: unreachable"),
-        NodeResult::HostKey { node, .. } => format!("{node}: host key refused"),
-        NodeResult::Failed { node, .. } => format!("{node}: failed"),
     }
 }
 

@@ -165,8 +165,17 @@ pub struct Compiler<'s> {
 }
 
 impl<'s> Compiler<'s> {
+    /// A compiler with the site's secrets, decrypted here. A run that already holds
+    /// them uses [`Compiler::with_secrets`], so they are decrypted once.
     pub fn new(site: &'s Site) -> Result<Compiler<'s>, CompileError> {
         let secrets = Arc::new(SecretStore::load(&site.root)?);
+        Compiler::with_secrets(site, secrets)
+    }
+
+    pub fn with_secrets(
+        site: &'s Site,
+        secrets: Arc<SecretStore>,
+    ) -> Result<Compiler<'s>, CompileError> {
         let mut templates = Templates::new(Arc::clone(&secrets));
         let mut errors = Vec::new();
         let site_templates = site.root.join("templates");

@@ -35,9 +35,16 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Status> {
     Ok(Status::Ok)
 }
 
-/// The node named `name` among the nodes commands operate on.
+/// The node named `name` among the nodes commands operate on: the `--inventory` list
+/// when given; else a static node of the site, found without asking any cloud (so
+/// `catalog` and `explain` of a static node work offline); else discovery.
 pub(crate) async fn find_node(global: &Global, site: &Site, name: &str) -> anyhow::Result<Node> {
-    let inventory = crate::inventory::resolve(global, site)
+    if global.inventory.is_none() {
+        if let Some(node) = site.nodes.iter().find(|n| n.name.as_str() == name) {
+            return Ok(node.clone());
+        }
+    }
+    let inventory = crate::inventory::resolve(site, global.inventory.as_deref())
         .await
         .context("cannot list the nodes")?;
     inventory

@@ -76,7 +76,7 @@ pub async fn check(global: &Global) -> Report {
             return report;
         }
     };
-    let inventory = match crate::inventory::resolve(global, &site).await {
+    let inventory = match crate::inventory::resolve(&site, global.inventory.as_deref()).await {
         Ok(inventory) => inventory,
         Err(err) => {
             report.errors.push(Problem {

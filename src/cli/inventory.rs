@@ -25,7 +25,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Status> {
     let site = Site::load(&global.site).context("cannot load the site")?;
     let mut options = DiscoverOptions::for_site(&site);
     options.refresh = args.refresh;
-    let inventory = inventory::resolve_with(global, &site, options).await?;
+    let inventory = inventory::resolve_with(&site, global.inventory.as_deref(), options).await?;
     let mut out = std::io::stdout().lock();
     match global.format {
         Format::Json => {

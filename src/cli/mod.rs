@@ -4,7 +4,6 @@
 pub mod apply;
 pub mod catalog;
 pub mod check;
-pub mod connect;
 pub mod explain;
 pub mod inventory;
 pub mod plan;
@@ -18,6 +17,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::exit::Status;
+use crate::run::{Connection, Settings, TransportKind};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -54,6 +54,35 @@ pub struct Global {
     /// Output format
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+}
+
+impl Global {
+    /// The plain settings every run takes: what the flags and `TANDEM_*` variables say.
+    /// `TANDEM_TRANSPORT=local` runs node commands on this machine (tests, or running on
+    /// a node itself); there is no implicit local mode.
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        let transport = match std::env::var("TANDEM_TRANSPORT").as_deref() {
+            Ok("local") => TransportKind::Local,
+            Ok("ssh") | Err(_) => TransportKind::Ssh,
+            Ok(other) => anyhow::bail!(
+                "unknown transport `{other}` in TANDEM_TRANSPORT (known: `ssh`, `local`)"
+            ),
+        };
+        let command: Vec<String> = std::env::args().collect();
+        Ok(Settings {
+            site: self.site.clone(),
+            inventory: self.inventory.clone(),
+            connection: Connection {
+                transport,
+                known_hosts: self.known_hosts.clone(),
+                identity: self.identity.clone(),
+                user: self.user.clone(),
+            },
+            history: None,
+            started_by: None,
+            command: command.join(" "),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -120,10 +120,11 @@ fn runs_table(runs: &[Run]) -> String {
             run.started_at.clone(),
             duration(run.duration_ms),
             run.started_by.clone(),
-            run.commit
-                .as_deref()
-                .map(|c| c.chars().take(10).collect())
-                .unwrap_or_else(|| "-".into()),
+            match run.commit.as_deref() {
+                Some(c) if run.dirty => format!("{}+dirty", c.chars().take(10).collect::<String>()),
+                Some(c) => c.chars().take(10).collect(),
+                None => "-".into(),
+            },
             run.command.clone(),
         ]);
     }
@@ -150,7 +151,15 @@ fn run_text(detail: &RunDetail) -> String {
         ],
         vec![
             "commit".to_string(),
-            run.commit.clone().unwrap_or_else(|| "-".into()),
+            match &run.commit {
+                Some(c) if run.dirty => format!("{c} with uncommitted changes"),
+                Some(c) => c.clone(),
+                None => "-".into(),
+            },
+        ],
+        vec![
+            "digest".to_string(),
+            run.site_digest.clone().unwrap_or_else(|| "-".into()),
         ],
         vec!["command".to_string(), run.command.clone()],
     ];
@@ -201,7 +210,7 @@ fn run_text(detail: &RunDetail) -> String {
         .map(|c| {
             vec![
                 format!("  {}", c.node),
-                c.action.clone(),
+                c.action.to_string(),
                 c.resource.to_string(),
                 c.summary.clone(),
             ]

@@ -16,7 +16,7 @@ use crate::manifest::Site;
 use crate::node::Node;
 use crate::selector::Selector;
 use crate::transport::known_hosts::{host_name, HostKey, KnownHosts, Verdict};
-use crate::transport::ssh::{SshConfig, SshConnector};
+use crate::transport::ssh::SshConnector;
 use crate::transport::TransportError;
 
 #[derive(Debug, clap::Args)]
@@ -50,7 +50,7 @@ struct Outcome {
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<Status> {
     let site = Site::load(&global.site)?;
     let selector = Selector::parse(&args.selector)?;
-    let inventory = inventory::resolve(global, &site).await?;
+    let inventory = inventory::resolve(&site, global.inventory.as_deref()).await?;
     for failure in &inventory.failures {
         eprintln!("warning: {failure}");
     }
@@ -61,7 +61,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Status> {
         .collect();
     anyhow::ensure!(!nodes.is_empty(), "no node matches `{}`", args.selector);
 
-    let config = SshConfig::from_global(global, &site.root);
+    let config = global.settings()?.ssh_config();
     let connector = SshConnector::new(config.clone())?;
     let mut known_hosts = KnownHosts::load(&config.known_hosts)?;
 

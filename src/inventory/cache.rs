@@ -123,7 +123,7 @@ fn sanitize(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::AwsSettings;
+    use crate::datacenter::AwsSettings;
     use crate::node::DatacenterName;
 
     fn spec(region: &str) -> DatacenterSpec {

@@ -12,47 +12,20 @@ pub mod aws;
 pub mod azure;
 pub mod cache;
 pub mod machine;
-pub mod settings;
 pub mod static_list;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::cli::Global;
+pub use crate::datacenter::{
+    AwsSettings, AzureCredentialSource, AzureSettings, DatacenterSpec, ProviderConfig, ProviderKind,
+};
 use crate::manifest::{ManifestError, Site};
 use crate::node::{DatacenterName, Node};
 pub use machine::Skipped;
-pub use settings::{AwsSettings, AzureCredentialSource, AzureSettings, ProviderKind};
-
-/// A datacenter as `site.toml` declares it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DatacenterSpec {
-    pub name: DatacenterName,
-    pub primary: bool,
-    pub provider: ProviderConfig,
-}
-
-/// How a datacenter's nodes are found.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ProviderConfig {
-    /// From `manifests/nodes.toml`.
-    Static,
-    Aws(AwsSettings),
-    Azure(AzureSettings),
-}
-
-impl ProviderConfig {
-    pub fn kind(&self) -> ProviderKind {
-        match self {
-            ProviderConfig::Static => ProviderKind::Static,
-            ProviderConfig::Aws(_) => ProviderKind::Aws,
-            ProviderConfig::Azure(_) => ProviderKind::Azure,
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
@@ -187,19 +160,19 @@ impl DiscoverOptions {
     }
 }
 
-/// The nodes commands operate on: the `--inventory` file when given (it replaces
+/// The nodes commands operate on: the static node list `file` when given (it replaces
 /// discovery entirely), otherwise every datacenter's provider, cache allowed.
-pub async fn resolve(global: &Global, site: &Site) -> Result<Inventory, InventoryError> {
-    resolve_with(global, site, DiscoverOptions::for_site(site)).await
+pub async fn resolve(site: &Site, file: Option<&Path>) -> Result<Inventory, InventoryError> {
+    resolve_with(site, file, DiscoverOptions::for_site(site)).await
 }
 
 /// `resolve` with explicit options (`tandem inventory --refresh`).
 pub async fn resolve_with(
-    global: &Global,
     site: &Site,
+    file: Option<&Path>,
     options: DiscoverOptions,
 ) -> Result<Inventory, InventoryError> {
-    if let Some(path) = &global.inventory {
+    if let Some(path) = file {
         return Ok(Inventory {
             nodes: crate::manifest::nodes::load(path)?,
             ..Inventory::default()

@@ -44,7 +44,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::inventory::ProviderConfig;
+    use crate::datacenter::ProviderConfig;
     use crate::node::{DatacenterName, NodeName, RoleName};
 
     fn node(name: &str, dc: &str) -> Node {

@@ -10,6 +10,7 @@
 pub mod model;
 pub mod nodes;
 pub mod raw;
+pub mod source;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -20,7 +21,7 @@ use serde::de::DeserializeOwned;
 use model::{line_of, VarLayer as Layer};
 pub use model::{Each, Module, Overlay, ResourceDecl, Role, VarLayer, VarSetting};
 
-use crate::inventory::{DatacenterSpec, ProviderConfig, ProviderKind};
+use crate::datacenter::{DatacenterSpec, ProviderConfig, ProviderKind};
 use crate::node::{DatacenterName, Node, RoleName};
 use crate::resource::ResourceId;
 use crate::rollout::RolloutPolicy;

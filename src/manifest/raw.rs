@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::inventory::{AwsSettings, AzureSettings, ProviderKind};
+use crate::datacenter::{AwsSettings, AzureSettings, ProviderKind};
 use crate::rollout::RolloutPolicy;
 
 /// A `[vars]` table: every value with its span.

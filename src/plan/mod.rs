@@ -1,11 +1,11 @@
 //! Plans: per node, the changes that would bring it to its catalog, computed purely from
 //! the catalog and the facts one probe read (`plan_node`). Rendering (text and JSON) lives
-//! in `render`; file diffs, with secret-bearing content reduced to line numbers and
-//! fingerprints, in `diff`.
+//! in `render`. The change types and file diffs are the resources' own
+//! (`crate::resource::change`, `crate::resource::diff`), re-exported here.
 
-pub mod diff;
 pub mod render;
 pub mod saved;
+pub mod stale;
 
 use std::collections::{HashMap, HashSet};
 
@@ -18,72 +18,8 @@ use crate::node::{DatacenterName, NodeName};
 use crate::resource::{self, ResourceId};
 use crate::secret::SecretStore;
 
-pub use diff::Diff;
-
-/// What happens to a resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    Create,
-    Modify,
-    Remove,
-    Run,
-    Reload,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Create => "create",
-            Action::Modify => "modify",
-            Action::Remove => "remove",
-            Action::Run => "run",
-            Action::Reload => "reload",
-        }
-    }
-}
-
-/// One attribute that changes: `mode 0600 -> 0644`. `from`/`to` are `None` when absent
-/// or not shown (content is described by the diff instead).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Detail {
-    pub attr: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub to: Option<String>,
-}
-
-impl Detail {
-    pub fn new(attr: &'static str, from: Option<String>, to: Option<String>) -> Self {
-        Detail { attr, from, to }
-    }
-}
-
-/// A pending change of one resource.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Change {
-    pub id: ResourceId,
-    pub action: Action,
-    pub details: Vec<Detail>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub diff: Option<Diff>,
-}
-
-impl Change {
-    pub fn new(id: &ResourceId, action: Action) -> Self {
-        Change {
-            id: id.clone(),
-            action,
-            details: Vec::new(),
-            diff: None,
-        }
-    }
-
-    pub fn touches(&self, attr: &str) -> bool {
-        self.details.iter().any(|d| d.attr == attr)
-    }
-}
+pub use crate::resource::change::{Action, Assessment, Change, Detail};
+pub use crate::resource::diff::{self, Diff};
 
 /// What was read for one resource, as a digest: a saved plan is only applied to a
 /// resource whose state still has this digest.
@@ -110,14 +46,6 @@ impl NodePlan {
     pub fn change(&self, id: &ResourceId) -> Option<&Change> {
         self.changes.iter().find(|c| &c.id == id)
     }
-}
-
-/// What one resource reads as, and what it needs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Assessment {
-    /// A canonical text of the facts read (digested into `ReadState`).
-    pub observed: String,
-    pub change: Option<Change>,
 }
 
 /// The probe script for a catalog and its stdin, for output parsed with `token`.

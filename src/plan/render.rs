@@ -33,6 +33,15 @@ pub enum NodeResult {
 }
 
 impl NodeResult {
+    pub fn node(&self) -> &crate::node::NodeName {
+        match self {
+            NodeResult::Planned(p) => &p.node,
+            NodeResult::Unreachable { node, .. }
+            | NodeResult::HostKey { node, .. }
+            | NodeResult::Failed { node, .. } => node,
+        }
+    }
+
     pub fn datacenter(&self) -> &DatacenterName {
         match self {
             NodeResult::Planned(p) => &p.datacenter,
@@ -94,57 +103,125 @@ pub fn summarize(results: &[NodeResult]) -> (BTreeMap<DatacenterName, Summary>, 
     (per_dc, site)
 }
 
-/// The plan as text.
+/// The plan as text, every node and every change (`--verbose`, and saved plans).
 pub fn text(results: &[NodeResult]) -> String {
     let mut out = String::new();
     for r in results {
-        match r {
-            NodeResult::Planned(plan) if plan.is_empty() => {
-                let _ = writeln!(out, "{} ({}): in sync", plan.node, plan.datacenter);
-            }
-            NodeResult::Planned(plan) => {
-                let _ = writeln!(
-                    out,
-                    "{} ({}): {} change{}",
-                    plan.node,
-                    plan.datacenter,
-                    plan.changes.len(),
-                    if plan.changes.len() == 1 { "" } else { "s" }
-                );
-                for change in &plan.changes {
-                    change_text(&mut out, change);
-                }
-            }
-            NodeResult::Unreachable {
-                node,
-                datacenter,
-                error,
-            } => {
-                let _ = writeln!(out, "{node} ({datacenter}): unreachable: {error}");
-            }
-            NodeResult::HostKey {
-                node,
-                datacenter,
-                error,
-            } => {
-                let _ = writeln!(out, "{node} ({datacenter}): host key refused: {error}");
-            }
-            NodeResult::Failed {
-                node,
-                datacenter,
-                error,
-            } => {
-                let _ = writeln!(out, "{node} ({datacenter}): failed: {error}");
-            }
+        node_text(&mut out, r);
+    }
+    summary_text(&mut out, results);
+    out
+}
+
+/// The plan as text for a terminal: nodes whose changes are identical (one template
+/// change reaching every front end) are shown once, with their names and the changes;
+/// every other node one line (in sync, or why it could not be planned). Then the
+/// summaries.
+pub fn grouped(results: &[NodeResult]) -> String {
+    let mut out = String::new();
+    let mut groups: Vec<(Vec<&NodePlan>, &[Change])> = Vec::new();
+    for r in results {
+        let NodeResult::Planned(plan) = r else {
+            continue;
+        };
+        if plan.is_empty() {
+            continue;
+        }
+        match groups
+            .iter_mut()
+            .find(|(_, changes)| *changes == plan.changes.as_slice())
+        {
+            Some((plans, _)) => plans.push(plan),
+            None => groups.push((vec![plan], plan.changes.as_slice())),
         }
     }
+    for (plans, changes) in &groups {
+        let n = changes.len();
+        let _ = writeln!(
+            out,
+            "{}: {n} change{}",
+            names(plans.iter().map(|p| (p.node.as_str(), &p.datacenter))),
+            if n == 1 { "" } else { "s" }
+        );
+        for change in *changes {
+            change_text(&mut out, change);
+        }
+    }
+    for r in results {
+        let shown_in_group = matches!(r, NodeResult::Planned(p) if !p.is_empty());
+        if !shown_in_group {
+            node_text(&mut out, r);
+        }
+    }
+    summary_text(&mut out, results);
+    out
+}
+
+/// `a, b (dc1), c (dc2)`: node names, each datacenter named once after its nodes.
+pub fn names<'a>(nodes: impl Iterator<Item = (&'a str, &'a DatacenterName)>) -> String {
+    let mut by_dc: Vec<(&DatacenterName, Vec<&str>)> = Vec::new();
+    for (node, dc) in nodes {
+        match by_dc.iter_mut().find(|(d, _)| *d == dc) {
+            Some((_, list)) => list.push(node),
+            None => by_dc.push((dc, vec![node])),
+        }
+    }
+    by_dc
+        .iter()
+        .map(|(dc, list)| format!("{} ({dc})", list.join(", ")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn summary_text(out: &mut String, results: &[NodeResult]) {
     let (per_dc, site) = summarize(results);
     out.push('\n');
     for (dc, summary) in &per_dc {
         let _ = writeln!(out, "datacenter {dc}: {}", summary.line());
     }
     let _ = writeln!(out, "site: {}", site.line());
-    out
+}
+
+fn node_text(out: &mut String, r: &NodeResult) {
+    match r {
+        NodeResult::Planned(plan) if plan.is_empty() => {
+            let _ = writeln!(out, "{} ({}): in sync", plan.node, plan.datacenter);
+        }
+        NodeResult::Planned(plan) => {
+            let _ = writeln!(
+                out,
+                "{} ({}): {} change{}",
+                plan.node,
+                plan.datacenter,
+                plan.changes.len(),
+                if plan.changes.len() == 1 { "" } else { "s" }
+            );
+            for change in &plan.changes {
+                change_text(out, change);
+            }
+        }
+        NodeResult::Unreachable {
+            node,
+            datacenter,
+            error,
+        } => {
+            let _ = writeln!(out, "{node} ({datacenter}): unreachable: {error}");
+        }
+        NodeResult::HostKey {
+            node,
+            datacenter,
+            error,
+        } => {
+            let _ = writeln!(out, "{node} ({datacenter}): host key refused: {error}");
+        }
+        NodeResult::Failed {
+            node,
+            datacenter,
+            error,
+        } => {
+            let _ = writeln!(out, "{node} ({datacenter}): failed: {error}");
+        }
+    }
 }
 
 fn change_text(out: &mut String, change: &Change) {

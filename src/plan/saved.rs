@@ -22,18 +22,17 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::apply::{change_summary, Expect, Job};
 use crate::catalog::Catalog;
+use crate::manifest::source::{SiteSource, SourceError};
 use crate::node::{DatacenterName, NodeName};
 use crate::plan::render::{self, NodeResult};
+use crate::plan::stale::{change_summary, Expect, Job};
 use crate::resource::ResourceId;
 
 /// The `format` field: what this file is.
 pub const FORMAT: &str = "tandem-plan";
 /// The format version this tandem writes and reads.
 pub const VERSION: u32 = 1;
-/// The site folders whose files the site digest covers.
-pub const DIGESTED: [&str; 3] = ["manifests", "templates", "modules"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum SavedPlanError {
@@ -51,11 +50,8 @@ pub enum SavedPlanError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot digest the site file `{path}`: {source}")]
-    Digest {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Source(#[from] SourceError),
     #[error("the site changed since the plan was made (site digest `{planned}`, now `{now}`{}); refusing the whole plan: make a new one with `tandem plan --out`", commits(.planned_commit, .now_commit))]
     SiteChanged {
         planned: String,
@@ -107,18 +103,41 @@ pub struct Rendered {
 pub struct SavedNode {
     pub node: NodeName,
     pub datacenter: DatacenterName,
-    /// `planned`, `unreachable`, `hostkey` or `failed`.
-    pub status: String,
+    pub status: SavedStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(default)]
     pub resources: Vec<SavedResource>,
 }
 
+/// Whether a node could be planned, and if not why: the words of
+/// [`crate::outcome::Outcome`] for the same cases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SavedStatus {
+    Planned,
+    Unreachable,
+    /// Written `hostkey` by version 1 files of earlier tandems.
+    #[serde(alias = "hostkey")]
+    HostKey,
+    Failed,
+}
+
+impl std::fmt::Display for SavedStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SavedStatus::Planned => "planned",
+            SavedStatus::Unreachable => "unreachable",
+            SavedStatus::HostKey => "host-key",
+            SavedStatus::Failed => "failed",
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SavedResource {
     /// `file:/etc/nginx/nginx.conf`
-    pub id: String,
+    pub id: ResourceId,
     /// The desired state, secret-bearing content as digest and fingerprints only.
     pub desired: serde_json::Value,
     pub desired_digest: String,
@@ -130,7 +149,7 @@ pub struct SavedResource {
 impl SavedPlan {
     /// The saved form of a plan run over `catalogs` (one result per catalog, same order).
     pub fn new(
-        site_root: &Path,
+        source: &SiteSource,
         catalogs: &[Catalog],
         results: &[NodeResult],
     ) -> Result<SavedPlan, SavedPlanError> {
@@ -143,8 +162,8 @@ impl SavedPlan {
             format: FORMAT.into(),
             version: VERSION,
             created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-            commit: site_commit(site_root),
-            site_digest: site_digest(site_root)?,
+            commit: source.commit.clone(),
+            site_digest: source.digest.clone(),
             nodes,
             rendered: Rendered {
                 text: render::text(results),
@@ -211,26 +230,30 @@ impl SavedPlan {
 
     /// Refuses the plan when the site's files are no longer those it was made from.
     pub fn check_site(&self, site_root: &Path) -> Result<(), SavedPlanError> {
-        let now = site_digest(site_root)?;
-        if now == self.site_digest {
+        let now = SiteSource::read(site_root)?;
+        if now.digest == self.site_digest {
             return Ok(());
         }
         Err(SavedPlanError::SiteChanged {
             planned: self.site_digest.clone(),
-            now,
+            now: now.digest,
             planned_commit: self.commit.clone(),
-            now_commit: site_commit(site_root),
+            now_commit: now.commit,
         })
     }
 
     /// The nodes this plan applies to (those it could plan).
     pub fn planned_nodes(&self) -> impl Iterator<Item = &SavedNode> {
-        self.nodes.iter().filter(|n| n.status == "planned")
+        self.nodes
+            .iter()
+            .filter(|n| n.status == SavedStatus::Planned)
     }
 
     /// The nodes that could not be planned: applying this plan leaves them alone.
     pub fn unplanned_nodes(&self) -> impl Iterator<Item = &SavedNode> {
-        self.nodes.iter().filter(|n| n.status != "planned")
+        self.nodes
+            .iter()
+            .filter(|n| n.status != SavedStatus::Planned)
     }
 
     /// One job per planned node, from freshly compiled `catalogs` (others are ignored:
@@ -252,12 +275,11 @@ impl SavedPlan {
             };
             let mut expect = Vec::with_capacity(saved.resources.len());
             for r in &catalog.resources {
-                let id = r.id.to_string();
-                let Some(s) = saved.resources.iter().find(|s| s.id == id) else {
-                    return Err(changed(id, "the resource is not in the plan"));
+                let Some(s) = saved.resources.iter().find(|s| s.id == r.id) else {
+                    return Err(changed(r.id.to_string(), "the resource is not in the plan"));
                 };
                 if desired_digest(&desired_value(r)) != s.desired_digest {
-                    return Err(changed(id, "its desired state differs"));
+                    return Err(changed(r.id.to_string(), "its desired state differs"));
                 }
                 expect.push(Expect {
                     id: r.id.clone(),
@@ -268,10 +290,10 @@ impl SavedPlan {
             if let Some(gone) = saved
                 .resources
                 .iter()
-                .find(|s| catalog.resources.iter().all(|r| r.id.to_string() != s.id))
+                .find(|s| catalog.resources.iter().all(|r| r.id != s.id))
             {
                 return Err(changed(
-                    gone.id.clone(),
+                    gone.id.to_string(),
                     "the resource is no longer in the catalog",
                 ));
             }
@@ -286,10 +308,10 @@ impl SavedPlan {
 
 fn saved_node(catalog: &Catalog, result: &NodeResult) -> SavedNode {
     let (status, error) = match result {
-        NodeResult::Planned(_) => ("planned", None),
-        NodeResult::Unreachable { error, .. } => ("unreachable", Some(error.clone())),
-        NodeResult::HostKey { error, .. } => ("hostkey", Some(error.clone())),
-        NodeResult::Failed { error, .. } => ("failed", Some(error.clone())),
+        NodeResult::Planned(_) => (SavedStatus::Planned, None),
+        NodeResult::Unreachable { error, .. } => (SavedStatus::Unreachable, Some(error.clone())),
+        NodeResult::HostKey { error, .. } => (SavedStatus::HostKey, Some(error.clone())),
+        NodeResult::Failed { error, .. } => (SavedStatus::Failed, Some(error.clone())),
     };
     let resources = match result {
         NodeResult::Planned(plan) => catalog
@@ -298,7 +320,7 @@ fn saved_node(catalog: &Catalog, result: &NodeResult) -> SavedNode {
             .map(|r| {
                 let desired = desired_value(r);
                 SavedResource {
-                    id: r.id.to_string(),
+                    id: r.id.clone(),
                     desired_digest: desired_digest(&desired),
                     desired,
                     read_digest: read_digest(plan, &r.id),
@@ -311,7 +333,7 @@ fn saved_node(catalog: &Catalog, result: &NodeResult) -> SavedNode {
     SavedNode {
         node: catalog.node.name.clone(),
         datacenter: catalog.node.datacenter.clone(),
-        status: status.into(),
+        status,
         error,
         resources,
     }
@@ -334,68 +356,6 @@ fn desired_value(resource: &crate::resource::Resource) -> serde_json::Value {
 
 fn desired_digest(desired: &serde_json::Value) -> String {
     hex::encode(Sha256::digest(desired.to_string().as_bytes()))
-}
-
-/// SHA-256 over every file below the site's `manifests/`, `templates/` and `modules/`:
-/// relative path, length and content, in path order. Missing folders count as empty.
-pub fn site_digest(site_root: &Path) -> Result<String, SavedPlanError> {
-    let mut files = Vec::new();
-    for top in DIGESTED {
-        collect(&site_root.join(top), &mut files)?;
-    }
-    files.sort();
-    let mut hash = Sha256::new();
-    for path in files {
-        let bytes = std::fs::read(&path).map_err(|source| SavedPlanError::Digest {
-            path: path.clone(),
-            source,
-        })?;
-        let rel = path.strip_prefix(site_root).unwrap_or(&path);
-        hash.update(rel.to_string_lossy().as_bytes());
-        hash.update([0]);
-        hash.update((bytes.len() as u64).to_le_bytes());
-        hash.update(&bytes);
-    }
-    Ok(hex::encode(hash.finalize()))
-}
-
-fn collect(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), SavedPlanError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => {
-            return Err(SavedPlanError::Digest {
-                path: dir.to_path_buf(),
-                source,
-            })
-        }
-    };
-    for entry in entries {
-        let entry = entry.map_err(|source| SavedPlanError::Digest {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let path = entry.path();
-        if path.is_dir() {
-            collect(&path, files)?;
-        } else {
-            files.push(path);
-        }
-    }
-    Ok(())
-}
-
-/// `git rev-parse HEAD` of the site, when it is a git repository.
-pub fn site_commit(site_root: &Path) -> Option<String> {
-    std::process::Command::new("git")
-        .arg("-C")
-        .arg(site_root)
-        .args(["rev-parse", "HEAD"])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 use super::*;
+use crate::manifest::source::site_digest;
 
 fn site() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -17,7 +18,7 @@ fn site() -> tempfile::TempDir {
 }
 
 fn empty_plan(root: &Path) -> SavedPlan {
-    SavedPlan::new(root, &[], &[]).unwrap()
+    SavedPlan::new(&SiteSource::read(root).unwrap(), &[], &[]).unwrap()
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! `directory`: existence, owner, group and mode of a directory, from the batched `stat`.
 //! Removal uses `rmdir`: tandem does not delete a tree it did not declare file by file.
 
+use super::change::{Action, Assessment, Change, Detail};
 use crate::fact::{EntryKind, FactError, NodeFacts, ProbeBuilder};
-use crate::plan::{Action, Assessment, Change, Detail};
 use crate::resource::{
     metadata_details, metadata_shell, observed_stat, Context, DirectorySpec, Operations, Presence,
     StepOut,

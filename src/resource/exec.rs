@@ -2,8 +2,8 @@
 //! all evaluated in the probe, so planning knows whether it would run. `refresh_only`
 //! commands run only when notified.
 
+use super::change::{Action, Assessment, Change, Detail};
 use crate::fact::{FactError, NodeFacts, ProbeBuilder};
-use crate::plan::{Action, Assessment, Change, Detail};
 use crate::resource::{wrap_command, Context, ExecSpec, Operations, StepOut};
 use crate::transport::quote::quote_str;
 

@@ -3,8 +3,9 @@
 //! changed line numbers) when it differs. Writes are atomic: staged next to the target
 //! with a private mode, fsynced, validated, backed up, renamed, directory fsynced.
 
+use super::change::{Action, Assessment, Change, Detail};
+use super::diff::{self, Diff};
 use crate::fact::{EntryKind, FactError, NodeFacts, ProbeBuilder, CONTENT_CAP};
-use crate::plan::{diff, Action, Assessment, Change, Detail, Diff};
 use crate::resource::{
     metadata_details, metadata_shell, observed_stat, Context, FileSpec, Operations, Presence,
     StepOut, Validate,

@@ -1,8 +1,8 @@
 //! `group`: a local group read with `getent group`, changed with `groupadd`/`groupmod`/
 //! `groupdel`.
 
+use super::change::{Action, Assessment, Change, Detail};
 use crate::fact::{FactError, NodeFacts, ProbeBuilder};
-use crate::plan::{Action, Assessment, Change, Detail};
 use crate::resource::{Context, GroupSpec, Operations, Presence, StepOut};
 use crate::transport::quote::quote_str;
 

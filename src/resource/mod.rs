@@ -3,6 +3,8 @@
 //! it adds to the probe), its planning (facts -> change) and its operations (change ->
 //! shell). `operations` is the one place that maps a spec to its type's implementation.
 
+pub mod change;
+pub mod diff;
 pub mod directory;
 pub mod exec;
 pub mod file;
@@ -17,9 +19,9 @@ pub use spec::*;
 
 use crate::fact::{FactError, NodeFacts, PathStat, ProbeBuilder};
 use crate::path::RemotePath;
-use crate::plan::{Assessment, Change, Detail};
 use crate::secret::SecretStore;
 use crate::transport::quote::quote_str;
+use change::{Assessment, Change, Detail};
 
 /// What a resource's planning sees.
 pub struct Context<'a> {

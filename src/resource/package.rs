@@ -1,8 +1,8 @@
 //! `package`: installed or not, or at a version, through apt (dpkg-query) or dnf (rpm),
 //! detected per node by the probe. All packages of a node are read by one query.
 
+use super::change::{Action, Assessment, Change, Detail};
 use crate::fact::{FactError, NodeFacts, Packager, ProbeBuilder};
-use crate::plan::{Action, Assessment, Change, Detail};
 use crate::resource::{Context, Operations, PackageSpec, PackageState, StepOut};
 use crate::transport::quote::quote_str;
 

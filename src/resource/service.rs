@@ -2,8 +2,8 @@
 //! (`/run/systemd/system`), or through explicit `ServiceCommands`. Notification becomes
 //! one reload (or restart) per run, placed after everything the service depends on.
 
+use super::change::{Action, Assessment, Change, Detail};
 use crate::fact::{FactError, NodeFacts, ProbeBuilder};
-use crate::plan::{Action, Assessment, Change, Detail};
 use crate::resource::{Context, Operations, ServiceSpec, StepOut};
 use crate::transport::quote::quote_str;
 

@@ -110,6 +110,13 @@ impl Serialize for ResourceId {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for ResourceId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Where a resource was declared, for error messages that name both places.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Origin {

@@ -1,8 +1,8 @@
 //! `symlink`: a link and its target, read with `readlink`. Replacing a link is atomic: a
 //! new link is made beside it and renamed over it.
 
+use super::change::{Action, Assessment, Change, Detail};
 use crate::fact::{EntryKind, FactError, NodeFacts, ProbeBuilder};
-use crate::plan::{Action, Assessment, Change, Detail};
 use crate::resource::{observed_stat, Context, Operations, Presence, StepOut, SymlinkSpec};
 use crate::transport::quote::quote_str;
 

@@ -2,8 +2,8 @@
 //! `useradd`/`usermod`/`userdel`. Supplementary groups are a minimum: groups the node
 //! adds on its own are left alone.
 
+use super::change::{Action, Assessment, Change, Detail};
 use crate::fact::{FactError, NodeFacts, ProbeBuilder};
-use crate::plan::{Action, Assessment, Change, Detail};
 use crate::resource::{Context, Operations, Presence, StepOut, UserSpec};
 use crate::transport::quote::quote_str;
 

@@ -162,6 +162,9 @@ pub enum Progress<'a> {
     Pause { seconds: u64 },
     /// The rollout stops here.
     Halt(&'a Halt),
+    /// Before the rollout: every node was planned; `in_sync` were verified in sync and
+    /// are done, `changing` are rolled out.
+    Settled { in_sync: usize, changing: usize },
 }
 
 impl fmt::Display for Progress<'_> {
@@ -176,6 +179,10 @@ impl fmt::Display for Progress<'_> {
                 write!(f, "health check on {nodes} nodes of {}", batch.label())
             }
             Progress::Pause { seconds } => write!(f, "pausing {seconds}s before the next batch"),
+            Progress::Settled { in_sync, changing } => write!(
+                f,
+                "planned every node: {in_sync} in sync (verified, nothing to do), {changing} to roll out"
+            ),
             Progress::Halt(Halt::Threshold { after_batch, failed, max_failed }) => write!(
                 f,
                 "halting after batch {after_batch}: {failed} failed nodes exceed max_failed {max_failed}"

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::{Order, RolloutPolicy};
-use crate::inventory::DatacenterSpec;
+use crate::datacenter::DatacenterSpec;
 use crate::node::{DatacenterName, Node, NodeName};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -142,7 +142,7 @@ fn datacenter_ranks(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::inventory::ProviderConfig;
+    use crate::datacenter::ProviderConfig;
     use crate::rollout::BatchSize;
 
     pub(crate) fn node(name: &str, datacenter: &str) -> Node {

@@ -25,13 +25,16 @@ use crate::outcome::Outcome;
 use crate::rollout::RolloutReport;
 use crate::secret::SecretStore;
 use record::{now_millis, parse_rfc3339, rfc3339};
-pub use record::{NewRun, NodeRun, ResourceChange, Run, RunDetail, RunId, RunKind, RunStatus};
+pub use record::{
+    ChangeAction, NewRun, NodeRun, ResourceChange, Run, RunDetail, RunId, RunKind, RunStatus,
+};
 
 /// The history file, relative to the site root.
 pub const DEFAULT_PATH: &str = ".tandem/history.sqlite";
 
 /// Schema migrations; entry `n` takes `user_version` from `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &["CREATE TABLE runs (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE runs (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         kind TEXT NOT NULL,
         status TEXT NOT NULL,
@@ -64,7 +67,11 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE runs (
         action TEXT NOT NULL,
         summary TEXT NOT NULL
     );
-    CREATE INDEX changes_by_run ON resource_changes (run_id, node);"];
+    CREATE INDEX changes_by_run ON resource_changes (run_id, node);",
+    // What exactly was compiled: the commit alone credits it with uncommitted edits.
+    "ALTER TABLE runs ADD COLUMN dirty INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN site_digest TEXT;",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -210,14 +217,16 @@ impl Store {
         let pid = std::process::id();
         self.conn
             .execute(
-                "INSERT INTO runs (kind, status, started_by, command, git_commit, host, pid, pid_start, started_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO runs (kind, status, started_by, command, git_commit, dirty, site_digest, host, pid, pid_start, started_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
                     run.kind.as_str(),
                     RunStatus::Running.as_str(),
                     run.started_by,
                     self.secrets.redact(&run.command),
                     run.commit,
+                    run.dirty,
+                    run.site_digest,
                     current_host(),
                     pid,
                     process_start(pid),
@@ -258,7 +267,7 @@ impl Store {
                     run.0,
                     change.node.as_str(),
                     change.resource.to_string(),
-                    change.action,
+                    change.action.as_str(),
                     self.secrets.redact(&change.summary),
                 ],
             )
@@ -406,7 +415,7 @@ impl Store {
     }
 }
 
-const RUN_COLUMNS: &str = "SELECT id, kind, status, started_by, command, git_commit, host, pid, started_ms, finished_ms, error FROM runs";
+const RUN_COLUMNS: &str = "SELECT id, kind, status, started_by, command, git_commit, host, pid, started_ms, finished_ms, error, dirty, site_digest FROM runs";
 
 fn run_from_row(row: &Row<'_>) -> rusqlite::Result<Run> {
     let started: i64 = row.get(8)?;
@@ -424,6 +433,8 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<Run> {
         finished_at: finished.map(rfc3339),
         duration_ms: finished.map(|f| f - started),
         error: row.get(10)?,
+        dirty: row.get(11)?,
+        site_digest: row.get(12)?,
     })
 }
 
@@ -444,7 +455,7 @@ fn change_from_row(row: &Row<'_>) -> rusqlite::Result<ResourceChange> {
     Ok(ResourceChange {
         node: crate::node::NodeName::new(row.get::<_, String>(0)?),
         resource: parse_column(row, 1)?,
-        action: row.get(2)?,
+        action: parse_column(row, 2)?,
         summary: row.get(3)?,
     })
 }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::exit::Status;
 use crate::node::{DatacenterName, NodeName};
 use crate::outcome::Outcome;
+use crate::resource::change::Action;
 use crate::resource::spec::ResourceId;
 
 /// A run's number in the history, as `tandem runs show ID` takes it.
@@ -70,6 +71,31 @@ macro_rules! text_enum {
 }
 
 text_enum!(
+    /// What a recorded change was: a resource's [`Action`], or a saved plan's resource
+    /// refused because its state moved.
+    ChangeAction {
+        Create = "create",
+        Modify = "modify",
+        Remove = "remove",
+        Run = "run",
+        Reload = "reload",
+        Refused = "refused",
+    }
+);
+
+impl From<Action> for ChangeAction {
+    fn from(action: Action) -> Self {
+        match action {
+            Action::Create => ChangeAction::Create,
+            Action::Modify => ChangeAction::Modify,
+            Action::Remove => ChangeAction::Remove,
+            Action::Run => ChangeAction::Run,
+            Action::Reload => ChangeAction::Reload,
+        }
+    }
+}
+
+text_enum!(
     /// What a run did.
     RunKind {
         Plan = "plan",
@@ -121,6 +147,10 @@ pub struct NewRun {
     pub command: String,
     /// The site repository's commit, when known.
     pub commit: Option<String>,
+    /// The compiled site folders differed from `commit`.
+    pub dirty: bool,
+    /// The digest of the compiled site files (`crate::manifest::source::site_digest`).
+    pub site_digest: Option<String>,
 }
 
 impl NewRun {
@@ -139,7 +169,17 @@ impl NewRun {
             ),
             command: command.into(),
             commit,
+            dirty: false,
+            site_digest: None,
         }
+    }
+
+    /// The run of exactly this site content: commit, dirtiness and digest.
+    pub fn with_source(mut self, source: &crate::manifest::source::SiteSource) -> NewRun {
+        self.commit = source.commit.clone();
+        self.dirty = source.dirty;
+        self.site_digest = Some(source.digest.clone());
+        self
     }
 }
 
@@ -161,6 +201,9 @@ pub struct Run {
     pub duration_ms: Option<i64>,
     /// Why the run ended badly, when it did.
     pub error: Option<String>,
+    /// The compiled site folders differed from `commit`.
+    pub dirty: bool,
+    pub site_digest: Option<String>,
 }
 
 /// One node's part in a run.
@@ -206,8 +249,7 @@ impl NodeRun {
 pub struct ResourceChange {
     pub node: NodeName,
     pub resource: ResourceId,
-    /// `create`, `modify`, `remove`, `run`, `reload`.
-    pub action: String,
+    pub action: ChangeAction,
     /// One line for people, as the plan prints it: never a secret value (redacted on
     /// write as a second guard).
     pub summary: String,

@@ -15,6 +15,8 @@ fn apply_run() -> NewRun {
         started_by: "alice@build-1".into(),
         command: "tandem apply --on dc:aws-useast1".into(),
         commit: Some("3f2a9c1".into()),
+        dirty: false,
+        site_digest: None,
     }
 }
 
@@ -47,7 +49,7 @@ fn a_run_round_trips_with_nodes_and_changes() {
     let change = ResourceChange {
         node: NodeName::new("fe-1"),
         resource: "file:/etc/nginx/nginx.conf".parse().unwrap(),
-        action: "modify".into(),
+        action: ChangeAction::Modify,
         summary: "content: 2 lines changed".into(),
     };
     store.record_change(id, &change).unwrap();
@@ -116,7 +118,7 @@ fn secrets_are_redacted_before_they_are_written() {
             &ResourceChange {
                 node: NodeName::new("db-1"),
                 resource: "file:/etc/mongod.conf".parse().unwrap(),
-                action: "modify".into(),
+                action: ChangeAction::Modify,
                 summary: "password: hunter2-very-secret".into(),
             },
         )
@@ -293,7 +295,7 @@ fn a_killed_run_shows_as_interrupted_and_a_live_one_as_running() {
 
 #[tokio::test]
 async fn a_halted_rollout_records_its_reason_and_the_nodes_never_attempted() {
-    use crate::inventory::{DatacenterSpec, ProviderConfig};
+    use crate::datacenter::{DatacenterSpec, ProviderConfig};
     use crate::rollout::{self, RolloutPolicy};
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_site(dir.path()).unwrap();

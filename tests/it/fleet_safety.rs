@@ -50,8 +50,15 @@ fn sha(fleet: &Fleet, host: &str, path: &str) -> String {
 }
 
 /// The report line of `host` in an apply's output (`HOST (DC): OUTCOME...`).
+/// The report line naming `host`: its own line, or the line of the group of nodes whose
+/// steps were identical (`a, b (dc1), c (dc2): changed`).
 fn node_line<'a>(stdout: &'a str, host: &str) -> Option<&'a str> {
-    stdout.lines().find(|l| l.starts_with(&format!("{host} (")))
+    stdout.lines().find(|l| {
+        let Some((names, _)) = l.split_once("): ") else {
+            return false;
+        };
+        !l.starts_with(' ') && names.split([',', '(', ')']).any(|name| name.trim() == host)
+    })
 }
 
 /// The runs in the site's history, newest first (`tandem runs --format json`).

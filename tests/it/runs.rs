@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use tandem::node::{DatacenterName, NodeName};
 use tandem::outcome::Outcome;
-use tandem::store::{NewRun, NodeRun, ResourceChange, RunKind, RunStatus, Store};
+use tandem::store::{ChangeAction, NewRun, NodeRun, ResourceChange, RunKind, RunStatus, Store};
 
 fn tandem(site: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
@@ -33,6 +33,8 @@ fn site_with_history() -> (tempfile::TempDir, i64) {
             started_by: "webhook".into(),
             command: "tandem plan".into(),
             commit: Some("3f2a9c1d7e".into()),
+            dirty: false,
+            site_digest: None,
         })
         .unwrap();
     store.finish(plan, RunStatus::Pending, None).unwrap();
@@ -76,7 +78,7 @@ fn site_with_history() -> (tempfile::TempDir, i64) {
             &ResourceChange {
                 node: NodeName::new("fe-aws-1"),
                 resource: "file:/etc/nginx/nginx.conf".parse().unwrap(),
-                action: "modify".into(),
+                action: ChangeAction::Modify,
                 summary: "content: 3 lines changed".into(),
             },
         )

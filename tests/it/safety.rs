@@ -89,6 +89,8 @@ impl Site {
                 started_by: "tester@ci".into(),
                 command: command.into(),
                 commit: None,
+                dirty: false,
+                site_digest: None,
             },
         }
     }

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use super::http::{form_encode, HttpClient, HttpError, Outgoing, Response};
-use crate::inventory::{AzureCredentialSource, AzureSettings};
+use crate::datacenter::{AzureCredentialSource, AzureSettings};
 
 pub const DEFAULT_LOGIN: &str = "https://login.microsoftonline.com";
 /// The instance metadata service, reachable only from inside an Azure VM.

@@ -18,7 +18,6 @@ use async_trait::async_trait;
 
 use super::known_hosts::{HostKey, KnownHosts, KnownHostsError};
 use super::{Connector, Output, Session, TransportError};
-use crate::cli::Global;
 use crate::node::{Node, NodeName};
 
 /// How tandem reaches nodes over SSH.
@@ -47,17 +46,6 @@ pub struct JumpHost {
 }
 
 impl SshConfig {
-    /// The configuration the command line asks for: `--known-hosts` (default
-    /// `.tandem/known_hosts` in the site), `--identity`, `--user`.
-    pub fn from_global(global: &Global, site_root: &Path) -> Self {
-        let mut config = SshConfig::new(known_hosts_path(global, site_root));
-        config.identity = global.identity.clone();
-        if let Some(user) = &global.user {
-            config.user = user.clone();
-        }
-        config
-    }
-
     /// Defaults: user `root`, ssh-agent, 10 s to connect, 5 min per command.
     pub fn new(known_hosts: PathBuf) -> Self {
         SshConfig {
@@ -71,13 +59,10 @@ impl SshConfig {
     }
 }
 
-/// tandem's known_hosts: `--known-hosts`/`TANDEM_KNOWN_HOSTS`, else
-/// `.tandem/known_hosts` in the site.
-pub fn known_hosts_path(global: &Global, site_root: &Path) -> PathBuf {
-    global
-        .known_hosts
-        .clone()
-        .unwrap_or_else(|| site_root.join(".tandem/known_hosts"))
+/// tandem's known_hosts: the file given explicitly (`--known-hosts`,
+/// `TANDEM_KNOWN_HOSTS`), else `.tandem/known_hosts` in the site.
+pub fn known_hosts_path(explicit: Option<&Path>, site_root: &Path) -> PathBuf {
+    explicit.map_or_else(|| site_root.join(".tandem/known_hosts"), Path::to_path_buf)
 }
 
 /// Opens SSH sessions; holds the known_hosts file read once at construction.

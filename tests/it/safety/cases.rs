@@ -26,10 +26,14 @@ async fn stale_saved_plan_refuses_the_moved_resource_and_converges_the_others() 
     let connector = site.connector.clone();
     let results = apply::plan_nodes(catalogs.clone(), connector, &options).await;
     let plan_file = site.root().join("plan.json");
-    SavedPlan::new(site.root(), &catalogs, &results)
-        .unwrap()
-        .write(&plan_file)
-        .unwrap();
+    SavedPlan::new(
+        &tandem::manifest::source::SiteSource::read(site.root()).unwrap(),
+        &catalogs,
+        &results,
+    )
+    .unwrap()
+    .write(&plan_file)
+    .unwrap();
 
     // Someone edits a managed file on n2 after the plan was reviewed.
     let edited = site.disk("n2").join("a.conf");
@@ -78,7 +82,7 @@ async fn stale_saved_plan_refuses_the_moved_resource_and_converges_the_others() 
         assert_eq!(text, format!("b of {n}\n"));
     }
     assert_eq!(report.exit_status(), Status::Failed);
-    let text = tandem::cli::apply::text(&report);
+    let text = tandem::apply::render::text(&report, true);
     assert!(text.contains(&format!("REFUSED {edited_id}")), "{text}");
 
     let (status, nodes) = site.run_status(&report);
@@ -89,7 +93,8 @@ async fn stale_saved_plan_refuses_the_moved_resource_and_converges_the_others() 
     assert!(
         changes
             .iter()
-            .any(|c| c.action == "refused" && c.resource.to_string() == edited_id),
+            .any(|c| c.action == tandem::store::ChangeAction::Refused
+                && c.resource.to_string() == edited_id),
         "{changes:?}"
     );
 
@@ -135,10 +140,14 @@ async fn saved_plan_holds_no_secret_in_clear() {
     let connector = site.connector.clone();
     let results = apply::plan_nodes(catalogs.clone(), connector, &site.options()).await;
     let plan_file = site.root().join("plan.json");
-    SavedPlan::new(site.root(), &catalogs, &results)
-        .unwrap()
-        .write(&plan_file)
-        .unwrap();
+    SavedPlan::new(
+        &tandem::manifest::source::SiteSource::read(site.root()).unwrap(),
+        &catalogs,
+        &results,
+    )
+    .unwrap()
+    .write(&plan_file)
+    .unwrap();
     let text = std::fs::read_to_string(&plan_file).unwrap();
     assert!(!text.contains(secret), "the secret is in the plan file");
     assert!(text.contains("db.conf"), "{text}");
@@ -187,7 +196,7 @@ async fn threshold_zero_halts_before_the_next_batch() {
     ));
     assert!(!site.disk("n2").join("a.conf").exists(), "n2 was touched");
     assert_eq!(report.exit_status(), Status::Failed);
-    let text = tandem::cli::apply::text(&report);
+    let text = tandem::apply::render::text(&report, true);
     assert!(
         text.contains("halted after batch 1: 1 failed nodes exceed max_failed 0"),
         "{text}"
@@ -451,9 +460,11 @@ async fn a_plan_is_recorded_with_its_proposed_changes() {
             started_by: "tester@ci".into(),
             command: "tandem plan".into(),
             commit: None,
+            dirty: false,
+            site_digest: None,
         })
         .unwrap();
-    tandem::cli::plan::record_plan(&store, run, &results, started).unwrap();
+    tandem::run::plan::record_plan(&store, run, &results, started).unwrap();
     let status = apply::plan_status(&results);
     assert_eq!(status, Status::Pending);
     store
@@ -482,4 +493,95 @@ async fn a_plan_is_recorded_with_its_proposed_changes() {
     );
     // Nothing was written by planning.
     assert!(!site.disk("n2").join("a.conf").exists());
+}
+
+/// Batches, health checks and pauses are spent on nodes that change: with a canary and
+/// one node per batch, a run where one of four nodes has a change rolls out one batch,
+/// pauses never, and reports the other three unchanged (verified by their probe).
+#[tokio::test]
+async fn a_rollout_batches_only_the_nodes_that_change() {
+    let site = Site::new();
+    let names = ["n1", "n2", "n3", "n4"];
+    let catalogs = |changed: Option<&str>| -> Vec<Catalog> {
+        names
+            .iter()
+            .map(|n| {
+                let text = if Some(*n) == changed { "b\n" } else { "a\n" };
+                catalog(n, vec![file(&site.disk(n).join("a.conf"), text)])
+            })
+            .collect()
+    };
+    let flat = RolloutPolicy::default();
+    let first = site
+        .deploy(
+            jobs(catalogs(None)),
+            &site.options(),
+            flat,
+            "tandem apply",
+            Wait::FailFast,
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.exit_status(), Status::Ok);
+
+    let mut policy = one_by_one(0);
+    policy.pause_seconds = 30;
+    let lock = deploy::lock_site(
+        site.root(),
+        "tandem apply",
+        Wait::FailFast,
+        &Interrupt::new(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let mut events = Vec::new();
+    let started = Instant::now();
+    let report = deploy::deploy(
+        jobs(catalogs(Some("n3"))),
+        site.connector.clone(),
+        &site.options(),
+        site.context(policy, "tandem apply"),
+        lock,
+        |event| events.push(event.to_string()),
+    )
+    .await
+    .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "a 30 s pause was spent: {events:?}"
+    );
+    assert_eq!(report.exit_status(), Status::Ok);
+    let mut got = outcomes(&report);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("n1".into(), Outcome::Unchanged),
+            ("n2".into(), Outcome::Unchanged),
+            ("n3".into(), Outcome::Changed),
+            ("n4".into(), Outcome::Unchanged),
+        ]
+    );
+    let rolled: Vec<&str> = report
+        .rollout
+        .nodes
+        .iter()
+        .map(|n| n.node.as_str())
+        .collect();
+    assert_eq!(rolled, ["n3"], "only the changing node is rolled out");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("3 in sync") && e.contains("1 to roll out")),
+        "{events:?}"
+    );
+    assert!(!events.iter().any(|e| e.contains("pausing")), "{events:?}");
+    assert_eq!(
+        std::fs::read_to_string(site.disk("n3").join("a.conf")).unwrap(),
+        "b\n"
+    );
+    let (status, nodes) = site.run_status(&report);
+    assert_eq!(status, RunStatus::Succeeded);
+    assert_eq!(nodes.len(), 4, "every node is recorded: {nodes:?}");
 }

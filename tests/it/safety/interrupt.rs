@@ -66,7 +66,7 @@ async fn sigint_finishes_the_node_in_flight_and_starts_no_other() {
         assert!(!site.disk(n).join("started").exists(), "{n} was started");
     }
     assert_eq!(report.exit_status(), Status::Failed);
-    let text = tandem::cli::apply::text(&report);
+    let text = tandem::apply::render::text(&report, true);
     assert!(
         text.contains("interrupted: no new node was started"),
         "{text}"

@@ -5,8 +5,16 @@
 
 use serde::Serialize;
 
+use crate::catalog::Catalog;
 use crate::plan::{self, NodePlan};
 use crate::resource::ResourceId;
+
+/// One node to apply: its catalog and, for a saved plan, what the plan read.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub catalog: Catalog,
+    pub expect: Option<Vec<Expect>>,
+}
 
 /// A resource whose state moved between a saved plan and its apply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -16,7 +24,7 @@ pub struct StaleResource {
     pub what: String,
 }
 
-pub(super) fn stale_list(resources: &[StaleResource]) -> String {
+pub(crate) fn stale_list(resources: &[StaleResource]) -> String {
     let parts: Vec<String> = resources
         .iter()
         .map(|r| format!("`{}` ({})", r.id, r.what))
@@ -37,7 +45,7 @@ pub struct Expect {
 
 /// The resources whose read state differs from what the saved plan read, or that are
 /// in one of catalog and plan but not the other.
-pub(super) fn stale_resources(expect: &[Expect], plan: &NodePlan) -> Vec<StaleResource> {
+pub(crate) fn stale_resources(expect: &[Expect], plan: &NodePlan) -> Vec<StaleResource> {
     let now = |id: &ResourceId| change_summary(plan.change(id));
     let mut stale = Vec::new();
     for read in &plan.read {
