@@ -43,7 +43,7 @@ pub const ENV_PREFIX: &str = "TANDEM_SECRET_";
 
 /// A short, stable, non-reversible identifier of a secret value: 8 hex digits of
 /// SHA-256. Enough to tell two versions apart in a diff, useless to recover the value.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct Fingerprint(String);
 

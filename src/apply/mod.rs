@@ -100,6 +100,10 @@ pub enum NodeError {
         node: NodeName,
         resources: Vec<StaleResource>,
     },
+    #[error(
+        "{node}: refused, not the machine the saved plan read: {what}; nothing was sent to it"
+    )]
+    NotPlannedMachine { node: NodeName, what: String },
 }
 
 /// What happened to one resource's change.
@@ -153,8 +157,11 @@ pub async fn plan_nodes(
             options.progress.node_started(node.as_str());
             let dc = catalog.node.datacenter.clone();
             let result = match connect_and_probe(&*connector, &catalog, &options).await {
-                Ok((_, facts)) => match plan::plan_node(&catalog, &facts, &options.secrets) {
-                    Ok(p) => NodeResult::Planned(p),
+                Ok((session, facts)) => match plan::plan_node(&catalog, &facts, &options.secrets) {
+                    Ok(mut p) => {
+                        p.host_key = session.host_key();
+                        NodeResult::Planned(p)
+                    }
                     Err(source) => node_failure(
                         NodeError::Facts {
                             node: node.clone(),
@@ -179,13 +186,7 @@ pub async fn apply_nodes(
     connector: Arc<dyn Connector>,
     options: &ApplyOptions,
 ) -> Vec<NodeReport> {
-    let jobs = catalogs
-        .into_iter()
-        .map(|catalog| Job {
-            catalog,
-            expect: None,
-        })
-        .collect();
+    let jobs = catalogs.into_iter().map(Job::new).collect();
     apply_jobs(jobs, connector, options).await
 }
 
@@ -297,7 +298,34 @@ async fn apply_node(connector: &dyn Connector, job: &Job, options: &ApplyOptions
     let catalog = &job.catalog;
     let mut report = empty_report(catalog, Outcome::Failed);
     let result = async {
-        let (mut session, facts) = connect_and_probe(connector, catalog, options).await?;
+        // A saved plan goes only to the machine it read: the address before connecting,
+        // the verified host key before anything is run.
+        if let Some(id) = &job.identity {
+            let node = &catalog.node;
+            if (id.address.as_str(), id.port) != (node.address.as_str(), node.port) {
+                return Err(NodeError::NotPlannedMachine {
+                    node: node.name.clone(),
+                    what: format!(
+                        "the plan read `{}:{}`, the inventory now says `{}:{}`",
+                        id.address, id.port, node.address, node.port
+                    ),
+                });
+            }
+        }
+        let mut session = connector.connect(&catalog.node).await?;
+        if let Some(planned) = job.identity.as_ref().and_then(|id| id.host_key.as_ref()) {
+            let now = session.host_key();
+            if now.as_ref() != Some(planned) {
+                return Err(NodeError::NotPlannedMachine {
+                    node: catalog.node.name.clone(),
+                    what: format!(
+                        "the plan read host key `{planned}`, the node now presents `{}`",
+                        now.as_deref().unwrap_or("none")
+                    ),
+                });
+            }
+        }
+        let facts = probe(&mut *session, catalog, options).await?;
         let outcome = apply_with(
             &mut *session,
             catalog,

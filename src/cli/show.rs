@@ -1,9 +1,11 @@
-//! `tandem show FILE`: a saved plan as `tandem plan` printed it (text), or as
-//! `--format json` gave it, after a header saying when, from which commit and site
+//! `tandem show FILE`: a saved plan rendered from its structured results (text, or JSON
+//! with `--format json`), once they are checked against what apply would use, after a
+//! header saying when, from which commit and site
 //! digest it was made, and whether the site still matches. Touches no host.
 
 use crate::cli::{Format, Global};
 use crate::exit::Status;
+use crate::plan::render;
 use crate::plan::saved::SavedPlan;
 
 #[derive(Debug, clap::Args)]
@@ -15,11 +17,15 @@ pub struct Args {
 /// Exit 2 when the plan holds changes (as `plan` would), 0 when it holds none.
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<Status> {
     let saved = SavedPlan::load(&args.file)?;
+    saved.verify_results()?;
     let pending = saved
         .planned_nodes()
         .any(|n| n.resources.iter().any(|r| r.planned != "in sync"));
     match global.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&saved.rendered.json)?),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&render::json(&saved.results))?
+        ),
         Format::Text => {
             println!(
                 "saved plan `{}` (format version {}), made {}",
@@ -42,7 +48,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Status> {
                 ),
             };
             println!("site digest: {} ({site})\n", saved.site_digest);
-            print!("{}", saved.rendered.text);
+            print!("{}", render::text(&saved.results));
         }
     }
     Ok(if pending { Status::Pending } else { Status::Ok })

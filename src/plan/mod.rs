@@ -9,7 +9,7 @@ pub mod stale;
 
 use std::collections::{HashMap, HashSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::catalog::Catalog;
@@ -23,19 +23,23 @@ pub use crate::resource::diff::{self, Diff};
 
 /// What was read for one resource, as a digest: a saved plan is only applied to a
 /// resource whose state still has this digest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadState {
     pub id: ResourceId,
     pub digest: String,
 }
 
 /// One node's plan.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodePlan {
     pub node: NodeName,
     pub datacenter: DatacenterName,
     pub changes: Vec<Change>,
     pub read: Vec<ReadState>,
+    /// The host key the node presented when it was read (`ssh-ed25519 SHA256:…`), as
+    /// tandem's known_hosts verified it; `None` for transports without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_key: Option<String>,
 }
 
 impl NodePlan {
@@ -106,6 +110,7 @@ pub fn plan_node(
         datacenter: catalog.node.datacenter.clone(),
         changes,
         read,
+        host_key: None,
     })
 }
 

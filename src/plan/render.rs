@@ -5,13 +5,13 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::node::DatacenterName;
 use crate::plan::{diff, Action, Change, Diff, NodePlan};
 
 /// A node's planning result: its plan, or why none could be made.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum NodeResult {
     Planned(NodePlan),

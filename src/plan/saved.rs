@@ -1,8 +1,11 @@
 //! Saved plans (`tandem plan --out FILE`): a versioned JSON file holding the commit, a
 //! digest of the site (manifests, templates, modules), and per node and resource the
 //! desired state, a digest of it, the digest of the state read, and the planned change.
-//! It also keeps the plan exactly as `plan` rendered it, so `tandem show FILE` prints
-//! what the reviewer saw.
+//! It also keeps each node's planning result (changes and diffs) and the machine that
+//! was read (address, port, verified host key). `tandem show FILE` renders the results
+//! only after checking that they say what the per-resource entries say (what apply
+//! uses), so editing what a reviewer sees is detected; `apply FILE` goes only to the
+//! address that was read, and only when the node presents the host key that was read.
 //!
 //! Secrets: desired file content that carries a secret serializes as its SHA-256 and the
 //! secrets' fingerprints only (see `resource::Content`), and the rendered plan shows only
@@ -25,14 +28,16 @@ use sha2::{Digest, Sha256};
 use crate::catalog::Catalog;
 use crate::manifest::source::{SiteSource, SourceError};
 use crate::node::{DatacenterName, NodeName};
-use crate::plan::render::{self, NodeResult};
-use crate::plan::stale::{change_summary, Expect, Job};
+use crate::plan::render::NodeResult;
+use crate::plan::stale::{change_summary, Expect, Job, NodeIdentity};
+use crate::plan::Diff;
 use crate::resource::ResourceId;
 
 /// The `format` field: what this file is.
 pub const FORMAT: &str = "tandem-plan";
 /// The format version this tandem writes and reads.
-pub const VERSION: u32 = 1;
+/// Version 2: node addresses and host keys, structured results instead of stored text.
+pub const VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SavedPlanError {
@@ -59,6 +64,10 @@ pub enum SavedPlanError {
         planned_commit: Option<String>,
         now_commit: Option<String>,
     },
+    #[error("the saved plan was edited: what it shows for `{node}` ({what}) is not what it would apply; refusing it: make a new one with `tandem plan --out`")]
+    Tampered { node: NodeName, what: String },
+    #[error("the saved plan was edited: it holds {nodes} nodes but {results} results; refusing it: make a new one with `tandem plan --out`")]
+    TamperedShape { nodes: usize, results: usize },
     #[error("node `{node}` of the plan is no longer in the inventory; refusing the whole plan: make a new one with `tandem plan --out`")]
     NodeGone { node: NodeName },
     #[error("the desired state of `{resource}` on `{node}` is not what the plan holds ({reason}); refusing the whole plan: make a new one with `tandem plan --out`")]
@@ -87,14 +96,9 @@ pub struct SavedPlan {
     /// See [`site_digest`].
     pub site_digest: String,
     pub nodes: Vec<SavedNode>,
-    /// The plan as `tandem plan` printed it (text) and as `--format json` gives it.
-    pub rendered: Rendered,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Rendered {
-    pub text: String,
-    pub json: serde_json::Value,
+    /// What planning found per node, changes and diffs included: what `tandem show`
+    /// renders, after checking that it says what `nodes` (what apply uses) says.
+    pub results: Vec<NodeResult>,
 }
 
 /// One node: `planned` with its resources, or why it could not be planned (such a node
@@ -103,6 +107,12 @@ pub struct Rendered {
 pub struct SavedNode {
     pub node: NodeName,
     pub datacenter: DatacenterName,
+    /// The machine that was read: `apply FILE` goes to this address and port only, and
+    /// only when the node presents this host key.
+    pub address: String,
+    pub port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_key: Option<String>,
     pub status: SavedStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -165,10 +175,7 @@ impl SavedPlan {
             commit: source.commit.clone(),
             site_digest: source.digest.clone(),
             nodes,
-            rendered: Rendered {
-                text: render::text(results),
-                json: render::json(results),
-            },
+            results: results.to_vec(),
         })
     }
 
@@ -242,6 +249,69 @@ impl SavedPlan {
         })
     }
 
+    /// Checks that the stored results (what `show` renders) say what the structured
+    /// nodes (what `apply` uses) say: the same nodes, statuses and host keys, the same
+    /// changes per resource, and file diffs whose new side is the desired content. A
+    /// plan edited to hide a change is refused, by node and resource.
+    pub fn verify_results(&self) -> Result<(), SavedPlanError> {
+        let mismatch = |node: &NodeName, what: String| SavedPlanError::Tampered {
+            node: node.clone(),
+            what,
+        };
+        if self.results.len() != self.nodes.len() {
+            return Err(SavedPlanError::TamperedShape {
+                nodes: self.nodes.len(),
+                results: self.results.len(),
+            });
+        }
+        for (saved, result) in self.nodes.iter().zip(&self.results) {
+            if result.node() != &saved.node {
+                return Err(mismatch(
+                    &saved.node,
+                    format!("result for `{}`", result.node()),
+                ));
+            }
+            let NodeResult::Planned(plan) = result else {
+                if saved.status == SavedStatus::Planned {
+                    return Err(mismatch(
+                        &saved.node,
+                        "a planned node without a plan".into(),
+                    ));
+                }
+                continue;
+            };
+            if saved.status != SavedStatus::Planned || plan.host_key != saved.host_key {
+                return Err(mismatch(&saved.node, "its status or host key".into()));
+            }
+            for r in &saved.resources {
+                let change = plan.change(&r.id);
+                if change_summary(change) != r.planned || read_digest(plan, &r.id) != r.read_digest
+                {
+                    return Err(mismatch(&saved.node, format!("`{}`", r.id)));
+                }
+                let desired = r
+                    .desired
+                    .pointer("/spec/content/text")
+                    .and_then(|t| t.as_str());
+                if let (Some(Diff::Text { unified }), Some(desired)) =
+                    (change.and_then(|c| c.diff.as_ref()), desired)
+                {
+                    if !new_side_matches(unified, desired) {
+                        return Err(mismatch(&saved.node, format!("the diff of `{}`", r.id)));
+                    }
+                }
+            }
+            if let Some(extra) = plan
+                .changes
+                .iter()
+                .find(|c| !saved.resources.iter().any(|r| r.id == c.id))
+            {
+                return Err(mismatch(&saved.node, format!("`{}`", extra.id)));
+            }
+        }
+        Ok(())
+    }
+
     /// The nodes this plan applies to (those it could plan).
     pub fn planned_nodes(&self) -> impl Iterator<Item = &SavedNode> {
         self.nodes
@@ -300,6 +370,11 @@ impl SavedPlan {
             jobs.push(Job {
                 catalog: catalog.clone(),
                 expect: Some(expect),
+                identity: Some(NodeIdentity {
+                    address: saved.address.clone(),
+                    port: saved.port,
+                    host_key: saved.host_key.clone(),
+                }),
             });
         }
         Ok(jobs)
@@ -333,10 +408,47 @@ fn saved_node(catalog: &Catalog, result: &NodeResult) -> SavedNode {
     SavedNode {
         node: catalog.node.name.clone(),
         datacenter: catalog.node.datacenter.clone(),
+        address: catalog.node.address.clone(),
+        port: catalog.node.port,
+        host_key: match result {
+            NodeResult::Planned(plan) => plan.host_key.clone(),
+            _ => None,
+        },
         status,
         error,
         resources,
     }
+}
+
+/// Whether every hunk's new side (context and added lines) of a unified diff is the
+/// desired text at the lines the hunk header names.
+fn new_side_matches(unified: &str, desired: &str) -> bool {
+    let want: Vec<&str> = desired.lines().collect();
+    let mut line = None::<usize>;
+    for l in unified.lines() {
+        if let Some(header) = l.strip_prefix("@@ ") {
+            let start = header
+                .split_whitespace()
+                .find_map(|part| part.strip_prefix('+'))
+                .and_then(|range| range.split(',').next())
+                .and_then(|n| n.parse::<usize>().ok());
+            let Some(start) = start else { return false };
+            line = Some(start.saturating_sub(1));
+            continue;
+        }
+        let Some(at) = line.as_mut() else { continue };
+        // `\ No newline at end of file` belongs to the line before it.
+        if l.starts_with('\\') {
+            continue;
+        }
+        if let Some(text) = l.strip_prefix('+').or_else(|| l.strip_prefix(' ')) {
+            if want.get(*at) != Some(&text) {
+                return false;
+            }
+            *at += 1;
+        }
+    }
+    true
 }
 
 fn read_digest(plan: &crate::plan::NodePlan, id: &ResourceId) -> String {

@@ -77,3 +77,16 @@ fn other_files_and_versions_are_refused_by_name() {
     let err = SavedPlan::load(&file).unwrap_err().to_string();
     assert!(err.contains("format version 7"), "{err}");
 }
+
+#[test]
+fn a_diff_whose_new_side_is_not_the_desired_text_is_caught() {
+    let desired = "a\nb\nc\nd\n";
+    let honest = "--- f\n+++ f\n@@ -1,3 +1,3 @@\n a\n-x\n+b\n c\n";
+    assert!(new_side_matches(honest, desired));
+    let forged = "--- f\n+++ f\n@@ -1,3 +1,3 @@\n a\n-x\n+B\n c\n";
+    assert!(!new_side_matches(forged, desired));
+    let shifted = "--- f\n+++ f\n@@ -1,2 +2,2 @@\n-x\n+b\n c\n";
+    assert!(new_side_matches(shifted, desired));
+    let wrong_place = "--- f\n+++ f\n@@ -1,2 +3,2 @@\n-x\n+b\n";
+    assert!(!new_side_matches(wrong_place, desired));
+}

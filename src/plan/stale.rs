@@ -9,11 +9,34 @@ use crate::catalog::Catalog;
 use crate::plan::{self, NodePlan};
 use crate::resource::ResourceId;
 
-/// One node to apply: its catalog and, for a saved plan, what the plan read.
+/// One node to apply: its catalog and, for a saved plan, what the plan read and which
+/// machine it read it from.
 #[derive(Debug, Clone)]
 pub struct Job {
     pub catalog: Catalog,
     pub expect: Option<Vec<Expect>>,
+    pub identity: Option<NodeIdentity>,
+}
+
+impl Job {
+    /// A job that converges `catalog` to whatever the node holds now.
+    pub fn new(catalog: Catalog) -> Job {
+        Job {
+            catalog,
+            expect: None,
+            identity: None,
+        }
+    }
+}
+
+/// The machine a saved plan read: an apply of the plan goes nowhere else. The address
+/// is compared before connecting, the host key after tandem's known_hosts verified it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeIdentity {
+    pub address: String,
+    pub port: u16,
+    /// `TYPE SHA256:…`; `None` when the plan's transport had no host key.
+    pub host_key: Option<String>,
 }
 
 /// A resource whose state moved between a saved plan and its apply.
@@ -82,7 +105,7 @@ pub fn change_summary(change: Option<&plan::Change>) -> String {
         None => "in sync".into(),
         Some(c) if c.details.is_empty() => c.action.as_str().into(),
         Some(c) => {
-            let attrs: Vec<&str> = c.details.iter().map(|d| d.attr).collect();
+            let attrs: Vec<&str> = c.details.iter().map(|d| d.attr.as_ref()).collect();
             format!("{} ({})", c.action.as_str(), attrs.join(", "))
         }
     }
@@ -114,6 +137,7 @@ mod tests {
             node: NodeName::new("n"),
             datacenter: DatacenterName::new("dc"),
             changes: vec![change],
+            host_key: None,
             read: vec![
                 ReadState {
                     id: id("/a"),

@@ -2,13 +2,15 @@
 //! [`Change`] (an [`Action`] and the attributes that move), and the [`Assessment`] a
 //! resource makes from the facts read. Plans collect these per node.
 
-use serde::Serialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 
 use super::diff::Diff;
 use super::ResourceId;
 
 /// What happens to a resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     Create,
@@ -32,28 +34,33 @@ impl Action {
 
 /// One attribute that changes: `mode 0600 -> 0644`. `from`/`to` are `None` when absent
 /// or not shown (content is described by the diff instead).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Detail {
-    pub attr: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// A resource type's own attribute name; read back from a saved plan as text.
+    pub attr: Cow<'static, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
 }
 
 impl Detail {
     pub fn new(attr: &'static str, from: Option<String>, to: Option<String>) -> Self {
-        Detail { attr, from, to }
+        Detail {
+            attr: Cow::Borrowed(attr),
+            from,
+            to,
+        }
     }
 }
 
 /// A pending change of one resource.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Change {
     pub id: ResourceId,
     pub action: Action,
     pub details: Vec<Detail>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diff: Option<Diff>,
 }
 

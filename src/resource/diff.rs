@@ -10,7 +10,7 @@ use similar::TextDiff;
 use crate::secret::{Fingerprint, SecretStore};
 
 /// How a file's content change is shown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Diff {
     /// A unified diff, secrets already redacted.

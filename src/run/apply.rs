@@ -88,14 +88,7 @@ pub async fn apply(
         }
         None => {
             let targets = ws.targets(request.on.as_deref()).await?;
-            let jobs = targets
-                .catalogs
-                .into_iter()
-                .map(|catalog| Job {
-                    catalog,
-                    expect: None,
-                })
-                .collect();
+            let jobs = targets.catalogs.into_iter().map(Job::new).collect();
             (jobs, targets.failures, None)
         }
     };

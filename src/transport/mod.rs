@@ -1,7 +1,5 @@
 //! Reaching nodes: a small async trait with SSH and local implementations. Every remote
 //! command is built with `quote`, which lives beside the transports for that reason.
-//!
-//! SKELETON: the trait only; the SSH and local transports come next.
 
 pub mod known_hosts;
 pub mod local;
@@ -70,4 +68,10 @@ pub trait Session: Send {
 
     /// Commands run on this session so far: one per round trip.
     fn round_trips(&self) -> u32;
+
+    /// The host key the node presented and tandem verified (`ssh-ed25519 SHA256:…`);
+    /// `None` for transports that have none.
+    fn host_key(&self) -> Option<String> {
+        None
+    }
 }

@@ -195,13 +195,7 @@ fn catalog(name: &str, resources: Vec<Resource>) -> Catalog {
 }
 
 fn jobs(catalogs: Vec<Catalog>) -> Vec<Job> {
-    catalogs
-        .into_iter()
-        .map(|catalog| Job {
-            catalog,
-            expect: None,
-        })
-        .collect()
+    catalogs.into_iter().map(Job::new).collect()
 }
 
 /// Canary first, then one node per batch.

@@ -50,6 +50,7 @@ pub(super) fn open(
     Ok(Connection {
         session,
         fd,
+        host_key: format!("{} {}", key.kind, key.fingerprint()),
         _tunnel: tunnel,
     })
 }

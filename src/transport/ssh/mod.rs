@@ -109,6 +109,7 @@ impl Connector for SshConnector {
                 .map_err(|err| lost(&name, format!("connection thread failed: {err}")))??;
         Ok(Box::new(SshSession {
             node: name,
+            host_key: connection.host_key.clone(),
             connection: Some(connection),
             round_trips: 0,
         }))
@@ -120,6 +121,8 @@ impl Connector for SshConnector {
 struct Connection {
     session: ssh2::Session,
     fd: RawFd,
+    /// The verified host key, `TYPE SHA256:…`.
+    host_key: String,
     _tunnel: Option<jump::Tunnel>,
 }
 
@@ -139,6 +142,7 @@ pub struct SshSession {
     /// `None` once the connection was lost or its peer fell silent: later commands
     /// fail fast.
     connection: Option<Connection>,
+    host_key: String,
     round_trips: u32,
 }
 
@@ -180,6 +184,10 @@ impl Session for SshSession {
 
     fn round_trips(&self) -> u32 {
         self.round_trips
+    }
+
+    fn host_key(&self) -> Option<String> {
+        Some(self.host_key.clone())
     }
 }
 

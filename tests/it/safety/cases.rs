@@ -103,7 +103,7 @@ async fn stale_saved_plan_refuses_the_moved_resource_and_converges_the_others() 
     let (code, out, err) = tandem_bin(site.root(), &["show", plan_arg]);
     assert_eq!(code, 2, "{out}{err}");
     assert!(
-        out.contains("format version 1") && out.contains("matches the site"),
+        out.contains("format version 2") && out.contains("matches the site"),
         "{out}"
     );
     assert!(

@@ -156,6 +156,14 @@ impl SiteFleet {
         self.edit_site("manifests/site.toml", "max_failed = 0", "max_failed = 100");
     }
 
+    /// Rewrites the demo inventory (the parsed TOML document) with `edit`.
+    pub fn edit_inventory(&self, edit: impl FnOnce(&mut toml::Table)) {
+        let text = std::fs::read_to_string(&self.inventory).unwrap();
+        let mut doc: toml::Table = text.parse().unwrap();
+        edit(&mut doc);
+        std::fs::write(&self.inventory, toml::to_string(&doc).unwrap()).unwrap();
+    }
+
     /// Sets a node variable in the demo inventory (`value` is TOML, e.g. `"\"x\""`).
     pub fn set_node_var(&self, node: &str, key: &str, value: &str) {
         let text = std::fs::read_to_string(&self.inventory).unwrap();
