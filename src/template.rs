@@ -8,8 +8,9 @@
 //! hold a secret's value), so that whatever prints the content shows a marker instead.
 
 mod helpers;
+mod partials;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -41,6 +42,11 @@ pub enum TemplateError {
         path: PathBuf,
         line: usize,
         message: String,
+    },
+    #[error("partials include each other in a cycle: {}", describe_cycle(.cycle))]
+    PartialCycle {
+        /// Each partial along the cycle with its file, the first repeated at the end.
+        cycle: Vec<(String, PathBuf)>,
     },
     #[error("partial `{name}` is defined twice: in `{first}` and in `{second}`")]
     DuplicatePartial {
@@ -115,6 +121,7 @@ impl Templates {
         let mut files = Vec::new();
         collect_hbs(dir, &mut files)?;
         files.sort();
+        let mut added = Vec::new();
         for path in files {
             let relative = path.strip_prefix(dir).unwrap_or(&path).with_extension("");
             let mut name = relative
@@ -136,9 +143,45 @@ impl Templates {
             self.registry
                 .register_partial(&name, source)
                 .map_err(|err| syntax_error(&err, &path, 0))?;
-            self.partials.insert(name, path);
+            self.partials.insert(name.clone(), path);
+            added.push(name);
+        }
+        if let Some(cycle) = self.partial_cycle() {
+            // Taken out again, so the registry never holds a cycle that a later render
+            // could recurse into (or a later call report a second time).
+            for name in &added {
+                self.registry.unregister_template(name);
+                self.partials.remove(name);
+            }
+            return Err(TemplateError::PartialCycle { cycle });
         }
         Ok(())
+    }
+
+    /// A cycle among the registered partials, each with its file.
+    fn partial_cycle(&self) -> Option<Vec<(String, PathBuf)>> {
+        let graph: BTreeMap<String, BTreeSet<String>> = self
+            .partials
+            .keys()
+            .map(|name| {
+                let refs = self
+                    .registry
+                    .get_template(name)
+                    .map(partials::references)
+                    .unwrap_or_default();
+                (name.clone(), refs)
+            })
+            .collect();
+        let cycle = partials::find_cycle(&graph)?;
+        Some(
+            cycle
+                .into_iter()
+                .map(|name| {
+                    let file = self.partials.get(&name).cloned().unwrap_or_default();
+                    (name, file)
+                })
+                .collect(),
+        )
     }
 
     /// Renders the template file at `path` with `vars`.
@@ -263,6 +306,16 @@ impl Templates {
             message,
         }
     }
+}
+
+fn describe_cycle(cycle: &[(String, PathBuf)]) -> String {
+    let names: Vec<String> = cycle.iter().map(|(name, _)| format!("`{name}`")).collect();
+    let files: Vec<String> = cycle
+        .iter()
+        .take(cycle.len().saturating_sub(1))
+        .map(|(_, file)| file.display().to_string())
+        .collect();
+    format!("{} (in {})", names.join(" -> "), files.join(", "))
 }
 
 fn read(path: &Path) -> Result<String, TemplateError> {

@@ -421,3 +421,50 @@ fn templates_can_be_shared_across_threads_and_debugged_safely() {
         "{shown}"
     );
 }
+
+#[test]
+fn partials_that_include_each_other_are_refused_naming_the_cycle() {
+    let site = tempfile::tempdir().unwrap();
+    let shared = site.path().join("templates");
+    let module = site.path().join("modules/m/templates");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::create_dir_all(&module).unwrap();
+    std::fs::write(shared.join("pa.hbs"), "a {{#if x}}{{> pb}}{{/if}}\n").unwrap();
+    std::fs::write(shared.join("pb.hbs"), "b {{> pa}}\n").unwrap();
+    std::fs::write(shared.join("ok.hbs"), "fine\n").unwrap();
+    let mut fresh = templates();
+    let err = fresh.register_partials(&shared, None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "partials include each other in a cycle: `pa` -> `pb` -> `pa` (in {}, {})",
+            shared.join("pa.hbs").display(),
+            shared.join("pb.hbs").display()
+        )
+    );
+    // Nothing of the refused folder stays registered, so no render can recurse.
+    let err = fresh
+        .render_str("{{> pa}}", Path::new("x.hbs"), 0, &json!({"x": true}))
+        .unwrap_err();
+    assert_eq!(err.to_string(), "unknown partial `pa` in x.hbs:1");
+
+    // Across two folders: `m/pc` includes `pa` which includes `m/pc`.
+    std::fs::write(shared.join("pb.hbs"), "b {{> m/pc}}\n").unwrap();
+    std::fs::write(module.join("pc.hbs"), "c {{> pa}}\n").unwrap();
+    let mut two = templates();
+    two.register_partials(&shared, None).unwrap();
+    let err = two.register_partials(&module, Some("m")).unwrap_err();
+    assert!(
+        err.to_string().contains("`m/pc` -> `pa` -> `pb` -> `m/pc`"),
+        "{err}"
+    );
+    // A chain that only looks alike is fine, and renders.
+    std::fs::write(module.join("pc.hbs"), "c\n").unwrap();
+    let mut fine = templates();
+    fine.register_partials(&shared, None).unwrap();
+    fine.register_partials(&module, Some("m")).unwrap();
+    let out = fine
+        .render_str("{{> pa}}", Path::new("x.hbs"), 0, &json!({"x": true}))
+        .unwrap();
+    assert_eq!(out.text, "a b c\n\n\n");
+}

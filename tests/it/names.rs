@@ -1,6 +1,7 @@
 //! Untrusted names and template defects, through the real binary: `tandem check`
 //! refuses node names, addresses, accounts, unit names and paths that break the rules
-//! (naming file, line and key, before anything is compiled or any host is touched).
+//! (naming file, line and key, before anything is compiled or any host is touched), and
+//! partials that include each other are an error naming the cycle instead of a crash.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -194,4 +195,40 @@ fn resource_names_a_node_would_refuse_are_refused_at_check() {
         "service:web@main.service",
     );
     tandem(site.path(), &["check"]).expect_code(0);
+}
+
+#[test]
+fn partials_that_include_each_other_are_an_error_naming_the_cycle() {
+    let site = site();
+    let templates = site.path().join("templates");
+    std::fs::create_dir_all(&templates).unwrap();
+    std::fs::write(templates.join("pa.hbs"), "a\n{{> pb}}\n").unwrap();
+    std::fs::write(templates.join("pb.hbs"), "b\n{{> pa}}\n").unwrap();
+    edit(
+        site.path(),
+        "modules/web/templates/web.conf.hbs",
+        "greeting",
+        "{{> pa}}\ngreeting",
+    );
+    let nodes = site.path().join("manifests/nodes.toml");
+    for args in [
+        vec!["check"],
+        vec![
+            "--inventory",
+            nodes.to_str().unwrap(),
+            "catalog",
+            "web-east-1",
+        ],
+    ] {
+        let run = tandem(site.path(), &args);
+        // Today's failure was a stack overflow: SIGABRT, no exit code, exit 134 in sh.
+        run.expect_code(1);
+        assert!(
+            run.stderr
+                .contains("partials include each other in a cycle: `pa` -> `pb` -> `pa`")
+                && run.stderr.contains("templates/pa.hbs")
+                && run.stderr.contains("templates/pb.hbs"),
+            "{run}"
+        );
+    }
 }
