@@ -468,3 +468,62 @@ fn partials_that_include_each_other_are_refused_naming_the_cycle() {
         .unwrap();
     assert_eq!(out.text, "a b c\n\n\n");
 }
+
+/// Runs `printf %s WORD` in a real shell, the way a node's shell reads the word.
+fn through_sh(word: &str) -> Vec<u8> {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("printf %s {word}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{word}: {out:?}");
+    out.stdout
+}
+
+#[test]
+fn shell_quote_makes_one_word_of_hostile_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let canary = dir.path().join("pwned");
+    let hostile = [
+        "plain".to_string(),
+        String::new(),
+        "it's".to_string(),
+        "'; touch CANARY; echo '".to_string(),
+        "$(touch CANARY)".to_string(),
+        "`touch CANARY`".to_string(),
+        "a\nb\n".to_string(),
+        "\"$HOME\" \\ * ? [a] ~ # & | ; < > ( ) { }".to_string(),
+        "--option=-x".to_string(),
+        "ünïcødé ✓".to_string(),
+    ];
+    for value in hostile {
+        let value = value.replace("CANARY", &canary.display().to_string());
+        let word = text("{{shell_quote v}}", json!({ "v": value }));
+        assert_eq!(word, crate::transport::quote::quote_str(&value));
+        assert_eq!(through_sh(&word), value.as_bytes(), "{word}");
+    }
+    assert!(!canary.exists(), "a quoted value ran as a command");
+
+    // Non-strings are quoted as they render; an array is one word per item.
+    assert_eq!(text("{{shell_quote n}}", json!({"n": 8080})), "'8080'");
+    let words = text(
+        "{{shell_quote list}}",
+        json!({"list": ["a b", "it's", "$(x)"]}),
+    );
+    assert_eq!(words, r#"'a b' 'it'\''s' '$(x)'"#);
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("printf '<%s>' {words}"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "<a b><it's><$(x)>");
+    // As a subexpression, and with the usual strict-mode error for a missing value.
+    assert_eq!(
+        text("{{indent 2 (shell_quote v)}}", json!({"v": ["a"]})),
+        "  'a'"
+    );
+    let err = render("{{shell_quote nope}}", json!({})).unwrap_err();
+    assert_eq!(err.to_string(), "unknown variable `nope` in inline.hbs:1");
+    let err = render("{{shell_quote v}}", json!({"v": "a\u{0}b"})).unwrap_err();
+    assert!(err.to_string().contains("NUL byte"), "{err}");
+}
