@@ -232,3 +232,68 @@ fn partials_that_include_each_other_are_an_error_naming_the_cycle() {
         );
     }
 }
+
+/// The example site's top-level `templates/` holds real site-wide partials: every file
+/// the example renders starts with the `managed` header, and the folder is tracked, so
+/// a fresh clone has it.
+#[test]
+fn every_rendered_file_of_the_example_starts_with_the_site_wide_header() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tracked = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["ls-files", "--error-unmatch", "templates/managed.hbs"])
+        .output()
+        .unwrap();
+    assert!(
+        tracked.status.success(),
+        "templates/managed.hbs is not tracked: {}",
+        String::from_utf8_lossy(&tracked.stderr)
+    );
+    let nodes: toml::Table =
+        toml::from_str(&std::fs::read_to_string(repo.join("manifests/nodes.toml")).unwrap())
+            .unwrap();
+    let inventory = repo.join("manifests/nodes.toml");
+    let mut headers = 0;
+    for node in nodes["node"].as_array().unwrap() {
+        let name = node["name"].as_str().unwrap();
+        let args = [
+            "--inventory",
+            inventory.to_str().unwrap(),
+            "--format",
+            "json",
+            "catalog",
+            name,
+        ];
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tandem"));
+        command.arg("--site").arg(repo).args(args);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("TANDEM_") || key.starts_with("AWS_") || key.starts_with("AZURE_") {
+                command.env_remove(key);
+            }
+        }
+        command.env("AWS_EC2_METADATA_DISABLED", "true");
+        command.env(
+            "TANDEM_SECRET_MONGODB_KEYFILE",
+            "integration-test-keyfile-6f1d0c",
+        );
+        let run = run_bounded(command, &args, Duration::from_secs(60));
+        run.expect_code(0);
+        let catalog: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        for resource in catalog["resources"].as_array().unwrap() {
+            let Some(text) = resource["spec"]["content"]["text"].as_str() else {
+                continue;
+            };
+            let first = text.lines().next().unwrap_or_default();
+            assert!(
+                (first.starts_with("# Managed by tandem (modules/")
+                    || first.starts_with("// Managed by tandem (modules/"))
+                    && first.ends_with(". Local changes are overwritten."),
+                "{name} {}: {first}",
+                resource["id"]
+            );
+            headers += 1;
+        }
+    }
+    assert!(headers >= 10, "only {headers} rendered files");
+}
