@@ -71,7 +71,8 @@ impl Machine {
     pub fn into_node(self, datacenter: &DatacenterName, naming: &Naming) -> Result<Node, Skipped> {
         let skip = |reason: String| Skipped {
             datacenter: datacenter.clone(),
-            id: self.id.clone(),
+            // Shown by `inventory`: a provider id is never trusted to be one clean line.
+            id: self.id.escape_debug().to_string(),
             reason,
         };
         for (key, value) in &self.tags {
