@@ -48,6 +48,12 @@ pub enum TemplateError {
         /// Each partial along the cycle with its file, the first repeated at the end.
         cycle: Vec<(String, PathBuf)>,
     },
+    #[error(
+        "partial `{name}` in {path} computes the name of a partial it includes; write the \
+         name out (`{{{{> name}}}}`), so that partials including each other are found \
+         before anything renders"
+    )]
+    ComputedPartial { name: String, path: PathBuf },
     #[error("partial `{name}` is defined twice: in `{first}` and in `{second}`")]
     DuplicatePartial {
         name: String,
@@ -122,6 +128,25 @@ impl Templates {
         collect_hbs(dir, &mut files)?;
         files.sort();
         let mut added = Vec::new();
+        let result = self.register_files(dir, namespace, files, &mut added);
+        if result.is_err() {
+            // Taken out again, so the registry never holds what was refused: no later
+            // render can recurse into a cycle, and no later call reports it again.
+            for name in &added {
+                self.registry.unregister_template(name);
+                self.partials.remove(name);
+            }
+        }
+        result
+    }
+
+    fn register_files(
+        &mut self,
+        dir: &Path,
+        namespace: Option<&str>,
+        files: Vec<PathBuf>,
+        added: &mut Vec<String>,
+    ) -> Result<(), TemplateError> {
         for path in files {
             let relative = path.strip_prefix(dir).unwrap_or(&path).with_extension("");
             let mut name = relative
@@ -143,19 +168,20 @@ impl Templates {
             self.registry
                 .register_partial(&name, source)
                 .map_err(|err| syntax_error(&err, &path, 0))?;
-            self.partials.insert(name.clone(), path);
-            added.push(name);
-        }
-        if let Some(cycle) = self.partial_cycle() {
-            // Taken out again, so the registry never holds a cycle that a later render
-            // could recurse into (or a later call report a second time).
-            for name in &added {
-                self.registry.unregister_template(name);
-                self.partials.remove(name);
+            added.push(name.clone());
+            let computed = self
+                .registry
+                .get_template(&name)
+                .is_some_and(|t| partials::references(t).computed);
+            if computed {
+                return Err(TemplateError::ComputedPartial { name, path });
             }
-            return Err(TemplateError::PartialCycle { cycle });
+            self.partials.insert(name, path);
         }
-        Ok(())
+        match self.partial_cycle() {
+            Some(cycle) => Err(TemplateError::PartialCycle { cycle }),
+            None => Ok(()),
+        }
     }
 
     /// A cycle among the registered partials, each with its file.
@@ -167,7 +193,7 @@ impl Templates {
                 let refs = self
                     .registry
                     .get_template(name)
-                    .map(partials::references)
+                    .map(|t| partials::references(t).names)
                     .unwrap_or_default();
                 (name.clone(), refs)
             })

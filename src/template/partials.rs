@@ -2,22 +2,30 @@
 //! partial that includes itself directly, but two that include each other recurse
 //! until the stack overflows and the process aborts; so the inclusion graph of the
 //! registered partials is checked whenever partials are added, and a cycle is an error
-//! that names it. Only statically named partials are followed (`{{> name}}`,
-//! `{{#> name}}`, `{{> "name"}}`); a name computed by a subexpression is not known
-//! before rendering.
+//! that names it. That needs every name known before rendering: a partial whose own
+//! inclusions are computed (`{{> (lookup this "kind")}}`) is refused where it is
+//! registered (a template that is not a partial may compute names, since nothing can
+//! include it back).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use handlebars::template::{Parameter, Template, TemplateElement};
 
-/// The names of the partials `template` includes, in blocks and their `else` too.
-pub(super) fn references(template: &Template) -> BTreeSet<String> {
-    let mut found = BTreeSet::new();
+/// The partials a template includes, in blocks and their `else` too.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct References {
+    pub names: BTreeSet<String>,
+    /// Whether some inclusion computes its name (`{{> (expr)}}`).
+    pub computed: bool,
+}
+
+pub(super) fn references(template: &Template) -> References {
+    let mut found = References::default();
     collect(template, &mut found);
     found
 }
 
-fn collect(template: &Template, found: &mut BTreeSet<String>) {
+fn collect(template: &Template, found: &mut References) {
     for element in &template.elements {
         match element {
             TemplateElement::PartialExpression(d) | TemplateElement::PartialBlock(d) => {
@@ -25,9 +33,13 @@ fn collect(template: &Template, found: &mut BTreeSet<String>) {
                     Parameter::Literal(serde_json::Value::String(name)) => Some(name.clone()),
                     other => other.as_name().map(str::to_string),
                 };
-                // `@partial-block` is the caller's block, not a registered partial.
-                if let Some(name) = name.filter(|n| n != "@partial-block") {
-                    found.insert(name);
+                match name {
+                    // `@partial-block` is the caller's block, not a registered partial.
+                    Some(name) if name == "@partial-block" => {}
+                    Some(name) => {
+                        found.names.insert(name);
+                    }
+                    None => found.computed = true,
                 }
                 if let Some(inner) = &d.template {
                     collect(inner, found);
@@ -125,8 +137,12 @@ mod tests {
              {{> (which_partial x)}}{{> @partial-block}}",
         )
         .unwrap();
-        let found: Vec<String> = references(&t).into_iter().collect();
-        assert_eq!(found, ["a", "b/c", "d", "e", "f"]);
+        let found = references(&t);
+        let names: Vec<&String> = found.names.iter().collect();
+        assert_eq!(names, ["a", "b/c", "d", "e", "f"]);
+        assert!(found.computed);
+        let plain = references(&Template::compile("{{> a}}{{#each x}}{{> b}}{{/each}}").unwrap());
+        assert!(!plain.computed);
     }
 
     #[test]

@@ -469,6 +469,45 @@ fn partials_that_include_each_other_are_refused_naming_the_cycle() {
     assert_eq!(out.text, "a b c\n\n\n");
 }
 
+#[test]
+fn a_partial_that_computes_what_it_includes_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ok.hbs"), "ok\n").unwrap();
+    std::fs::write(
+        dir.path().join("pick.hbs"),
+        "{{> (lookup this \"which\")}}\n",
+    )
+    .unwrap();
+    let mut templates = templates();
+    let err = templates.register_partials(dir.path(), None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "partial `pick` in {} computes the name of a partial it includes; write the \
+             name out (`{{{{> name}}}}`), so that partials including each other are found \
+             before anything renders",
+            dir.path().join("pick.hbs").display()
+        )
+    );
+    // Nothing of the refused folder stays, `ok` included.
+    let err = templates
+        .render_str("{{> ok}}", Path::new("x.hbs"), 0, &json!({}))
+        .unwrap_err();
+    assert_eq!(err.to_string(), "unknown partial `ok` in x.hbs:1");
+    // A template that is not a partial may compute names: nothing includes it back.
+    std::fs::remove_file(dir.path().join("pick.hbs")).unwrap();
+    templates.register_partials(dir.path(), None).unwrap();
+    let out = templates
+        .render_str(
+            "{{> (lookup this \"which\")}}",
+            Path::new("x.hbs"),
+            0,
+            &json!({"which": "ok"}),
+        )
+        .unwrap();
+    assert_eq!(out.text, "ok\n");
+}
+
 /// Runs `printf %s WORD` in a real shell, the way a node's shell reads the word.
 fn through_sh(word: &str) -> Vec<u8> {
     let out = std::process::Command::new("sh")
