@@ -1,11 +1,13 @@
 //! Absolute, normalized paths on a remote node. Every path that reaches a node passes
-//! through `RemotePath::parse`, which is where `..` and relative paths are refused.
+//! through `RemotePath::parse`, which is where `..`, relative paths and control
+//! characters (a newline would split a line of the node-side script) are refused.
 
 use std::fmt;
 
 use serde::{Serialize, Serializer};
 
-/// An absolute path without `.`/`..` components, empty components or NUL bytes.
+/// An absolute path without `.`/`..` components, empty components, NUL bytes or other
+/// control characters.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RemotePath(String);
 
@@ -17,6 +19,8 @@ pub enum PathError {
     ParentComponent(String),
     #[error("path `{0}` contains a NUL byte")]
     Nul(String),
+    #[error("path `{0}` contains a control character")]
+    Control(String),
     #[error("path is empty")]
     Empty,
 }
@@ -30,6 +34,9 @@ impl RemotePath {
         }
         if raw.contains('\0') {
             return Err(PathError::Nul(raw.escape_debug().to_string()));
+        }
+        if raw.chars().any(char::is_control) {
+            return Err(PathError::Control(raw.escape_debug().to_string()));
         }
         if !raw.starts_with('/') {
             return Err(PathError::Relative(raw.to_string()));
@@ -112,6 +119,16 @@ mod tests {
             Err(PathError::ParentComponent(_))
         ));
         assert!(matches!(RemotePath::parse("/a\0b"), Err(PathError::Nul(_))));
+        for hostile in ["/etc/a\nb", "/etc/a\rb", "/tmp/\u{1b}[2J", "/x\u{7f}"] {
+            assert!(
+                matches!(RemotePath::parse(hostile), Err(PathError::Control(_))),
+                "{hostile:?}"
+            );
+        }
+        assert_eq!(
+            RemotePath::parse("/etc/a\nb").unwrap_err().to_string(),
+            "path `/etc/a\\nb` contains a control character"
+        );
     }
 
     #[test]

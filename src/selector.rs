@@ -63,9 +63,9 @@ mod tests {
 
     fn node(name: &str, dc: &str, role: &str) -> Node {
         Node {
-            name: NodeName::new(name),
-            datacenter: DatacenterName::new(dc),
-            role: RoleName::new(role),
+            name: NodeName::new(name).unwrap(),
+            datacenter: DatacenterName::new(dc).unwrap(),
+            role: RoleName::new(role).unwrap(),
             address: "127.0.0.1".into(),
             port: 22,
             user: None,

@@ -8,8 +8,9 @@
 //! hold a secret's value), so that whatever prints the content shows a marker instead.
 
 mod helpers;
+mod partials;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -42,6 +43,17 @@ pub enum TemplateError {
         line: usize,
         message: String,
     },
+    #[error("partials include each other in a cycle: {}", describe_cycle(.cycle))]
+    PartialCycle {
+        /// Each partial along the cycle with its file, the first repeated at the end.
+        cycle: Vec<(String, PathBuf)>,
+    },
+    #[error(
+        "partial `{name}` in {path} computes the name of a partial it includes; write the \
+         name out (`{{{{> name}}}}`), so that partials including each other are found \
+         before anything renders"
+    )]
+    ComputedPartial { name: String, path: PathBuf },
     #[error("partial `{name}` is defined twice: in `{first}` and in `{second}`")]
     DuplicatePartial {
         name: String,
@@ -115,6 +127,26 @@ impl Templates {
         let mut files = Vec::new();
         collect_hbs(dir, &mut files)?;
         files.sort();
+        let mut added = Vec::new();
+        let result = self.register_files(dir, namespace, files, &mut added);
+        if result.is_err() {
+            // Taken out again, so the registry never holds what was refused: no later
+            // render can recurse into a cycle, and no later call reports it again.
+            for name in &added {
+                self.registry.unregister_template(name);
+                self.partials.remove(name);
+            }
+        }
+        result
+    }
+
+    fn register_files(
+        &mut self,
+        dir: &Path,
+        namespace: Option<&str>,
+        files: Vec<PathBuf>,
+        added: &mut Vec<String>,
+    ) -> Result<(), TemplateError> {
         for path in files {
             let relative = path.strip_prefix(dir).unwrap_or(&path).with_extension("");
             let mut name = relative
@@ -136,9 +168,46 @@ impl Templates {
             self.registry
                 .register_partial(&name, source)
                 .map_err(|err| syntax_error(&err, &path, 0))?;
+            added.push(name.clone());
+            let computed = self
+                .registry
+                .get_template(&name)
+                .is_some_and(|t| partials::references(t).computed);
+            if computed {
+                return Err(TemplateError::ComputedPartial { name, path });
+            }
             self.partials.insert(name, path);
         }
-        Ok(())
+        match self.partial_cycle() {
+            Some(cycle) => Err(TemplateError::PartialCycle { cycle }),
+            None => Ok(()),
+        }
+    }
+
+    /// A cycle among the registered partials, each with its file.
+    fn partial_cycle(&self) -> Option<Vec<(String, PathBuf)>> {
+        let graph: BTreeMap<String, BTreeSet<String>> = self
+            .partials
+            .keys()
+            .map(|name| {
+                let refs = self
+                    .registry
+                    .get_template(name)
+                    .map(|t| partials::references(t).names)
+                    .unwrap_or_default();
+                (name.clone(), refs)
+            })
+            .collect();
+        let cycle = partials::find_cycle(&graph)?;
+        Some(
+            cycle
+                .into_iter()
+                .map(|name| {
+                    let file = self.partials.get(&name).cloned().unwrap_or_default();
+                    (name, file)
+                })
+                .collect(),
+        )
     }
 
     /// Renders the template file at `path` with `vars`.
@@ -263,6 +332,16 @@ impl Templates {
             message,
         }
     }
+}
+
+fn describe_cycle(cycle: &[(String, PathBuf)]) -> String {
+    let names: Vec<String> = cycle.iter().map(|(name, _)| format!("`{name}`")).collect();
+    let files: Vec<String> = cycle
+        .iter()
+        .take(cycle.len().saturating_sub(1))
+        .map(|(_, file)| file.display().to_string())
+        .collect();
+    format!("{} (in {})", names.join(" -> "), files.join(", "))
 }
 
 fn read(path: &Path) -> Result<String, TemplateError> {

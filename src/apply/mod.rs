@@ -550,8 +550,8 @@ mod tests {
 
     fn report(outcome: Outcome) -> NodeReport {
         NodeReport {
-            node: NodeName::new("n"),
-            datacenter: DatacenterName::new("dc"),
+            node: NodeName::new("n").unwrap(),
+            datacenter: DatacenterName::new("dc").unwrap(),
             outcome,
             resources: Vec::new(),
             unsynced: Vec::new(),
@@ -577,7 +577,7 @@ mod tests {
 
     #[test]
     fn transport_errors_map_to_outcomes() {
-        let node = NodeName::new("n");
+        let node = NodeName::new("n").unwrap();
         let hostkey = NodeError::Transport(TransportError::HostKey {
             node: node.clone(),
             reason: "changed".into(),
@@ -588,7 +588,7 @@ mod tests {
             reason: "refused".into(),
         });
         assert_eq!(outcome_of(&down), Outcome::Unreachable);
-        let result = node_failure(down, node, DatacenterName::new("dc"));
+        let result = node_failure(down, node, DatacenterName::new("dc").unwrap());
         assert_eq!(plan_status(&[result]), Status::Unreachable);
     }
 }

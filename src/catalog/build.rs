@@ -391,6 +391,8 @@ pub(crate) fn resource(
             cwd: a.path("cwd", raw.cwd.as_ref())?,
         }),
     };
+    spec.check_names()
+        .map_err(|problem| a.attribute(problem.key, problem.error.to_string()))?;
     let name = match &spec {
         Spec::File(s) => s.path.to_string(),
         Spec::Directory(s) => s.path.to_string(),

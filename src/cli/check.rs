@@ -134,7 +134,7 @@ pub async fn check(global: &Global) -> Report {
                 .any(|n| &n.role == *role && &n.datacenter == *dc)
         })
         .map(|(role, dc)| Node {
-            name: NodeName::new(format!("{role}@{dc} (no nodes yet)")),
+            name: NodeName::stand_in(role, dc),
             datacenter: dc.clone(),
             role: role.clone(),
             address: String::new(),

@@ -156,7 +156,7 @@ fn decide(
             return Ok(("refused", Some("not confirmed".to_string())));
         }
     }
-    let comment = node.name.as_str();
+    let comment = &node.name;
     if changed {
         known_hosts.replace(&node.address, node.port, key, comment)?;
         Ok(("replaced", None))

@@ -130,7 +130,7 @@ mod tests {
         let settings: AwsSettings =
             toml::from_str(&format!("regions = [\"{region}\"]")).expect("valid settings");
         DatacenterSpec {
-            name: DatacenterName::new("aws-x"),
+            name: DatacenterName::new("aws-x").unwrap(),
             primary: false,
             provider: ProviderConfig::Aws(settings),
         }

@@ -1,13 +1,16 @@
 //! What the cloud providers have in common once an API answered: a machine with an id,
 //! tags, a state and addresses becomes a `Node`, or is skipped with a reason. Keeping
 //! this here means AWS and Azure name, role and address nodes by the same rules.
+//! Tags are untrusted (anyone allowed to tag an instance writes them): a machine whose
+//! name, role or address breaks the rules of `crate::node`, or whose tags hold a
+//! control character, is skipped with the reason, and the others still become nodes.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use super::InventoryError;
-use crate::node::{DatacenterName, Node, NodeName, RoleName};
+use crate::node::{check_address, check_no_control, DatacenterName, Node, NodeName, RoleName};
 
 /// Which address SSH connects to: `private` (default), `public`, or `tag:NAME`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,12 +71,20 @@ impl Machine {
     pub fn into_node(self, datacenter: &DatacenterName, naming: &Naming) -> Result<Node, Skipped> {
         let skip = |reason: String| Skipped {
             datacenter: datacenter.clone(),
-            id: self.id.clone(),
+            // Shown by `inventory`: a provider id is never trusted to be one clean line.
+            id: self.id.escape_debug().to_string(),
             reason,
         };
+        for (key, value) in &self.tags {
+            check_no_control("tag name", key)
+                .and_then(|()| check_no_control("tag value", value))
+                .map_err(|err| skip(format!("tag `{}`: {err}", key.escape_debug())))?;
+        }
         let Some(role) = self.tags.get(&naming.role_tag).filter(|r| !r.is_empty()) else {
             return Err(skip(format!("no `{}` tag", naming.role_tag)));
         };
+        let role = RoleName::new(role.clone())
+            .map_err(|err| skip(format!("`{}` tag: {err}", naming.role_tag)))?;
         let address = match &naming.address {
             AddressSource::Private => self.private_ip.clone(),
             AddressSource::Public => self.public_ip.clone(),
@@ -87,12 +98,12 @@ impl Machine {
             };
             return Err(skip(format!("no {wanted} to connect to")));
         };
-        let name = self
-            .tags
-            .get(&naming.name_tag)
-            .filter(|n| !n.is_empty())
-            .cloned()
-            .unwrap_or_else(|| self.id.clone());
+        check_address(&address).map_err(|err| skip(err.to_string()))?;
+        let name = match self.tags.get(&naming.name_tag).filter(|n| !n.is_empty()) {
+            Some(tag) => NodeName::new(tag.clone())
+                .map_err(|err| skip(format!("`{}` tag: {err}", naming.name_tag)))?,
+            None => NodeName::new(self.id.clone()).map_err(|err| skip(err.to_string()))?,
+        };
         let mut facts = self.facts;
         if let Some(ip) = self.private_ip {
             facts.insert("private_ip".to_string(), ip);
@@ -104,9 +115,9 @@ impl Machine {
             facts.insert(format!("tag:{key}"), value.clone());
         }
         Ok(Node {
-            name: NodeName::new(name),
+            name,
             datacenter: datacenter.clone(),
-            role: RoleName::new(role.clone()),
+            role,
             address,
             port: 22,
             user: None,
@@ -161,7 +172,7 @@ mod tests {
 
     #[test]
     fn address_source_parses_the_three_forms_and_refuses_others() {
-        let dc = DatacenterName::new("aws-x");
+        let dc = DatacenterName::new("aws-x").unwrap();
         assert_eq!(
             AddressSource::parse(&dc, "public").unwrap(),
             AddressSource::Public
@@ -182,7 +193,7 @@ mod tests {
 
     #[test]
     fn name_falls_back_to_the_id_and_tags_become_facts() {
-        let dc = DatacenterName::new("aws-x");
+        let dc = DatacenterName::new("aws-x").unwrap();
         let node = machine(&[("tandem-role", "frontend")])
             .into_node(&dc, &naming(AddressSource::Private))
             .unwrap();
@@ -194,7 +205,7 @@ mod tests {
 
     #[test]
     fn missing_role_or_address_skips_with_a_reason() {
-        let dc = DatacenterName::new("aws-x");
+        let dc = DatacenterName::new("aws-x").unwrap();
         let skip = machine(&[("Name", "fe-1")])
             .into_node(&dc, &naming(AddressSource::Private))
             .unwrap_err();
@@ -207,5 +218,55 @@ mod tests {
             .into_node(&dc, &naming(AddressSource::Tag("ssh".into())))
             .unwrap();
         assert_eq!(node.address, "192.0.2.1");
+    }
+
+    #[test]
+    fn hostile_tags_and_addresses_skip_with_the_reason() {
+        let dc = DatacenterName::new("aws-x").unwrap();
+        let private = naming(AddressSource::Private);
+        let skip = machine(&[("tandem-role", "fe"), ("Name", "fe-1\n10.0.0.9")])
+            .into_node(&dc, &private)
+            .unwrap_err();
+        assert_eq!(
+            skip.reason,
+            "tag `Name`: tag value `fe-1\\n10.0.0.9` holds a control character (`\\n`)"
+        );
+        let skip = machine(&[("tandem-role", "fe"), ("Name", "-fe")])
+            .into_node(&dc, &private)
+            .unwrap_err();
+        assert!(
+            skip.reason.starts_with("`Name` tag: node name `-fe`"),
+            "{}",
+            skip.reason
+        );
+        let skip = machine(&[("tandem-role", "f e")])
+            .into_node(&dc, &private)
+            .unwrap_err();
+        assert!(
+            skip.reason.starts_with("`tandem-role` tag: role name"),
+            "{}",
+            skip.reason
+        );
+        let skip = machine(&[("tandem-role", "fe"), ("ssh", "-oProxyCommand=x")])
+            .into_node(&dc, &naming(AddressSource::Tag("ssh".into())))
+            .unwrap_err();
+        assert!(
+            skip.reason.starts_with("address `-oProxyCommand=x`"),
+            "{}",
+            skip.reason
+        );
+
+        // One bad machine does not stop the others.
+        let (nodes, skipped) = judge(
+            &dc,
+            &private,
+            vec![
+                machine(&[("tandem-role", "fe"), ("Name", "bad\nname")]),
+                machine(&[("tandem-role", "fe"), ("Name", "good")]),
+            ],
+        );
+        assert_eq!(nodes.len(), 1);
+        assert_eq!(nodes[0].name.as_str(), "good");
+        assert_eq!(skipped.len(), 1);
     }
 }

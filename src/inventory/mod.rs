@@ -277,7 +277,7 @@ mod tests {
     fn an_incomplete_inventory_names_each_missing_datacenter() {
         let inventory = Inventory {
             failures: vec![InventoryError::Discovery {
-                datacenter: DatacenterName::new("aws-useast1"),
+                datacenter: DatacenterName::new("aws-useast1").unwrap(),
                 provider: ProviderKind::Aws,
                 reason: "connection refused".into(),
             }],

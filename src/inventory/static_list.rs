@@ -49,9 +49,9 @@ mod tests {
 
     fn node(name: &str, dc: &str) -> Node {
         Node {
-            name: NodeName::new(name),
-            datacenter: DatacenterName::new(dc),
-            role: RoleName::new("frontend"),
+            name: NodeName::new(name).unwrap(),
+            datacenter: DatacenterName::new(dc).unwrap(),
+            role: RoleName::new("frontend").unwrap(),
             address: "127.0.0.1".into(),
             port: 22,
             user: None,
@@ -64,7 +64,7 @@ mod tests {
     async fn lists_only_the_nodes_of_the_datacenter() {
         let provider = StaticProvider::new(vec![node("a", "dc1"), node("b", "dc2")]);
         let spec = DatacenterSpec {
-            name: DatacenterName::new("dc2"),
+            name: DatacenterName::new("dc2").unwrap(),
             primary: false,
             provider: ProviderConfig::Static,
         };

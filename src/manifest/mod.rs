@@ -122,7 +122,13 @@ impl Site {
                     ProviderConfig::Static
                 }
             };
-            let name = DatacenterName::new(name);
+            let name = match DatacenterName::new(name) {
+                Ok(name) => name,
+                Err(err) => {
+                    errors.push(ManifestError::invalid(&site_path, line, err.to_string()));
+                    continue;
+                }
+            };
             datacenter_vars.insert(name.clone(), Layer::from_raw(dc.vars, &site_path, &text));
             datacenters.push(DatacenterSpec {
                 name,
@@ -357,7 +363,13 @@ fn load_roles(
                 }
             }
         }
-        let name = RoleName::new(stem);
+        let name = match RoleName::new(stem) {
+            Ok(name) => name,
+            Err(err) => {
+                errors.push(ManifestError::invalid(&file, 1, err.to_string()));
+                continue;
+            }
+        };
         roles.insert(
             name.clone(),
             Role {

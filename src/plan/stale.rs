@@ -134,8 +134,8 @@ mod tests {
         let mut change = Change::new(&id("/a"), Action::Modify);
         change.details.push(Detail::new("mode", None, None));
         NodePlan {
-            node: NodeName::new("n"),
-            datacenter: DatacenterName::new("dc"),
+            node: NodeName::new("n").unwrap(),
+            datacenter: DatacenterName::new("dc").unwrap(),
             changes: vec![change],
             host_key: None,
             read: vec![

@@ -9,6 +9,7 @@ use std::str::FromStr;
 use serde::{Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
+use crate::node::{check_account, check_no_control, NameError};
 use crate::path::RemotePath;
 use crate::secret::Fingerprint;
 
@@ -356,9 +357,203 @@ impl Spec {
     }
 }
 
+/// A value of a spec that the node would refuse (or, worse, misread), found at compile
+/// time so that `check` reports it with the file, line and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameProblem {
+    pub key: &'static str,
+    pub error: NameError,
+}
+
+impl Spec {
+    /// Checks the names a node will be handed: users, groups and owners are portable
+    /// POSIX names (an owner or group may also be a numeric id), units are systemd
+    /// unit names, packages and versions are single words, and nothing holds a
+    /// control character.
+    pub fn check_names(&self) -> Result<(), NameProblem> {
+        let at = |key: &'static str| move |error: NameError| NameProblem { key, error };
+        let owner = |key: &'static str, value: &Option<String>| match value {
+            Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => Ok(()),
+            Some(v) => check_account(key, v).map_err(at(key)),
+            None => Ok(()),
+        };
+        match self {
+            Spec::File(s) => {
+                owner("owner", &s.owner)?;
+                owner("group", &s.group)
+            }
+            Spec::Directory(s) => {
+                owner("owner", &s.owner)?;
+                owner("group", &s.group)
+            }
+            Spec::Symlink(s) => check_no_control("target", &s.target).map_err(at("target")),
+            Spec::Package(s) => {
+                check_word("package name", &s.name).map_err(at("name"))?;
+                match &s.state {
+                    PackageState::Version(v) => check_word("version", v).map_err(at("version")),
+                    _ => Ok(()),
+                }
+            }
+            Spec::Service(s) => check_unit(&s.name).map_err(at("name")),
+            Spec::User(s) => {
+                check_account("user name", &s.name).map_err(at("name"))?;
+                owner("group", &s.group)?;
+                for group in &s.groups {
+                    check_account("group", group).map_err(at("groups"))?;
+                }
+                match &s.shell {
+                    Some(shell) => check_no_control("shell", shell).map_err(at("shell")),
+                    None => Ok(()),
+                }
+            }
+            Spec::Group(s) => check_account("group name", &s.name).map_err(at("name")),
+            Spec::Exec(s) => match &s.user {
+                Some(user) => check_account("user", user).map_err(at("user")),
+                None => Ok(()),
+            },
+        }
+    }
+}
+
+/// The suffixes systemd knows; a name without one means `NAME.service`.
+const UNIT_SUFFIXES: [&str; 11] = [
+    ".service",
+    ".socket",
+    ".target",
+    ".device",
+    ".mount",
+    ".automount",
+    ".swap",
+    ".timer",
+    ".path",
+    ".slice",
+    ".scope",
+];
+
+/// A systemd unit name, by systemd's rules: `[A-Za-z0-9:_.\\@-]`, at most 255 bytes
+/// with its suffix (`.service` is added when it has none of the known ones), at most
+/// one `@`, a non-empty prefix; and never starting with `-`, which `systemctl` would
+/// read as an option.
+pub fn check_unit(name: &str) -> Result<(), NameError> {
+    const WHAT: &str = "unit name";
+    check_no_control(WHAT, name)?;
+    let problem = |p: &str| Err(NameError::new(WHAT, name, p));
+    let allowed = |c: char| c.is_ascii_alphanumeric() || ":_.\\@-".contains(c);
+    if let Some(c) = name.chars().find(|c| !allowed(*c)) {
+        return problem(&format!("holds `{c}`; only [A-Za-z0-9:_.\\@-] are allowed"));
+    }
+    if name.starts_with('-') {
+        return problem("starts with `-`");
+    }
+    let suffix = UNIT_SUFFIXES.iter().find(|s| name.ends_with(*s));
+    let prefix = suffix.map_or(name, |s| &name[..name.len() - s.len()]);
+    let full_len = name.len()
+        + if suffix.is_some() {
+            0
+        } else {
+            ".service".len()
+        };
+    if prefix.is_empty() || prefix.starts_with('@') {
+        return problem("has an empty name before its suffix or `@`");
+    }
+    if full_len > 255 {
+        return problem("is longer than 255 bytes with its suffix");
+    }
+    if name.matches('@').count() > 1 {
+        return problem("holds more than one `@`");
+    }
+    Ok(())
+}
+
+/// A package name or version: one word for the package manager, `[A-Za-z0-9+._~:-]`,
+/// starting with a letter or digit (so never an option), at most 255 bytes.
+pub fn check_word(what: &'static str, value: &str) -> Result<(), NameError> {
+    check_no_control(what, value)?;
+    let problem = |p: &str| Err(NameError::new(what, value, p));
+    if value.is_empty() || value.len() > 255 {
+        return problem("is empty or longer than 255 bytes");
+    }
+    if !value.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return problem("does not start with a letter or digit");
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "+._~:-".contains(c);
+    if let Some(c) = value.chars().find(|c| !allowed(*c)) {
+        return problem(&format!("holds `{c}`; only [A-Za-z0-9+._~:-] are allowed"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unit_names_follow_systemd() {
+        for good in [
+            "nginx",
+            "nginx.service",
+            "getty@tty1.service",
+            "app@.service",
+            "dev-sda1.device",
+            "sys-devices-x\\x2d1.device",
+            "mongod.socket",
+            "a:b_c.timer",
+        ] {
+            assert!(check_unit(good).is_ok(), "{good}");
+        }
+        let long = "a".repeat(248);
+        for bad in [
+            "",
+            ".service",
+            "-nginx",
+            "nginx service",
+            "nginx\n",
+            "ng;inx",
+            "a@b@c.service",
+            "@x.service",
+            "$(reboot)",
+            long.as_str(),
+        ] {
+            assert!(check_unit(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_unit(&"a".repeat(247)).is_ok());
+    }
+
+    #[test]
+    fn spec_names_are_checked_by_key() {
+        let user = Spec::User(UserSpec {
+            name: "Web Admin".into(),
+            ensure: Presence::Present,
+            uid: None,
+            group: Some("1000".into()),
+            groups: vec!["adm".into()],
+            home: None,
+            shell: None,
+            system: false,
+        });
+        let problem = user.check_names().unwrap_err();
+        assert_eq!(problem.key, "name");
+        assert!(problem
+            .error
+            .to_string()
+            .starts_with("user name `Web Admin`"));
+        let file = Spec::Directory(DirectorySpec {
+            path: RemotePath::parse("/srv").unwrap(),
+            ensure: Presence::Present,
+            owner: Some("0".into()),
+            group: Some("www\ndata".into()),
+            mode: None,
+        });
+        assert_eq!(file.check_names().unwrap_err().key, "group");
+        let package = Spec::Package(PackageSpec {
+            name: "nginx".into(),
+            state: PackageState::Version("-1.0".into()),
+        });
+        assert_eq!(package.check_names().unwrap_err().key, "version");
+        assert!(check_word("package name", "libc6:amd64").is_ok());
+        assert!(check_word("version", "1:1.22.1-9+deb12u1").is_ok());
+        assert!(check_word("package name", "--force-yes").is_err());
+    }
 
     #[test]
     fn resource_id_round_trips() {

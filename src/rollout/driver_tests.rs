@@ -241,7 +241,7 @@ async fn a_failing_command_health_check_halts_before_the_next_batch() {
         Some(Halt::Health {
             after_batch: 3,
             failures: vec![HealthFailure {
-                node: NodeName::new("aws-4"),
+                node: NodeName::new("aws-4").unwrap(),
                 reason: "exit status 3: inactive".into()
             }]
         })
@@ -329,7 +329,7 @@ async fn a_failing_http_health_check_halts_and_a_passing_one_does_not() {
         other => panic!("expected a health halt after batch 3, got {other:?}"),
     }
     assert_eq!(seen.lock().unwrap().len(), 3);
-    assert_eq!(report.not_attempted(), [&NodeName::new("az-1")]);
+    assert_eq!(report.not_attempted(), [&NodeName::new("az-1").unwrap()]);
 }
 
 #[tokio::test]

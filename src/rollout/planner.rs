@@ -147,9 +147,9 @@ pub(crate) mod tests {
 
     pub(crate) fn node(name: &str, datacenter: &str) -> Node {
         Node {
-            name: NodeName::new(name),
-            datacenter: DatacenterName::new(datacenter),
-            role: crate::node::RoleName::new("frontend"),
+            name: NodeName::new(name).unwrap(),
+            datacenter: DatacenterName::new(datacenter).unwrap(),
+            role: crate::node::RoleName::new("frontend").unwrap(),
             address: "127.0.0.1".into(),
             port: 22,
             user: None,
@@ -162,7 +162,7 @@ pub(crate) mod tests {
         [("azure-westus", true), ("aws-useast1", false)]
             .into_iter()
             .map(|(name, primary)| DatacenterSpec {
-                name: DatacenterName::new(name),
+                name: DatacenterName::new(name).unwrap(),
                 primary,
                 provider: ProviderConfig::Static,
             })
@@ -326,7 +326,7 @@ pub(crate) mod tests {
         assert_eq!(
             err,
             RolloutError::DuplicateNode {
-                node: NodeName::new("az-1")
+                node: NodeName::new("az-1").unwrap()
             }
         );
     }

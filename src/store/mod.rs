@@ -440,10 +440,11 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<Run> {
 
 fn node_from_row(row: &Row<'_>) -> rusqlite::Result<NodeRun> {
     Ok(NodeRun {
-        node: crate::node::NodeName::new(row.get::<_, String>(0)?),
-        datacenter: row
-            .get::<_, Option<String>>(1)?
-            .map(crate::node::DatacenterName::new),
+        node: name_column(row, 0)?,
+        datacenter: match row.get::<_, Option<String>>(1)? {
+            Some(_) => Some(name_column(row, 1)?),
+            None => None,
+        },
         outcome: parse_column(row, 2)?,
         started_at: rfc3339(row.get(3)?),
         duration_ms: row.get(4)?,
@@ -453,7 +454,7 @@ fn node_from_row(row: &Row<'_>) -> rusqlite::Result<NodeRun> {
 
 fn change_from_row(row: &Row<'_>) -> rusqlite::Result<ResourceChange> {
     Ok(ResourceChange {
-        node: crate::node::NodeName::new(row.get::<_, String>(0)?),
+        node: name_column(row, 0)?,
         resource: parse_column(row, 1)?,
         action: parse_column(row, 2)?,
         summary: row.get(3)?,
@@ -467,6 +468,17 @@ fn parse_column<T: std::str::FromStr<Err = String>>(
 ) -> rusqlite::Result<T> {
     let text: String = row.get(index)?;
     text.parse().map_err(|err: String| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, err.into())
+    })
+}
+
+/// A node or datacenter name column, checked as when it was recorded.
+fn name_column<T: std::str::FromStr<Err = crate::node::NameError>>(
+    row: &Row<'_>,
+    index: usize,
+) -> rusqlite::Result<T> {
+    let text: String = row.get(index)?;
+    text.parse().map_err(|err: crate::node::NameError| {
         rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, err.into())
     })
 }

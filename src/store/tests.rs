@@ -30,14 +30,14 @@ fn a_run_round_trips_with_nodes_and_changes() {
 
     let started = SystemTime::now();
     let fe1 = NodeRun::new(
-        NodeName::new("fe-1"),
-        Some(DatacenterName::new("aws-useast1")),
+        NodeName::new("fe-1").unwrap(),
+        Some(DatacenterName::new("aws-useast1").unwrap()),
         Outcome::Changed,
         started,
         Duration::from_millis(1234),
     );
     let fe2 = NodeRun::new(
-        NodeName::new("fe-2"),
+        NodeName::new("fe-2").unwrap(),
         None,
         Outcome::Unreachable,
         started,
@@ -47,7 +47,7 @@ fn a_run_round_trips_with_nodes_and_changes() {
     store.record_node(id, &fe2).unwrap();
     store.record_node(id, &fe1).unwrap();
     let change = ResourceChange {
-        node: NodeName::new("fe-1"),
+        node: NodeName::new("fe-1").unwrap(),
         resource: "file:/etc/nginx/nginx.conf".parse().unwrap(),
         action: ChangeAction::Modify,
         summary: "content: 2 lines changed".into(),
@@ -104,7 +104,7 @@ fn secrets_are_redacted_before_they_are_written() {
     run.command = "tandem apply --var pw=hunter2-very-secret".into();
     let id = store.begin(&run).unwrap();
     let node = NodeRun::new(
-        NodeName::new("db-1"),
+        NodeName::new("db-1").unwrap(),
         None,
         Outcome::Failed,
         SystemTime::now(),
@@ -116,7 +116,7 @@ fn secrets_are_redacted_before_they_are_written() {
         .record_change(
             id,
             &ResourceChange {
-                node: NodeName::new("db-1"),
+                node: NodeName::new("db-1").unwrap(),
                 resource: "file:/etc/mongod.conf".parse().unwrap(),
                 action: ChangeAction::Modify,
                 summary: "password: hunter2-very-secret".into(),
@@ -246,7 +246,7 @@ fn run_recorder_process() {
     let store = Store::open(Path::new(&path)).unwrap();
     let id = store.begin(&apply_run()).unwrap();
     let node = NodeRun::new(
-        NodeName::new("fe-1"),
+        NodeName::new("fe-1").unwrap(),
         None,
         Outcome::Changed,
         SystemTime::now(),
@@ -301,14 +301,14 @@ async fn a_halted_rollout_records_its_reason_and_the_nodes_never_attempted() {
     let store = Store::open_site(dir.path()).unwrap();
     let id = store.begin(&apply_run()).unwrap();
     let datacenters = [DatacenterSpec {
-        name: DatacenterName::new("aws-useast1"),
+        name: DatacenterName::new("aws-useast1").unwrap(),
         primary: false,
         provider: ProviderConfig::Static,
     }];
     let nodes = ["fe-1", "fe-2", "fe-3"].map(|name| crate::node::Node {
-        name: NodeName::new(name),
-        datacenter: DatacenterName::new("aws-useast1"),
-        role: crate::node::RoleName::new("frontend"),
+        name: NodeName::new(name).unwrap(),
+        datacenter: DatacenterName::new("aws-useast1").unwrap(),
+        role: crate::node::RoleName::new("frontend").unwrap(),
         address: "127.0.0.1".into(),
         port: 22,
         user: None,
@@ -333,7 +333,7 @@ async fn a_halted_rollout_records_its_reason_and_the_nodes_never_attempted() {
         .record_node(
             id,
             &NodeRun::new(
-                NodeName::new("fe-1"),
+                NodeName::new("fe-1").unwrap(),
                 None,
                 Outcome::Failed,
                 started,

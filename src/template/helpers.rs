@@ -1,5 +1,6 @@
 //! The helpers config files need, beyond handlebars' built-ins (`if`, `each`, `eq`,
-//! `and`, `len`...): `join`, `default`, `indent`, `json`, `yaml` and `secret`. Each
+//! `and`, `len`...): `join`, `default`, `indent`, `json`, `yaml`, `shell_quote` and
+//! `secret`. Each
 //! value helper also works as a subexpression: `{{indent 4 (yaml tags)}}`.
 //!
 //! Strict mode hands helpers a missing variable as a "missing" parameter rather than
@@ -24,6 +25,7 @@ pub(super) fn register(registry: &mut Handlebars<'static>, secrets: Arc<SecretSt
     registry.register_helper("indent", Box::new(Indent));
     registry.register_helper("json", Box::new(ToJson));
     registry.register_helper("yaml", Box::new(ToYaml));
+    registry.register_helper("shell_quote", Box::new(ShellQuote));
     registry.register_helper("secret", Box::new(SecretHelper { store: secrets }));
     registry.register_helper("log", Box::new(NoLog));
 }
@@ -102,6 +104,7 @@ fn helper_name(h: &Helper<'_>) -> &'static str {
         "indent" => "indent",
         "json" => "json",
         "yaml" => "yaml",
+        "shell_quote" => "shell_quote",
         "secret" => "secret",
         _ => "helper",
     }
@@ -323,6 +326,44 @@ fn yaml_string(s: &str, out: &mut String) {
         }
     }
     out.push('"');
+}
+
+/// `{{shell_quote value}}`: the value as one POSIX shell word, by the same quoting
+/// function that builds every remote command (single quotes, `'` as `'\''`), so a
+/// template can put a variable into an `exec` command, `unless`/`onlyif` or a script
+/// without the value being read as shell syntax. An array becomes its items, each
+/// quoted, separated by spaces (one word per item). A NUL byte cannot be in a shell
+/// word, so a value holding one is refused.
+struct ShellQuote;
+
+impl HelperDef for ShellQuote {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let value = param(h, 0)?.value();
+        let items: Vec<&Json> = match value {
+            Json::Array(items) => items.iter().collect(),
+            single => vec![single],
+        };
+        let mut words = Vec::with_capacity(items.len());
+        for item in items {
+            words.push(shell_quote(&text(item))?);
+        }
+        Ok(ScopedJson::Derived(Json::String(words.join(" "))))
+    }
+}
+
+pub(super) fn shell_quote(value: &str) -> Result<String, RenderError> {
+    if value.contains('\0') {
+        return Err(other(
+            "`shell_quote` cannot quote a value holding a NUL byte".to_string(),
+        ));
+    }
+    Ok(crate::transport::quote::quote_str(value))
 }
 
 /// `{{secret "mongodb_keyfile"}}`: the clear value, recorded so the rendered content

@@ -421,3 +421,148 @@ fn templates_can_be_shared_across_threads_and_debugged_safely() {
         "{shown}"
     );
 }
+
+#[test]
+fn partials_that_include_each_other_are_refused_naming_the_cycle() {
+    let site = tempfile::tempdir().unwrap();
+    let shared = site.path().join("templates");
+    let module = site.path().join("modules/m/templates");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::create_dir_all(&module).unwrap();
+    std::fs::write(shared.join("pa.hbs"), "a {{#if x}}{{> pb}}{{/if}}\n").unwrap();
+    std::fs::write(shared.join("pb.hbs"), "b {{> pa}}\n").unwrap();
+    std::fs::write(shared.join("ok.hbs"), "fine\n").unwrap();
+    let mut fresh = templates();
+    let err = fresh.register_partials(&shared, None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "partials include each other in a cycle: `pa` -> `pb` -> `pa` (in {}, {})",
+            shared.join("pa.hbs").display(),
+            shared.join("pb.hbs").display()
+        )
+    );
+    // Nothing of the refused folder stays registered, so no render can recurse.
+    let err = fresh
+        .render_str("{{> pa}}", Path::new("x.hbs"), 0, &json!({"x": true}))
+        .unwrap_err();
+    assert_eq!(err.to_string(), "unknown partial `pa` in x.hbs:1");
+
+    // Across two folders: `m/pc` includes `pa` which includes `m/pc`.
+    std::fs::write(shared.join("pb.hbs"), "b {{> m/pc}}\n").unwrap();
+    std::fs::write(module.join("pc.hbs"), "c {{> pa}}\n").unwrap();
+    let mut two = templates();
+    two.register_partials(&shared, None).unwrap();
+    let err = two.register_partials(&module, Some("m")).unwrap_err();
+    assert!(
+        err.to_string().contains("`m/pc` -> `pa` -> `pb` -> `m/pc`"),
+        "{err}"
+    );
+    // A chain that only looks alike is fine, and renders.
+    std::fs::write(module.join("pc.hbs"), "c\n").unwrap();
+    let mut fine = templates();
+    fine.register_partials(&shared, None).unwrap();
+    fine.register_partials(&module, Some("m")).unwrap();
+    let out = fine
+        .render_str("{{> pa}}", Path::new("x.hbs"), 0, &json!({"x": true}))
+        .unwrap();
+    assert_eq!(out.text, "a b c\n\n\n");
+}
+
+#[test]
+fn a_partial_that_computes_what_it_includes_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ok.hbs"), "ok\n").unwrap();
+    std::fs::write(
+        dir.path().join("pick.hbs"),
+        "{{> (lookup this \"which\")}}\n",
+    )
+    .unwrap();
+    let mut templates = templates();
+    let err = templates.register_partials(dir.path(), None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "partial `pick` in {} computes the name of a partial it includes; write the \
+             name out (`{{{{> name}}}}`), so that partials including each other are found \
+             before anything renders",
+            dir.path().join("pick.hbs").display()
+        )
+    );
+    // Nothing of the refused folder stays, `ok` included.
+    let err = templates
+        .render_str("{{> ok}}", Path::new("x.hbs"), 0, &json!({}))
+        .unwrap_err();
+    assert_eq!(err.to_string(), "unknown partial `ok` in x.hbs:1");
+    // A template that is not a partial may compute names: nothing includes it back.
+    std::fs::remove_file(dir.path().join("pick.hbs")).unwrap();
+    templates.register_partials(dir.path(), None).unwrap();
+    let out = templates
+        .render_str(
+            "{{> (lookup this \"which\")}}",
+            Path::new("x.hbs"),
+            0,
+            &json!({"which": "ok"}),
+        )
+        .unwrap();
+    assert_eq!(out.text, "ok\n");
+}
+
+/// Runs `printf %s WORD` in a real shell, the way a node's shell reads the word.
+fn through_sh(word: &str) -> Vec<u8> {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("printf %s {word}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{word}: {out:?}");
+    out.stdout
+}
+
+#[test]
+fn shell_quote_makes_one_word_of_hostile_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let canary = dir.path().join("pwned");
+    let hostile = [
+        "plain".to_string(),
+        String::new(),
+        "it's".to_string(),
+        "'; touch CANARY; echo '".to_string(),
+        "$(touch CANARY)".to_string(),
+        "`touch CANARY`".to_string(),
+        "a\nb\n".to_string(),
+        "\"$HOME\" \\ * ? [a] ~ # & | ; < > ( ) { }".to_string(),
+        "--option=-x".to_string(),
+        "ünïcødé ✓".to_string(),
+    ];
+    for value in hostile {
+        let value = value.replace("CANARY", &canary.display().to_string());
+        let word = text("{{shell_quote v}}", json!({ "v": value }));
+        assert_eq!(word, crate::transport::quote::quote_str(&value));
+        assert_eq!(through_sh(&word), value.as_bytes(), "{word}");
+    }
+    assert!(!canary.exists(), "a quoted value ran as a command");
+
+    // Non-strings are quoted as they render; an array is one word per item.
+    assert_eq!(text("{{shell_quote n}}", json!({"n": 8080})), "'8080'");
+    let words = text(
+        "{{shell_quote list}}",
+        json!({"list": ["a b", "it's", "$(x)"]}),
+    );
+    assert_eq!(words, r#"'a b' 'it'\''s' '$(x)'"#);
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("printf '<%s>' {words}"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "<a b><it's><$(x)>");
+    // As a subexpression, and with the usual strict-mode error for a missing value.
+    assert_eq!(
+        text("{{indent 2 (shell_quote v)}}", json!({"v": ["a"]})),
+        "  'a'"
+    );
+    let err = render("{{shell_quote nope}}", json!({})).unwrap_err();
+    assert_eq!(err.to_string(), "unknown variable `nope` in inline.hbs:1");
+    let err = render("{{shell_quote v}}", json!({"v": "a\u{0}b"})).unwrap_err();
+    assert!(err.to_string().contains("NUL byte"), "{err}");
+}

@@ -6,6 +6,11 @@
 //! ed25519, ecdsa and rsa, `@revoked` markers and comments. Hashed entries (`|1|...`)
 //! and wildcard patterns are skipped, so a host listed only that way reads as unknown:
 //! the safe failure, never a silent trust.
+//!
+//! Every line tandem writes is built by `pin_line` from checked parts (an address or
+//! host name, a port, a supported key type with a blob of that type, a node name as the
+//! comment), never by pasting raw strings: a name holding a newline could otherwise pin
+//! an attacker's key for another host.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -14,6 +19,8 @@ use std::path::{Path, PathBuf};
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine;
 use sha2::{Digest, Sha256};
+
+use crate::node::{check_address, NodeName};
 
 /// Key types tandem accepts, most preferred first (the order host keys are negotiated).
 pub const KEY_TYPES: [&str; 5] = [
@@ -36,6 +43,8 @@ pub enum KnownHostsError {
     },
     #[error("cannot write known hosts `{path}`: {reason}")]
     Write { path: PathBuf, reason: String },
+    #[error("refusing to write to known hosts `{path}`: {reason}")]
+    Refused { path: PathBuf, reason: String },
 }
 
 /// A host's public key: its type (`ssh-ed25519`) and its wire-format blob.
@@ -221,8 +230,9 @@ impl KnownHosts {
         address: &str,
         port: u16,
         key: &HostKey,
-        comment: &str,
+        comment: &NodeName,
     ) -> Result<(), KnownHostsError> {
+        let line = self.pin_line(address, port, key, comment)?;
         let write_error = |err: std::io::Error| KnownHostsError::Write {
             path: self.path.clone(),
             reason: err.to_string(),
@@ -236,7 +246,6 @@ impl KnownHosts {
             .open(&self.path)
             .map_err(write_error)?;
         let name = host_name(address, port);
-        let line = format!("{name} {} {comment}\n", key.to_openssh());
         file.write_all(line.as_bytes()).map_err(write_error)?;
         file.sync_all().map_err(write_error)?;
         self.entries.push(Entry {
@@ -257,8 +266,9 @@ impl KnownHosts {
         address: &str,
         port: u16,
         key: &HostKey,
-        comment: &str,
+        comment: &NodeName,
     ) -> Result<(), KnownHostsError> {
+        let pin = self.pin_line(address, port, key, comment)?;
         let write_error = |err: std::io::Error| KnownHostsError::Write {
             path: self.path.clone(),
             reason: err.to_string(),
@@ -278,7 +288,7 @@ impl KnownHosts {
                 kept.push('\n');
             }
         }
-        kept.push_str(&format!("{name} {} {comment}\n", key.to_openssh()));
+        kept.push_str(&pin);
         let mut staged = self.path.clone().into_os_string();
         staged.push(".tandem-new");
         let staged = PathBuf::from(staged);
@@ -288,6 +298,55 @@ impl KnownHosts {
         std::fs::rename(&staged, &self.path).map_err(write_error)?;
         *self = Self::parse(&self.path, &kept)?;
         Ok(())
+    }
+}
+
+impl KnownHosts {
+    /// The one line pinning `key` for `address:port`, newline included, built only
+    /// from parts that passed their checks.
+    fn pin_line(
+        &self,
+        address: &str,
+        port: u16,
+        key: &HostKey,
+        comment: &NodeName,
+    ) -> Result<String, KnownHostsError> {
+        let refused = |reason: String| KnownHostsError::Refused {
+            path: self.path.clone(),
+            reason,
+        };
+        check_address(address).map_err(|err| refused(err.to_string()))?;
+        if port == 0 {
+            return Err(refused("port 0 is not a port".to_string()));
+        }
+        if !KEY_TYPES.contains(&key.kind.as_str()) {
+            return Err(refused(format!(
+                "key type `{}` is not one of {}",
+                key.kind.escape_debug(),
+                KEY_TYPES.join(", ")
+            )));
+        }
+        if !blob_has_type(&key.blob, &key.kind) {
+            return Err(refused(format!("the key is not a `{}` key blob", key.kind)));
+        }
+        // A node name is checked by its type; checked again here because the comment
+        // must stay one field of one line whatever constructor made the name.
+        if comment
+            .as_str()
+            .contains(|c: char| c.is_whitespace() || c.is_control())
+        {
+            return Err(refused(format!(
+                "node name `{}` holds whitespace",
+                comment.as_str().escape_debug()
+            )));
+        }
+        let line = format!(
+            "{} {} {comment}\n",
+            host_name(address, port),
+            key.to_openssh()
+        );
+        debug_assert_eq!(line.matches('\n').count(), 1);
+        Ok(line)
     }
 }
 
@@ -381,16 +440,70 @@ mod tests {
         let mut kh = KnownHosts::load(&path).unwrap();
         let a = key("ssh-ed25519", b"k");
         assert_eq!(kh.check("127.0.0.1", 2200, &a), Verdict::Unknown);
-        kh.append("127.0.0.1", 2200, &a, "node-1").unwrap();
+        let node = |name: &str| NodeName::new(name).unwrap();
+        kh.append("127.0.0.1", 2200, &a, &node("node-1")).unwrap();
         let reread = KnownHosts::load(&path).unwrap();
         assert_eq!(reread.check("127.0.0.1", 2200, &a), Verdict::Trusted);
 
         let b = key("ssh-ed25519", b"new");
-        kh.append("other", 22, &a, "node-2").unwrap();
-        kh.replace("127.0.0.1", 2200, &b, "node-1").unwrap();
+        kh.append("other", 22, &a, &node("node-2")).unwrap();
+        kh.replace("127.0.0.1", 2200, &b, &node("node-1")).unwrap();
         let reread = KnownHosts::load(&path).unwrap();
         assert_eq!(reread.check("127.0.0.1", 2200, &b), Verdict::Trusted);
         assert_eq!(reread.check("other", 22, &a), Verdict::Trusted);
         assert_eq!(kh.check("127.0.0.1", 2200, &b), Verdict::Trusted);
+    }
+
+    #[test]
+    fn writes_refuse_what_would_forge_a_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        let mut kh = KnownHosts::load(&path).unwrap();
+        let good = key("ssh-ed25519", b"k");
+        let name = NodeName::new("n-1").unwrap();
+        let refused = |result: Result<(), KnownHostsError>| match result {
+            Err(KnownHostsError::Refused { reason, .. }) => reason,
+            other => panic!("not refused: {other:?}"),
+        };
+        // Hostile addresses: a newline that would start a second pin, an option, spaces.
+        for address in [
+            "10.0.0.1\n10.0.0.2",
+            "-oProxyCommand=sh",
+            "a b",
+            "h,other",
+            "",
+        ] {
+            let reason = refused(kh.append(address, 22, &good, &name));
+            assert!(reason.starts_with("address `"), "{reason}");
+            assert!(!reason.contains('\n'), "{reason}");
+        }
+        let reason = refused(kh.append("10.0.0.1", 0, &good, &name));
+        assert!(reason.contains("port 0"), "{reason}");
+        // A key type outside the supported ones, one with a newline, and a blob of
+        // another type.
+        let mut odd = key("ssh-dss", b"k");
+        assert!(refused(kh.append("h", 22, &odd, &name)).contains("`ssh-dss`"));
+        odd.kind = "ssh-ed25519\nh ssh-ed25519".into();
+        assert!(refused(kh.append("h", 22, &odd, &name)).contains("\\n"));
+        let mismatched = HostKey {
+            kind: "ssh-ed25519".into(),
+            blob: key("ssh-rsa", b"k").blob,
+        };
+        assert!(refused(kh.append("h", 22, &mismatched, &name)).contains("key blob"));
+        // A stand-in node name holds spaces: never a known_hosts comment.
+        let stand_in = NodeName::stand_in(
+            &crate::node::RoleName::new("r").unwrap(),
+            &crate::node::DatacenterName::new("d").unwrap(),
+        );
+        assert!(refused(kh.append("h", 22, &good, &stand_in)).contains("whitespace"));
+        assert!(refused(kh.replace("h\n", 22, &good, &name)).starts_with("address"));
+        // Nothing was written by any of these.
+        assert!(!path.exists());
+
+        kh.append("h", 22, &good, &name).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("h {} n-1\n", good.to_openssh())
+        );
     }
 }

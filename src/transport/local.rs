@@ -141,7 +141,7 @@ mod tests {
 
     #[tokio::test]
     async fn feeds_stdin_and_captures_streams() {
-        let mut s = LocalSession::new(NodeName::new("local"));
+        let mut s = LocalSession::new(NodeName::new("local").unwrap());
         let out = s
             .exec(
                 "cat; echo err >&2; exit 3",
@@ -160,7 +160,7 @@ mod tests {
     async fn timeout_kills_the_process_group() {
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("survived");
-        let mut s = LocalSession::new(NodeName::new("local"));
+        let mut s = LocalSession::new(NodeName::new("local").unwrap());
         let cmd = format!("(sleep 1; touch {}) & sleep 5", marker.display());
         let started = std::time::Instant::now();
         let err = s

@@ -23,9 +23,9 @@ use tandem::transport::Connector;
 
 fn node(name: &str) -> Node {
     Node {
-        name: NodeName::new(name),
-        datacenter: DatacenterName::new("azure-westus"),
-        role: RoleName::new("frontend"),
+        name: NodeName::new(name).unwrap(),
+        datacenter: DatacenterName::new("azure-westus").unwrap(),
+        role: RoleName::new("frontend").unwrap(),
         address: "127.0.0.1".into(),
         port: 22,
         user: None,

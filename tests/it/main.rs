@@ -9,6 +9,7 @@ mod fleet;
 mod fleet_safety;
 mod inventory;
 mod layering;
+mod names;
 mod rollout;
 mod runs;
 mod safety;

@@ -83,9 +83,9 @@ impl Drop for Nginx {
 
 fn node(name: &str, datacenter: &str) -> Node {
     Node {
-        name: NodeName::new(name),
-        datacenter: DatacenterName::new(datacenter),
-        role: RoleName::new("frontend"),
+        name: NodeName::new(name).unwrap(),
+        datacenter: DatacenterName::new(datacenter).unwrap(),
+        role: RoleName::new("frontend").unwrap(),
         address: "127.0.0.1".into(),
         port: 22,
         user: None,
@@ -98,7 +98,7 @@ fn plan(policy: &RolloutPolicy) -> rollout::RolloutPlan {
     let datacenters: Vec<DatacenterSpec> = [("azure-westus", true), ("aws-useast1", false)]
         .into_iter()
         .map(|(name, primary)| DatacenterSpec {
-            name: DatacenterName::new(name),
+            name: DatacenterName::new(name).unwrap(),
             primary,
             provider: ProviderConfig::Static,
         })

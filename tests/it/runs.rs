@@ -46,12 +46,12 @@ fn site_with_history() -> (tempfile::TempDir, i64) {
         ))
         .unwrap();
     let now = SystemTime::now();
-    let aws = Some(DatacenterName::new("aws-useast1"));
+    let aws = Some(DatacenterName::new("aws-useast1").unwrap());
     store
         .record_node(
             apply,
             &NodeRun::new(
-                NodeName::new("fe-aws-1"),
+                NodeName::new("fe-aws-1").unwrap(),
                 aws.clone(),
                 Outcome::Changed,
                 now,
@@ -63,7 +63,7 @@ fn site_with_history() -> (tempfile::TempDir, i64) {
         .record_node(
             apply,
             &NodeRun::new(
-                NodeName::new("fe-aws-2"),
+                NodeName::new("fe-aws-2").unwrap(),
                 aws,
                 Outcome::Failed,
                 now,
@@ -76,7 +76,7 @@ fn site_with_history() -> (tempfile::TempDir, i64) {
         .record_change(
             apply,
             &ResourceChange {
-                node: NodeName::new("fe-aws-1"),
+                node: NodeName::new("fe-aws-1").unwrap(),
                 resource: "file:/etc/nginx/nginx.conf".parse().unwrap(),
                 action: ChangeAction::Modify,
                 summary: "content: 3 lines changed".into(),

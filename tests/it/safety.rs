@@ -78,7 +78,7 @@ impl Site {
     fn context(&self, policy: RolloutPolicy, command: &str) -> RunContext {
         RunContext {
             datacenters: vec![DatacenterSpec {
-                name: DatacenterName::new(DC),
+                name: DatacenterName::new(DC).unwrap(),
                 primary: true,
                 provider: ProviderConfig::Static,
             }],
@@ -124,9 +124,9 @@ impl Site {
 
 fn node(name: &str) -> Node {
     Node {
-        name: NodeName::new(name),
-        datacenter: DatacenterName::new(DC),
-        role: RoleName::new("frontend"),
+        name: NodeName::new(name).unwrap(),
+        datacenter: DatacenterName::new(DC).unwrap(),
+        role: RoleName::new("frontend").unwrap(),
         address: "127.0.0.1".into(),
         port: 22,
         user: None,

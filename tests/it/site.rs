@@ -589,10 +589,10 @@ fn shared_renderings_never_mix_up_nodes() {
     // Three nodes of one datacenter: one overrides a variable the template uses, one
     // sets a variable it does not use.
     let mut second = site.nodes[0].clone();
-    second.name = tandem::node::NodeName::new("web-east-2");
+    second.name = tandem::node::NodeName::new("web-east-2").unwrap();
     second.vars.insert("workers".into(), serde_json::json!(8));
     let mut third = site.nodes[0].clone();
-    third.name = tandem::node::NodeName::new("web-east-3");
+    third.name = tandem::node::NodeName::new("web-east-3").unwrap();
     third
         .vars
         .insert("unrelated".into(), serde_json::json!("x"));

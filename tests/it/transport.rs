@@ -245,9 +245,9 @@ async fn closed_port_is_unreachable_quickly() {
     let dir = tempfile::tempdir().unwrap();
     let connector = connector_with(&dir.path().join("kh"), &dir.path().join("key"));
     let node = tandem::node::Node {
-        name: tandem::node::NodeName::new("gone"),
-        datacenter: tandem::node::DatacenterName::new("loopback"),
-        role: tandem::node::RoleName::new("test"),
+        name: tandem::node::NodeName::new("gone").unwrap(),
+        datacenter: tandem::node::DatacenterName::new("loopback").unwrap(),
+        role: tandem::node::RoleName::new("test").unwrap(),
         address: "127.0.0.1".into(),
         port,
         user: None,

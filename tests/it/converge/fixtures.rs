@@ -165,9 +165,9 @@ fn catalog(case: &Case) -> Catalog {
     let (spec, name) = spec(&case.resource);
     Catalog {
         node: tandem::node::Node {
-            name: tandem::node::NodeName::new("fixture"),
-            datacenter: tandem::node::DatacenterName::new("azure-westus"),
-            role: tandem::node::RoleName::new("frontend"),
+            name: tandem::node::NodeName::new("fixture").unwrap(),
+            datacenter: tandem::node::DatacenterName::new("azure-westus").unwrap(),
+            role: tandem::node::RoleName::new("frontend").unwrap(),
             address: "127.0.0.1".into(),
             port: 22,
             user: None,
@@ -252,7 +252,7 @@ async fn record_fixtures() {
             assert!(ok.success(), "{}: setup failed", dir.display());
         }
         let (script, stdin) = tandem::plan::probe_script(&catalog(&case), Token::fixed("TOKEN"));
-        let mut session = LocalSession::new(tandem::node::NodeName::new("fixture"));
+        let mut session = LocalSession::new(tandem::node::NodeName::new("fixture").unwrap());
         let out = session
             .exec(&script, &stdin, std::time::Duration::from_secs(10))
             .await

@@ -105,7 +105,7 @@ async fn cut_short_stdin_changes_nothing() {
     };
     let facts = tandem::fact::NodeFacts::default();
     let (command, stdin) = tandem::apply::script::build(&catalog, &plan, &facts, params);
-    let mut session = LocalSession::new(NodeName::new("fe-7"));
+    let mut session = LocalSession::new(NodeName::new("fe-7").unwrap());
     let out = session
         .exec(&command, &stdin[..10], std::time::Duration::from_secs(10))
         .await

@@ -441,3 +441,101 @@ async fn azure_managed_identity_gets_its_token_from_the_metadata_service() {
         .unwrap()
         .starts_with("/metadata/identity/oauth2/token?"));
 }
+
+/// Tags are written by whoever may tag an instance. A `Name` holding a newline (which
+/// `tandem trust` once wrote raw into known_hosts), a role tag that is not a name and a
+/// `Name` that reads as an option each skip that machine with the reason; the others
+/// are still listed, on AWS and on Azure alike.
+#[tokio::test]
+async fn machines_with_hostile_tags_are_skipped_with_the_reason_and_the_rest_listed() {
+    let moto = Moto::start();
+    let east = moto.client("us-east-1");
+    let subnet = moto::subnet(&east, "10.77.0.0/24").await;
+    for (name, ip) in [("fe-aws-0", "10.77.0.10"), ("fe-aws-1", "10.77.0.11")] {
+        let tags = [SITE_TAG, ("Name", name), ("tandem-role", "frontend")];
+        moto::launch(&east, &subnet, Some(ip), &tags, 1).await;
+    }
+    let hostile = [
+        ("evil\n10.77.0.99 ssh-ed25519 AAAA", "frontend"),
+        ("-oProxyCommand=x", "frontend"),
+        ("fine-name", "front end"),
+    ];
+    let mut hostile_ids = Vec::new();
+    for (i, (name, role)) in hostile.iter().enumerate() {
+        let ip = format!("10.77.0.{}", 50 + i);
+        let tags = [SITE_TAG, ("Name", *name), ("tandem-role", *role)];
+        hostile_ids.push(
+            moto::launch(&east, &subnet, Some(&ip), &tags, 1)
+                .await
+                .remove(0),
+        );
+    }
+    let arm = ArmServer::start(json!({"groups": {"web-rg": [
+        vm("fe-az-0", "frontend", "10.77.1.10"),
+        vm("fe-az-1", "front\nend", "10.77.1.11"),
+    ]}}));
+
+    let site = tempfile::tempdir().unwrap();
+    write_site(
+        site.path(),
+        &format!(
+            "{}{}",
+            azure_dc("azure-westus", &arm, &["web-rg"]),
+            aws_dc("aws-useast1", &moto.endpoint(), &["us-east-1"], 1000)
+        ),
+    );
+    let output = tandem(
+        site.path(),
+        &["--format", "json", "inventory"],
+        &ArmServer::child_env(),
+    )
+    .await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = json_of(&output);
+    let names: Vec<String> = nodes_by_name(&report).into_iter().map(|n| n.0).collect();
+    assert_eq!(names, ["fe-aws-0", "fe-aws-1", "fe-az-0"]);
+    let skipped = report["skipped"].as_array().unwrap();
+    let reason_of = |id: &str| {
+        skipped
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("`{id}` not skipped: {skipped:?}"))["reason"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        reason_of(&hostile_ids[0]),
+        "tag `Name`: tag value `evil\\n10.77.0.99 ssh-ed25519 AAAA` holds a control \
+         character (`\\n`)"
+    );
+    assert!(
+        reason_of(&hostile_ids[1]).starts_with("`Name` tag: node name `-oProxyCommand=x`"),
+        "{skipped:?}"
+    );
+    assert!(
+        reason_of(&hostile_ids[2]).starts_with("`tandem-role` tag: role name `front end`"),
+        "{skipped:?}"
+    );
+    let azure_skip = skipped
+        .iter()
+        .find(|s| s["datacenter"] == "azure-westus")
+        .expect("the Azure machine with a newline in its role is skipped");
+    assert!(
+        azure_skip["reason"]
+            .as_str()
+            .unwrap()
+            .contains("holds a control character"),
+        "{azure_skip}"
+    );
+    // Nothing of the hostile name reaches the output as a raw line of its own.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !stdout.lines().any(|l| l.starts_with("10.77.0.99")),
+        "{stdout}"
+    );
+}

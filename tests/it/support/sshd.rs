@@ -119,9 +119,9 @@ impl Sshd {
 
     pub fn node(&self, name: &str) -> Node {
         Node {
-            name: NodeName::new(name),
-            datacenter: DatacenterName::new("loopback"),
-            role: RoleName::new("test"),
+            name: NodeName::new(name).unwrap(),
+            datacenter: DatacenterName::new("loopback").unwrap(),
+            role: RoleName::new("test").unwrap(),
             address: "127.0.0.1".into(),
             port: self.port,
             user: None,

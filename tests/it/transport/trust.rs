@@ -121,3 +121,49 @@ fn unreachable_node_exits_4() {
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     assert!(text(&out).contains("unreachable"), "{}", text(&out));
 }
+
+/// A node name holding a newline once became a second known_hosts line, pinning an
+/// attacker's key for another address. Now such an inventory is refused before any
+/// host is contacted, nothing is written, and the good node pins once it is fixed.
+#[test]
+fn trust_refuses_a_node_name_that_would_forge_a_known_hosts_line() {
+    let sshd = Sshd::start();
+    let site = site(&sshd);
+    let known_hosts = site.path().join(".tandem/known_hosts");
+    let forged = "lo-2\\n10.0.0.66 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEvilEvilEvilEvilEvilEvilEvilEvilEvilEvil";
+    let inventory = site.path().join("inventory.toml");
+    let good = std::fs::read_to_string(&inventory).unwrap();
+    std::fs::write(
+        &inventory,
+        // First, so that on a tandem without the checks its key would be the one pinned,
+        // with the forged second line after it.
+        format!(
+            "[[node]]\nname = \"{forged}\"\ndatacenter = \"loopback\"\nrole = \"test\"\n\
+             address = \"127.0.0.1\"\nport = {}\n\n{good}",
+            sshd.port
+        ),
+    )
+    .unwrap();
+    let out = trust(site.path(), &["*", "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("key `name`: node name `lo-2\\n10.0.0.66"),
+        "{}",
+        text(&out)
+    );
+    assert!(!known_hosts.exists(), "nothing may be pinned");
+
+    // An address that would be read as an option is refused the same way.
+    std::fs::write(&inventory, good.replace("127.0.0.1", "-oProxyCommand=x")).unwrap();
+    let out = trust(site.path(), &["*", "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("key `address`"), "{}", text(&out));
+    assert!(!known_hosts.exists());
+
+    std::fs::write(&inventory, &good).unwrap();
+    let out = trust(site.path(), &["*", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let pinned = std::fs::read_to_string(&known_hosts).unwrap();
+    assert_eq!(pinned.lines().count(), 1, "{pinned}");
+    assert!(pinned.trim_end().ends_with(" lo-1"), "{pinned}");
+}
