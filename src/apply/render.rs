@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use super::deploy::DeployReport;
 use super::{NodeReport, Outcome, StepStatus};
 use crate::node::DatacenterName;
-use crate::plan::render::names;
+use crate::plan::render::{names, tidy_error};
 
 /// The report as text (see the module doc).
 pub fn text(report: &DeployReport, verbose: bool) -> String {
@@ -92,7 +92,11 @@ fn same_steps(a: &NodeReport, b: &NodeReport) -> bool {
 fn node_text(out: &mut String, label: &str, r: &NodeReport) {
     let _ = write!(out, "{label}: {}", r.outcome);
     if let Some(err) = &r.error {
-        let _ = write!(out, ": {err}");
+        let state = match r.outcome {
+            Outcome::HostKey => "host key not trusted",
+            other => other.as_str(),
+        };
+        let _ = write!(out, ": {}", tidy_error(r.node.as_str(), state, err));
     }
     out.push('\n');
     for res in &r.resources {

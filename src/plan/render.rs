@@ -182,6 +182,20 @@ fn summary_text(out: &mut String, results: &[NodeResult]) {
     let _ = writeln!(out, "site: {}", site.line());
 }
 
+/// `error` without what the line already says: the node's name, and the state word
+/// (`unreachable: `) the line puts before it. Errors carry both because they travel
+/// far from the node they are about; a line that names the node need not repeat them.
+pub fn tidy_error<'e>(node: &str, state: &str, error: &'e str) -> &'e str {
+    let error = error
+        .strip_prefix(node)
+        .and_then(|e| e.strip_prefix(": "))
+        .unwrap_or(error);
+    error
+        .strip_prefix(state)
+        .and_then(|e| e.strip_prefix(": "))
+        .unwrap_or(error)
+}
+
 fn node_text(out: &mut String, r: &NodeResult) {
     match r {
         NodeResult::Planned(plan) if plan.is_empty() => {

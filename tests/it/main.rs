@@ -15,5 +15,6 @@ mod runs;
 mod safety;
 mod secrets;
 mod site;
+mod snapshots;
 mod support;
 mod transport;

@@ -8,7 +8,7 @@ use tandem::node::{DatacenterName, NodeName};
 use tandem::outcome::Outcome;
 use tandem::store::{ChangeAction, NewRun, NodeRun, ResourceChange, RunKind, RunStatus, Store};
 
-fn tandem(site: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+pub(crate) fn tandem(site: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
         .arg("--site")
         .arg(site)
@@ -24,7 +24,7 @@ fn tandem(site: &std::path::Path, args: &[&str]) -> (i32, String, String) {
 }
 
 /// A site with two runs: a finished plan, then an apply with two nodes and a change.
-fn site_with_history() -> (tempfile::TempDir, i64) {
+pub(crate) fn site_with_history() -> (tempfile::TempDir, i64) {
     let site = tempfile::tempdir().unwrap();
     let store = Store::open_site(site.path()).unwrap();
     let plan = store
