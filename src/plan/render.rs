@@ -219,6 +219,7 @@ fn node_text(out: &mut String, r: &NodeResult) {
             datacenter,
             error,
         } => {
+            let error = tidy_error(node.as_str(), "unreachable", error);
             let _ = writeln!(out, "{node} ({datacenter}): unreachable: {error}");
         }
         NodeResult::HostKey {
@@ -226,6 +227,7 @@ fn node_text(out: &mut String, r: &NodeResult) {
             datacenter,
             error,
         } => {
+            let error = tidy_error(node.as_str(), "host key not trusted", error);
             let _ = writeln!(out, "{node} ({datacenter}): host key refused: {error}");
         }
         NodeResult::Failed {
@@ -233,6 +235,7 @@ fn node_text(out: &mut String, r: &NodeResult) {
             datacenter,
             error,
         } => {
+            let error = tidy_error(node.as_str(), "failed", error);
             let _ = writeln!(out, "{node} ({datacenter}): failed: {error}");
         }
     }
