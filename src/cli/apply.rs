@@ -41,12 +41,16 @@ pub struct Args {
     /// How long to wait for another run's site lock (`0s`: fail at once, naming it)
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     pub lock_wait: std::time::Duration,
+    /// After SIGINT or SIGTERM, how long nodes in flight may go on before they are
+    /// abandoned and recorded as interrupted
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub grace: std::time::Duration,
     #[command(flatten)]
     pub record: RecordArgs,
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<Status> {
-    let interrupt = Interrupt::new();
+    let interrupt = Interrupt::with_grace(args.grace);
     interrupt
         .on_signals()
         .context("cannot listen for SIGINT and SIGTERM")?;

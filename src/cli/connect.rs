@@ -17,7 +17,10 @@ pub fn connector(global: &Global) -> anyhow::Result<Arc<dyn Connector>> {
     match std::env::var("TANDEM_TRANSPORT").as_deref() {
         Ok("local") => Ok(Arc::new(LocalConnector)),
         Ok("ssh") | Err(_) => {
-            let config = SshConfig::from_global(global, &global.site);
+            let mut config = SshConfig::from_global(global, &global.site);
+            config.connect_timeout = global.connect_timeout;
+            config.keepalive_interval = global.keepalive;
+            config.keepalive_count = global.keepalive_count;
             let path = config.known_hosts.clone();
             let connector = SshConnector::new(config)
                 .with_context(|| format!("cannot load known hosts `{}`", path.display()))?;

@@ -202,6 +202,7 @@ pub(crate) async fn catalogs(global: &Global, on: Option<&str>) -> anyhow::Resul
 pub(crate) fn options(global: &Global, parallel: usize, secrets: SecretStore) -> ApplyOptions {
     ApplyOptions {
         parallel,
+        command_timeout: global.command_timeout,
         secrets: std::sync::Arc::new(secrets),
         progress: match global.format {
             Format::Text => Progress::stderr(),
