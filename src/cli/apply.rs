@@ -10,9 +10,10 @@
 //! run fails at once naming the holder (who, which command, since when), because an
 //! operator who finds someone else deploying should decide, not queue behind them;
 //! `--lock-wait 5m` waits instead (the daemon and CI want that), and Ctrl-C stops a wait
-//! without doing anything. SIGINT or SIGTERM during the run: nodes in flight finish,
-//! nothing new starts, the run is recorded as interrupted and the summary names done
-//! and not-attempted nodes; exit 3 (nodes were left unconverged).
+//! without doing anything. SIGINT or SIGTERM during the run: nodes in flight get
+//! `--grace` (30 s) to finish and are abandoned past it (outcome `interrupted`), nothing
+//! new starts, the run is recorded as interrupted and the summary names done and
+//! not-attempted nodes; exit 3 (nodes were left unconverged).
 
 use std::fmt::Write as _;
 
