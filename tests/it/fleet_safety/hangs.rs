@@ -129,6 +129,7 @@ fn a_partitioned_host_is_unreachable_within_the_keepalive_budget() {
         .lines()
         .find(|l| l.starts_with(&format!("{HOST} (")))
         .unwrap_or_else(|| panic!("no line for {HOST}\n{out}{err}"));
+    eprintln!("{line}");
     assert!(line.contains("unreachable"), "{line}\n{out}{err}");
     assert!(out.contains("connection lost"), "{out}{err}");
     assert_eq!(recorded_outcome(&fleet, site.path()).0, "unreachable");
