@@ -27,10 +27,13 @@ pub enum Outcome {
     HostKey,
     /// The rollout halted before this node's batch.
     NotAttempted,
+    /// A signal stopped the run while the node was in flight, and it had not finished
+    /// within the grace period: the run stopped waiting, so its state is unknown.
+    Interrupted,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 7] = [
+    pub const ALL: [Outcome; 8] = [
         Outcome::Unchanged,
         Outcome::Changed,
         Outcome::Failed,
@@ -38,6 +41,7 @@ impl Outcome {
         Outcome::Skipped,
         Outcome::HostKey,
         Outcome::NotAttempted,
+        Outcome::Interrupted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,16 +53,17 @@ impl Outcome {
             Outcome::Skipped => "skipped",
             Outcome::HostKey => "host-key",
             Outcome::NotAttempted => "not-attempted",
+            Outcome::Interrupted => "interrupted",
         }
     }
 
-    /// Whether the node counts against a rollout's `max_failed`: failed, unreachable and
-    /// host-key nodes do (none of them is known to be converged); skipped and
-    /// not-attempted nodes do not (nothing was tried on them).
+    /// Whether the node counts against a rollout's `max_failed`: failed, unreachable,
+    /// host-key and interrupted nodes do (none of them is known to be converged); skipped
+    /// and not-attempted nodes do not (nothing was tried on them).
     pub fn counts_as_failure(self) -> bool {
         matches!(
             self,
-            Outcome::Failed | Outcome::Unreachable | Outcome::HostKey
+            Outcome::Failed | Outcome::Unreachable | Outcome::HostKey | Outcome::Interrupted
         )
     }
 
@@ -72,7 +77,9 @@ impl Outcome {
     fn status(self) -> Status {
         match self {
             Outcome::Unchanged | Outcome::Changed | Outcome::Skipped => Status::Ok,
-            Outcome::Failed | Outcome::HostKey | Outcome::NotAttempted => Status::Failed,
+            Outcome::Failed | Outcome::HostKey | Outcome::NotAttempted | Outcome::Interrupted => {
+                Status::Failed
+            }
             Outcome::Unreachable => Status::Unreachable,
         }
     }

@@ -255,7 +255,9 @@ pub async fn deploy(
     // Interrupted when the signal left work undone; a signal during the last node's
     // apply changes nothing, and the run ends as its outcomes say.
     let interrupted = options.interrupt.is_requested()
-        && nodes.iter().any(|n| n.outcome == Outcome::NotAttempted);
+        && nodes
+            .iter()
+            .any(|n| matches!(n.outcome, Outcome::NotAttempted | Outcome::Interrupted));
     let mut history_errors: Vec<String> = record_error
         .into_inner()
         .into_iter()
@@ -266,9 +268,20 @@ pub async fn deploy(
     }
     if interrupted {
         let not_attempted = rollout_report.not_attempted().len();
-        let message = format!(
-            "interrupted by a signal: nodes in flight finished, {not_attempted} nodes not attempted"
-        );
+        let abandoned = nodes
+            .iter()
+            .filter(|n| n.outcome == Outcome::Interrupted)
+            .count();
+        let message = if abandoned == 0 {
+            format!(
+                "interrupted by a signal: nodes in flight finished, {not_attempted} nodes not attempted"
+            )
+        } else {
+            format!(
+                "interrupted by a signal: {abandoned} nodes in flight abandoned after the {:?} grace period, {not_attempted} nodes not attempted",
+                options.interrupt.grace()
+            )
+        };
         if let Err(err) = store.finish(run, RunStatus::Interrupted, Some(&message)) {
             history_errors.push(err.to_string());
         }

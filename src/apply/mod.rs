@@ -156,7 +156,8 @@ pub async fn plan_nodes(
             let node = catalog.node.name.clone();
             options.progress.node_started(node.as_str());
             let dc = catalog.node.datacenter.clone();
-            let result = match connect_and_probe(&*connector, &catalog, &options).await {
+            let timeout = options.command_timeout;
+            let result = match connect_and_probe(&*connector, &catalog, timeout).await {
                 Ok((session, facts)) => match plan::plan_node(&catalog, &facts, &options.secrets) {
                     Ok(mut p) => {
                         p.host_key = session.host_key();
@@ -211,12 +212,26 @@ pub async fn apply_jobs(
             options
                 .progress
                 .node_started(job.catalog.node.name.as_str());
-            let report = apply_node(&*connector, &job, &options).await;
+            // After an interrupt, a node still in flight when the grace period ends is
+            // abandoned: dropping its work closes its channel (see the SSH session).
+            let report = tokio::select! {
+                report = apply_node(&*connector, &job, &options) => report,
+                () = options.interrupt.grace_over() => abandoned(&job.catalog, &options.interrupt),
+            };
             options.progress.node_done(report.node.as_str());
             report
         }
     })
     .await
+}
+
+fn abandoned(catalog: &Catalog, interrupt: &Interrupt) -> NodeReport {
+    let mut report = empty_report(catalog, Outcome::Interrupted);
+    report.error = Some(format!(
+        "interrupted: still in flight {:?} after the signal, abandoned; what it changed is unknown, and its script on the node is killed by its command timeout",
+        interrupt.grace()
+    ));
+    report
 }
 
 fn empty_report(catalog: &Catalog, outcome: Outcome) -> NodeReport {
@@ -265,23 +280,21 @@ where
 async fn connect_and_probe(
     connector: &dyn Connector,
     catalog: &Catalog,
-    options: &ApplyOptions,
+    timeout: Duration,
 ) -> Result<(Box<dyn Session>, NodeFacts), NodeError> {
     let mut session = connector.connect(&catalog.node).await?;
-    let facts = probe(&mut *session, catalog, options).await?;
+    let facts = probe(&mut *session, catalog, timeout).await?;
     Ok((session, facts))
 }
 
 async fn probe(
     session: &mut dyn Session,
     catalog: &Catalog,
-    options: &ApplyOptions,
+    timeout: Duration,
 ) -> Result<NodeFacts, NodeError> {
     let token = Token::random();
     let (script, stdin) = plan::probe_script(catalog, token.clone());
-    let out = session
-        .exec(&script, &stdin, options.command_timeout)
-        .await?;
+    let out = session.exec(&script, &stdin, timeout).await?;
     let node = catalog.node.name.clone();
     if !out.success() {
         return Err(NodeError::Probe {
@@ -295,6 +308,9 @@ async fn probe(
 
 async fn apply_node(connector: &dyn Connector, job: &Job, options: &ApplyOptions) -> NodeReport {
     let started = Instant::now();
+    // The node's whole apply (probe, script, verify) fits in the command timeout plus
+    // the node-lock wait: each command gets what is left of it.
+    let deadline = started + options.command_timeout + options.lock_wait;
     let catalog = &job.catalog;
     let mut report = empty_report(catalog, Outcome::Failed);
     let result = async {
@@ -325,13 +341,14 @@ async fn apply_node(connector: &dyn Connector, job: &Job, options: &ApplyOptions
                 });
             }
         }
-        let facts = probe(&mut *session, catalog, options).await?;
+        let facts = probe(&mut *session, catalog, options.command_timeout).await?;
         let outcome = apply_with(
             &mut *session,
             catalog,
             &facts,
             job.expect.as_deref(),
             options,
+            deadline,
             &mut report,
         )
         .await;
@@ -359,6 +376,7 @@ async fn apply_with(
     facts: &NodeFacts,
     expect: Option<&[Expect]>,
     options: &ApplyOptions,
+    deadline: Instant,
     report: &mut NodeReport,
 ) -> Result<Outcome, NodeError> {
     let node = catalog.node.name.clone();
@@ -385,7 +403,7 @@ async fn apply_with(
         verify: plan::probe_script(catalog, verify_token.clone()),
     };
     let (command, stdin) = script::build(catalog, &plan, facts, params);
-    let timeout = options.command_timeout + options.lock_wait;
+    let timeout = deadline.saturating_duration_since(Instant::now());
     let out = session.exec(&command, &stdin, timeout).await?;
     let sections = crate::fact::split_sections(&out.stdout, &token);
     let mut verify_output: Option<&[u8]> = None;
@@ -497,9 +515,13 @@ fn one_line(text: &str) -> String {
 fn outcome_of(err: &NodeError) -> Outcome {
     match err {
         NodeError::Transport(TransportError::HostKey { .. }) => Outcome::HostKey,
-        NodeError::Transport(TransportError::Unreachable { .. } | TransportError::Auth { .. }) => {
-            Outcome::Unreachable
-        }
+        // A connection lost mid-run is a node gone unreachable, not a failed change:
+        // what it applied before the loss is unknown, and the next run reads it again.
+        NodeError::Transport(
+            TransportError::Unreachable { .. }
+            | TransportError::Auth { .. }
+            | TransportError::Lost { .. },
+        ) => Outcome::Unreachable,
         _ => Outcome::Failed,
     }
 }
@@ -588,6 +610,17 @@ mod tests {
             reason: "refused".into(),
         });
         assert_eq!(outcome_of(&down), Outcome::Unreachable);
+        let lost = NodeError::Transport(TransportError::Lost {
+            node: node.clone(),
+            reason: "no answer from the node for 15s".into(),
+        });
+        assert_eq!(outcome_of(&lost), Outcome::Unreachable);
+        let slow = NodeError::Transport(TransportError::Timeout {
+            node: node.clone(),
+            what: "sh".into(),
+            after: Duration::from_secs(600),
+        });
+        assert_eq!(outcome_of(&slow), Outcome::Failed);
         let result = node_failure(down, node, DatacenterName::new("dc").unwrap());
         assert_eq!(plan_status(&[result]), Status::Unreachable);
     }

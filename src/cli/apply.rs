@@ -7,7 +7,8 @@
 //! since when), because an operator who finds someone else deploying should decide, not
 //! queue behind them; `--lock-wait 5m` waits instead (the daemon and CI want that), and
 //! Ctrl-C stops a wait without doing anything. SIGINT or SIGTERM during the run: nodes
-//! in flight finish, nothing new starts, the run is recorded as interrupted and the
+//! in flight get `--grace` (30 s) to finish and are abandoned past it (outcome
+//! `interrupted`), nothing new starts, the run is recorded as interrupted and the
 //! summary names done and not-attempted nodes; exit 3 (nodes were left unconverged).
 
 use anyhow::Context as _;
@@ -36,12 +37,16 @@ pub struct Args {
     /// Show every node and every step, unchanged ones included
     #[arg(long, short)]
     pub verbose: bool,
+    /// After SIGINT or SIGTERM, how long nodes in flight may go on before they are
+    /// abandoned and recorded as interrupted
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub grace: std::time::Duration,
     #[command(flatten)]
     pub record: RecordArgs,
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<Status> {
-    let interrupt = Interrupt::new();
+    let interrupt = Interrupt::with_grace(args.grace);
     interrupt
         .on_signals()
         .context("cannot listen for SIGINT and SIGTERM")?;

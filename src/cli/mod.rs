@@ -51,6 +51,19 @@ pub struct Global {
     /// SSH login user (default: root)
     #[arg(long, global = true, env = "TANDEM_USER")]
     pub user: Option<String>,
+    /// Bound on each step of connecting to a node (TCP, key exchange, authentication)
+    #[arg(long, global = true, env = "TANDEM_CONNECT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub connect_timeout: std::time::Duration,
+    /// An SSH keepalive after this long without traffic; a node that leaves
+    /// `--keepalive-count` of them unanswered is unreachable
+    #[arg(long, global = true, env = "TANDEM_KEEPALIVE", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub keepalive: std::time::Duration,
+    /// Unanswered keepalives before a connection counts as lost
+    #[arg(long, global = true, env = "TANDEM_KEEPALIVE_COUNT", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub keepalive_count: u32,
+    /// Bound on a node's whole probe or apply; its remote command is killed past it
+    #[arg(long, global = true, env = "TANDEM_COMMAND_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub command_timeout: std::time::Duration,
     /// Output format
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -74,6 +87,10 @@ impl Global {
             inventory: self.inventory.clone(),
             connection: Connection {
                 transport,
+                connect_timeout: self.connect_timeout,
+                keepalive: self.keepalive,
+                keepalive_count: self.keepalive_count,
+                command_timeout: self.command_timeout,
                 known_hosts: self.known_hosts.clone(),
                 identity: self.identity.clone(),
                 user: self.user.clone(),

@@ -267,8 +267,11 @@ fn parse_packages(body: &[u8], packages: &mut HashMap<String, String>) {
     for line in String::from_utf8_lossy(body).lines() {
         let mut fields = line.split('\t');
         match (fields.next(), fields.next(), fields.next()) {
-            // dpkg-query: name, status abbreviation, version; `ii` is installed.
-            (Some(name), Some(status), Some(version)) if status.starts_with("ii") => {
+            // dpkg-query: name, status abbreviation, version. The abbreviation's second
+            // letter is the current state, `i` for installed (`ii`, and `hi` when held).
+            (Some(name), Some(status), Some(version))
+                if status.as_bytes().get(1) == Some(&b'i') =>
+            {
                 packages.insert(name.to_string(), version.to_string());
             }
             (Some(name), Some(version), None) if !version.is_empty() => {
@@ -322,13 +325,15 @@ mod tests {
         assert_eq!(sums["/etc/a\nb"], h);
         let mut pk = HashMap::new();
         parse_packages(
-            b"nginx\tii \t1.22.1-9\ncurl\trc \t7.1\nhtop\t3.2.2-1.el9\npackage vim is not installed\n",
+            b"nginx\tii \t1.22.1-9\ncurl\trc \t7.1\nhtop\t3.2.2-1.el9\npackage vim is not installed\nheld\thi \t1.0-1\nhalf\tiU \t2.0\n",
             &mut pk,
         );
         assert_eq!(pk.get("nginx").map(String::as_str), Some("1.22.1-9"));
         assert_eq!(pk.get("htop").map(String::as_str), Some("3.2.2-1.el9"));
+        assert_eq!(pk.get("held").map(String::as_str), Some("1.0-1"));
         assert!(!pk.contains_key("curl"));
-        assert_eq!(pk.len(), 2);
+        assert!(!pk.contains_key("half"));
+        assert_eq!(pk.len(), 3);
     }
 
     #[test]

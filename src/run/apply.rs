@@ -95,6 +95,7 @@ pub async fn apply(
     let connector = ws.settings.connector()?;
     let options = ApplyOptions {
         parallel: request.parallel,
+        command_timeout: ws.settings.connection.command_timeout,
         secrets: ws.secrets.clone(),
         progress: request.progress,
         interrupt: request.interrupt,

@@ -11,6 +11,7 @@ pub mod plan;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::catalog::{Catalog, CompileError, Compiler};
 use crate::exit::Status;
@@ -47,15 +48,40 @@ pub struct Settings {
 }
 
 /// How nodes are reached.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Connection {
     pub transport: TransportKind,
+    /// Bound on each step of connecting (TCP, key exchange, authentication).
+    pub connect_timeout: Duration,
+    /// An SSH keepalive after this long without traffic; `keepalive_count` of them
+    /// unanswered make the node unreachable.
+    pub keepalive: Duration,
+    pub keepalive_count: u32,
+    /// Bound on a node's whole probe or apply; its remote command is killed past it.
+    pub command_timeout: Duration,
     /// tandem's own known_hosts (default: `.tandem/known_hosts` in the site).
     pub known_hosts: Option<PathBuf>,
     /// SSH private key (default: ssh-agent).
     pub identity: Option<PathBuf>,
     /// SSH login user when the node names none (default: root).
     pub user: Option<String>,
+}
+
+impl Default for Connection {
+    /// SSH; 10 s to connect; a keepalive every 5 s, 3 unanswered make a node
+    /// unreachable (15 s of silence); 10 minutes per node.
+    fn default() -> Self {
+        Connection {
+            transport: TransportKind::Ssh,
+            connect_timeout: Duration::from_secs(10),
+            keepalive: Duration::from_secs(5),
+            keepalive_count: 3,
+            command_timeout: Duration::from_secs(600),
+            known_hosts: None,
+            identity: None,
+            user: None,
+        }
+    }
 }
 
 /// SSH, or commands run on this machine (only when asked for explicitly: a deploy tool
@@ -129,6 +155,10 @@ impl Settings {
     /// The SSH configuration these settings ask for.
     pub fn ssh_config(&self) -> SshConfig {
         let mut config = SshConfig::new(self.known_hosts_path());
+        config.connect_timeout = self.connection.connect_timeout;
+        config.keepalive_interval = self.connection.keepalive;
+        config.keepalive_count = self.connection.keepalive_count;
+        config.command_timeout = self.connection.command_timeout;
         config.identity = self.connection.identity.clone();
         if let Some(user) = &self.connection.user {
             config.user = user.clone();

@@ -45,6 +45,7 @@ pub async fn plan(ws: &Workspace, request: PlanRequest) -> Result<Planned, RunEr
     let run = store.begin(&ws.new_run(RunKind::Plan))?;
     let options = ApplyOptions {
         parallel: request.parallel,
+        command_timeout: ws.settings.connection.command_timeout,
         secrets: ws.secrets.clone(),
         progress: request.progress,
         ..ApplyOptions::default()

@@ -6,6 +6,7 @@
 
 mod converge;
 mod faults;
+mod packages;
 mod secrets;
 
 use std::io::{Read, Write};

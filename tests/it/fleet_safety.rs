@@ -5,6 +5,7 @@
 //! in `safety`; here the hosts, the SSH sessions and the processes are real, and every
 //! check is made on the hosts themselves (`fleet.exec`) or through `tandem runs`.
 
+mod hangs;
 mod identity;
 mod interrupts;
 mod locks;

@@ -580,3 +580,47 @@ async fn many_sessions_run_concurrently() {
     eprintln!("20 concurrent connect + `sleep 1`: {elapsed:?}");
     assert!(elapsed < 15 * SECOND, "took {elapsed:?}");
 }
+
+/// A node that is alive but sends nothing for several keepalive budgets (a long step
+/// whose output goes to a file, with stdin waiting for it to read) is not taken for a
+/// dead one: the kernel's keepalive ACKs and the SSH keepalives keep it heard. And
+/// megabytes of stdin are not stalled by keepalives meeting a full socket.
+#[tokio::test]
+async fn a_silent_live_node_is_not_lost_and_keepalives_do_not_stall_stdin() {
+    let sshd = Sshd::start();
+    let known_hosts = sshd.dir().join("tandem_known_hosts");
+    std::fs::write(&known_hosts, sshd.known_hosts_line()).unwrap();
+    let mut config = SshConfig::new(known_hosts);
+    config.identity = Some(sshd.client_key());
+    config.keepalive_interval = SECOND;
+    config.keepalive_count = 2;
+    let connector = SshConnector::new(config).unwrap();
+    let mut session = connector.connect(&sshd.node("n1")).await.unwrap();
+    let started = Instant::now();
+    let stdin = noise(8 << 20);
+    let out = session
+        .exec("sleep 5; wc -c", &stdin, 60 * SECOND)
+        .await
+        .unwrap_or_else(|err| panic!("a live, silent node was given up: {err}"));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "8388608");
+    assert!(
+        started.elapsed() < 20 * SECOND,
+        "took {:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    let out = session
+        .exec("cat | wc -c", &stdin, 60 * SECOND)
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "8388608");
+    eprintln!(
+        "8 MiB through stdin with 1 s keepalives: {:.1?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() < 10 * SECOND,
+        "took {:?}",
+        started.elapsed()
+    );
+}

@@ -92,6 +92,8 @@ pub(super) fn tcp(node: &Node, config: &SshConfig) -> Result<TcpStream, Transpor
                 stream
                     .set_nodelay(true)
                     .map_err(|err| unreachable(node, format!("cannot set TCP_NODELAY: {err}")))?;
+                keepalive(&stream, config)
+                    .map_err(|err| unreachable(node, format!("cannot set TCP keepalive: {err}")))?;
                 return Ok(stream);
             }
             // An address literal is already in the message; a name is not.
@@ -102,6 +104,42 @@ pub(super) fn tcp(node: &Node, config: &SshConfig) -> Result<TcpStream, Transpor
         }
     }
     Err(unreachable(node, last_error))
+}
+
+/// TCP's own dead-peer detection under the SSH keepalives: probes after
+/// `keepalive_interval` idle, `keepalive_count` of them, and data left unacknowledged for
+/// `dead_after` aborts the connection (`TCP_USER_TIMEOUT`), so a partitioned node turns
+/// into a socket error within seconds even while libssh2 is blocked in a call.
+fn keepalive(stream: &TcpStream, config: &SshConfig) -> std::io::Result<()> {
+    let fd = stream.as_raw_fd();
+    let secs = config.keepalive_interval.as_secs().clamp(1, 3600) as libc::c_int;
+    let dead_ms = config.dead_after().as_millis().min(i32::MAX as u128) as libc::c_int;
+    let set = |level: libc::c_int, name: libc::c_int, value: libc::c_int| {
+        // SAFETY: a valid socket and a pointer to an int of the size given.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)?;
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, secs)?;
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, secs)?;
+    set(
+        libc::IPPROTO_TCP,
+        libc::TCP_KEEPCNT,
+        config.keepalive_count.clamp(1, 100) as libc::c_int,
+    )?;
+    set(libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, dead_ms)
 }
 
 /// Key exchange over `stream`; returns the session, its socket and the host key.
@@ -129,6 +167,12 @@ pub(super) fn handshake(
     session
         .handshake()
         .map_err(|err| ssh_error("ssh handshake failed", err))?;
+    // Sent from `exec`'s wait loop when due, and answered by sshd. Configured only after
+    // the key exchange: set before it, libssh2 fails the exchange.
+    session.set_keepalive(
+        true,
+        config.keepalive_interval.as_secs().clamp(1, 3600) as u32,
+    );
     let key = session
         .host_key()
         .and_then(|(blob, _)| {

@@ -9,6 +9,8 @@
 //! "POSIX shell and coreutils").
 
 use std::io::{ErrorKind, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Connection;
@@ -59,13 +61,22 @@ fn would_block(err: &ssh2::Error) -> bool {
     err.code() == ssh2::ErrorCode::Session(EAGAIN)
 }
 
+/// What bounds one command: its own timeout, the silence after which the connection
+/// counts as lost, and the flag that says nobody waits for the result any more.
+pub(super) struct Limits {
+    pub timeout: Duration,
+    pub dead_after: Duration,
+    pub cancel: Arc<AtomicBool>,
+}
+
 pub(super) fn run(
     connection: &Connection,
     node: &NodeName,
     command: &str,
     stdin: &[u8],
-    timeout: Duration,
+    limits: &Limits,
 ) -> Result<Output, TransportError> {
+    let timeout = limits.timeout;
     let started = Instant::now();
     let deadline = started + timeout + GRACE;
     let session = &connection.session;
@@ -83,16 +94,33 @@ pub(super) fn run(
     // silent peer is then freed without blocking (libssh2 would wait for the peer's
     // close, up to the session timeout).
     let _restore = Blocking(session);
-    // Opening the channel and starting the command: blocking, bounded by the deadline.
+    // Opening the channel and starting the command: blocking, bounded by the deadline
+    // and by the silence that counts as a dead connection (a live node answers at once).
     session.set_blocking(true);
-    session.set_timeout((timeout + GRACE).as_millis().min(u32::MAX as u128) as u32);
+    let blocking = (timeout + GRACE).min(limits.dead_after);
+    session.set_timeout(blocking.as_millis().min(u32::MAX as u128) as u32);
+    // Whichever bound fired names the error: the command's own time, or the silence
+    // that counts as a dead connection.
+    let silent = |what: &str| {
+        if blocking < limits.dead_after {
+            timed_out()
+        } else {
+            TransportError::Lost {
+                node: node.clone(),
+                reason: format!("{what}: no answer from the node for {blocking:?}"),
+            }
+        }
+    };
     let mut channel = session.channel_session().map_err(|err| match err.code() {
-        ssh2::ErrorCode::Session(TIMED_OUT) => timed_out(),
+        ssh2::ErrorCode::Session(TIMED_OUT) => silent("cannot open a channel"),
         _ => lost("cannot open a channel", &err),
     })?;
     channel
         .exec(&wrap(command, timeout))
-        .map_err(|err| lost("cannot start the command", &err))?;
+        .map_err(|err| match err.code() {
+            ssh2::ErrorCode::Session(TIMED_OUT) => silent("cannot start the command"),
+            _ => lost("cannot start the command", &err),
+        })?;
 
     session.set_blocking(false);
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
@@ -143,6 +171,11 @@ pub(super) fn run(
         if channel.eof() {
             break;
         }
+        let stdin_done = written >= stdin.len() && eof_sent;
+        check_alive(connection, limits, stdin_done).map_err(|reason| TransportError::Lost {
+            node: node.clone(),
+            reason,
+        })?;
         if Instant::now() >= deadline {
             // The node did not end it in time: give up the channel locally.
             let _ = channel.close();
@@ -156,6 +189,10 @@ pub(super) fn run(
         match channel.wait_close() {
             Ok(()) => break,
             Err(err) if would_block(&err) => {
+                check_alive(connection, limits, true).map_err(|reason| TransportError::Lost {
+                    node: node.clone(),
+                    reason,
+                })?;
                 if Instant::now() >= deadline {
                     return Err(timed_out());
                 }
@@ -184,6 +221,62 @@ pub(super) fn run(
         stdout,
         stderr,
     })
+}
+
+/// Between polls: fails when nobody waits for the result any more, or when the node has
+/// been silent for `dead_after`; and sends an SSH keepalive when one is due.
+///
+/// Silence is the kernel's: the time since the socket last received anything, data or
+/// a bare ACK. TCP keepalive probes (set up by `connect`) make a live peer ACK at least
+/// every keepalive interval even when nothing else moves (a step that runs for minutes
+/// with its output going to a file, stdin waiting for the node to read it), so a live
+/// node is never silent for long and a partitioned one is noticed after `dead_after`.
+/// The SSH keepalive (answered by sshd itself) is sent only once all of stdin is handed
+/// over and libssh2 has nothing half-sent: libssh2 keeps a keepalive that met a full
+/// socket as its pending packet and refuses every other packet until the same call
+/// flushes it, which would stall stdin for a keepalive interval each time.
+fn check_alive(connection: &Connection, limits: &Limits, stdin_done: bool) -> Result<(), String> {
+    if limits.cancel.load(Ordering::SeqCst) {
+        return Err("abandoned: the run stopped waiting for the node".into());
+    }
+    let pending = matches!(
+        connection.session.block_directions(),
+        ssh2::BlockDirections::Outbound | ssh2::BlockDirections::Both
+    );
+    if stdin_done && !pending {
+        if let Err(err) = connection.session.keepalive_send() {
+            if !would_block(&err) {
+                return Err(format!("sending a keepalive: {err}"));
+            }
+        }
+    }
+    match silent_for(connection.fd) {
+        Some(silence) if silence >= limits.dead_after => Err(format!(
+            "no answer from the node for {silence:.0?} (keepalives unanswered)"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// How long since the socket last received anything (data or ACK), from the kernel's
+/// TCP state; `None` where the socket is not TCP (a tunnel through a bastion: the
+/// bastion's own connection is then what the kernel watches).
+fn silent_for(fd: std::os::fd::RawFd) -> Option<Duration> {
+    // SAFETY: `info` is a plain C struct the kernel fills up to `len` bytes; `fd` is the
+    // session's socket, open for as long as the connection is.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    let last = info.tcpi_last_data_recv.min(info.tcpi_last_ack_recv);
+    (rc == 0).then(|| Duration::from_millis(u64::from(last)))
 }
 
 /// Waits until the socket is ready in the direction libssh2 is blocked on, or a short
@@ -227,6 +320,22 @@ mod tests {
             r"exec timeout -s KILL 1.500 sh -c 'echo '\''a'\'''"
         );
         assert!(wrap("x", Duration::ZERO).contains(" 0.001 "));
+    }
+
+    #[test]
+    fn silence_is_read_from_the_kernels_tcp_state() {
+        use std::os::fd::AsRawFd;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        server.write_all(b"x").unwrap();
+        let mut byte = [0u8; 1];
+        client.read_exact(&mut byte).unwrap();
+        let silence = silent_for(client.as_raw_fd()).expect("a TCP socket has TCP state");
+        assert!(silence < Duration::from_secs(5), "{silence:?}");
+        // Not TCP (a tunnel's end): no reading, so no verdict.
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert_eq!(silent_for(a.as_raw_fd()), None);
     }
 
     #[test]

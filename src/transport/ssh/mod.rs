@@ -11,6 +11,7 @@ mod jump;
 
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +34,13 @@ pub struct SshConfig {
     pub connect_timeout: Duration,
     /// The command timeout callers use when they have no better one.
     pub command_timeout: Duration,
+    /// An SSH keepalive is sent after this long without traffic to the node, and TCP
+    /// keepalive probes after this long idle.
+    pub keepalive_interval: Duration,
+    /// Keepalives without an answer before the connection counts as dead: a node heard
+    /// nothing from for `keepalive_interval * keepalive_count` is lost (the meaning of
+    /// OpenSSH's `ServerAliveInterval` and `ServerAliveCountMax`).
+    pub keepalive_count: u32,
     /// A bastion to go through; its host key must be pinned too, as `[address]:port`.
     pub jump: Option<JumpHost>,
 }
@@ -46,7 +54,8 @@ pub struct JumpHost {
 }
 
 impl SshConfig {
-    /// Defaults: user `root`, ssh-agent, 10 s to connect, 5 min per command.
+    /// Defaults: user `root`, ssh-agent, 10 s to connect, 5 min per command, a
+    /// keepalive every 5 s and the connection dead after 3 unanswered (15 s of silence).
     pub fn new(known_hosts: PathBuf) -> Self {
         SshConfig {
             user: "root".to_string(),
@@ -54,8 +63,15 @@ impl SshConfig {
             known_hosts,
             connect_timeout: Duration::from_secs(10),
             command_timeout: Duration::from_secs(300),
+            keepalive_interval: Duration::from_secs(5),
+            keepalive_count: 3,
             jump: None,
         }
+    }
+
+    /// How long a node may stay silent before its connection counts as lost.
+    pub fn dead_after(&self) -> Duration {
+        self.keepalive_interval.max(Duration::from_secs(1)) * self.keepalive_count.max(1)
     }
 }
 
@@ -111,6 +127,7 @@ impl Connector for SshConnector {
             node: name,
             host_key: connection.host_key.clone(),
             connection: Some(connection),
+            dead_after: self.config.dead_after(),
             round_trips: 0,
         }))
     }
@@ -143,7 +160,21 @@ pub struct SshSession {
     /// fail fast.
     connection: Option<Connection>,
     host_key: String,
+    /// Silence after which the connection counts as lost (`SshConfig::dead_after`).
+    dead_after: Duration,
     round_trips: u32,
+}
+
+/// Set when the `exec` future is dropped before its command ended (the run stopped
+/// waiting for the node, after an interrupt's grace period): the blocking thread sees it
+/// within one poll interval, gives up the channel and returns, so no thread outlives the
+/// run waiting on a hung node.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }
 
 #[async_trait]
@@ -162,8 +193,14 @@ impl Session for SshSession {
         })?;
         self.round_trips += 1;
         let (node, command, stdin) = (self.node.clone(), command.to_string(), stdin.to_vec());
+        let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
+        let limits = exec::Limits {
+            timeout,
+            dead_after: self.dead_after,
+            cancel: cancel.0.clone(),
+        };
         let (connection, result) = tokio::task::spawn_blocking(move || {
-            let result = exec::run(&connection, &node, &command, &stdin, timeout);
+            let result = exec::run(&connection, &node, &command, &stdin, &limits);
             (connection, result)
         })
         .await
@@ -195,5 +232,23 @@ fn lost(node: &NodeName, reason: String) -> TransportError {
     TransportError::Lost {
         node: node.clone(),
         reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_silent_for_three_keepalives_is_lost() {
+        let mut config = SshConfig::new(PathBuf::from("/dev/null"));
+        assert_eq!(config.connect_timeout, Duration::from_secs(10));
+        assert_eq!(config.dead_after(), Duration::from_secs(15));
+        config.keepalive_interval = Duration::from_secs(2);
+        config.keepalive_count = 4;
+        assert_eq!(config.dead_after(), Duration::from_secs(8));
+        config.keepalive_interval = Duration::ZERO;
+        config.keepalive_count = 0;
+        assert_eq!(config.dead_after(), Duration::from_secs(1));
     }
 }

@@ -118,7 +118,8 @@ fn held_node_lock_fails_that_node_by_name_and_the_others_converge() {
     let line = node_line(&apply.stdout, held).unwrap_or_else(|| panic!("{apply}"));
     assert!(
         line.contains("failed")
-            && line.contains(&format!("{held}: node lock `/var/lib/tandem/lock` is held")),
+            && line.starts_with(&format!("{held} ("))
+            && line.contains("failed: node lock `/var/lib/tandem/lock` is held"),
         "the node lock failure should name the node and the lock: {line}\n{apply}"
     );
     assert!(

@@ -1,5 +1,6 @@
 //! Shared test support: the local fleet, fixture sites, running the binary.
 
+pub mod apt;
 #[cfg(feature = "azure")]
 pub mod arm;
 pub mod fleet;
