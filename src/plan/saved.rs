@@ -37,24 +37,24 @@ pub const DIGESTED: [&str; 3] = ["manifests", "templates", "modules"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum SavedPlanError {
-    #[error("cannot read the saved plan `{path}`: {source}")]
+    #[error("cannot read the saved plan `{path}`: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("`{path}` is not a tandem saved plan: {reason}")]
     Parse { path: PathBuf, reason: String },
     #[error("saved plan `{path}` has format version {found}; this tandem reads version {VERSION}")]
     Version { path: PathBuf, found: u32 },
-    #[error("cannot write the saved plan `{path}`: {source}")]
+    #[error("cannot write the saved plan `{path}`: {error}")]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("cannot digest the site file `{path}`: {source}")]
+    #[error("cannot digest the site file `{path}`: {error}")]
     Digest {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("the site changed since the plan was made (site digest `{planned}`, now `{now}`{}); refusing the whole plan: make a new one with `tandem plan --out`", commits(.planned_commit, .now_commit))]
     SiteChanged {
@@ -156,9 +156,9 @@ impl SavedPlan {
     /// Writes the plan atomically: a temporary file in the same directory, fsynced, then
     /// renamed over `path`, so a reader never sees half a plan.
     pub fn write(&self, path: &Path) -> Result<(), SavedPlanError> {
-        let err = |source| SavedPlanError::Write {
+        let err = |error| SavedPlanError::Write {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         let text = serde_json::to_vec_pretty(self).map_err(|e| err(std::io::Error::other(e)))?;
         let name = path
@@ -186,9 +186,9 @@ impl SavedPlan {
 
     /// Reads a saved plan, refusing other files and other format versions.
     pub fn load(path: &Path) -> Result<SavedPlan, SavedPlanError> {
-        let text = std::fs::read(path).map_err(|source| SavedPlanError::Read {
+        let text = std::fs::read(path).map_err(|error| SavedPlanError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let parse = |reason: String| SavedPlanError::Parse {
             path: path.to_path_buf(),
@@ -346,9 +346,9 @@ pub fn site_digest(site_root: &Path) -> Result<String, SavedPlanError> {
     files.sort();
     let mut hash = Sha256::new();
     for path in files {
-        let bytes = std::fs::read(&path).map_err(|source| SavedPlanError::Digest {
+        let bytes = std::fs::read(&path).map_err(|error| SavedPlanError::Digest {
             path: path.clone(),
-            source,
+            error,
         })?;
         let rel = path.strip_prefix(site_root).unwrap_or(&path);
         hash.update(rel.to_string_lossy().as_bytes());
@@ -363,17 +363,17 @@ fn collect(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), SavedPlanError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => {
+        Err(error) => {
             return Err(SavedPlanError::Digest {
                 path: dir.to_path_buf(),
-                source,
+                error,
             })
         }
     };
     for entry in entries {
-        let entry = entry.map_err(|source| SavedPlanError::Digest {
+        let entry = entry.map_err(|error| SavedPlanError::Digest {
             path: dir.to_path_buf(),
-            source,
+            error,
         })?;
         let path = entry.path();
         if path.is_dir() {
