@@ -33,10 +33,10 @@ const POLL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("cannot open the run lock `{path}`: {source}")]
-    Open { path: PathBuf, source: io::Error },
-    #[error("cannot lock `{path}`: {source}")]
-    Flock { path: PathBuf, source: io::Error },
+    #[error("cannot open the run lock `{path}`: {error}")]
+    Open { path: PathBuf, error: io::Error },
+    #[error("cannot lock `{path}`: {error}")]
+    Flock { path: PathBuf, error: io::Error },
     #[error("site is locked by {}", holder_text(.holder.as_deref(), .path))]
     Held {
         path: PathBuf,
@@ -131,16 +131,16 @@ impl SiteLock {
             .unwrap_or_else(|err| {
                 Err(LockError::Flock {
                     path,
-                    source: io::Error::other(err.to_string()),
+                    error: io::Error::other(err.to_string()),
                 })
             })
     }
 
     /// Takes the lock on the file at `path` (its directory is created).
     pub fn acquire_file(path: &Path, command: &str, wait: Wait) -> Result<SiteLock, LockError> {
-        let open_error = |source| LockError::Open {
+        let open_error = |error| LockError::Open {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(open_error)?;
@@ -155,9 +155,9 @@ impl SiteLock {
             .map_err(open_error)?;
         let started = Instant::now();
         loop {
-            if try_flock(&file).map_err(|source| LockError::Flock {
+            if try_flock(&file).map_err(|error| LockError::Flock {
                 path: path.to_path_buf(),
-                source,
+                error,
             })? {
                 break;
             }

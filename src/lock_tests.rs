@@ -272,3 +272,76 @@ fn an_unlabelled_holder_is_still_reported() {
         "{err}"
     );
 }
+
+/// `main` prints an error with its whole chain (`{:#}`), so a link that holds its cause
+/// as `source()` must not print it too: asserts that no link's message contains its
+/// source's, and that `cause` shows exactly once in what `main` would print.
+pub(crate) fn assert_cause_printed_once(
+    err: impl std::error::Error + Send + Sync + 'static,
+    cause: &str,
+) {
+    let mut link: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(current) = link {
+        if let Some(source) = current.source() {
+            assert!(
+                !current.to_string().contains(&source.to_string()),
+                "`{current}` prints its source `{source}` as well"
+            );
+        }
+        link = current.source();
+    }
+    let printed = format!("{:#}", anyhow::Error::new(err));
+    assert_eq!(
+        printed.matches(cause).count(),
+        1,
+        "`{cause}` in `{printed}`"
+    );
+}
+
+#[test]
+fn errors_print_their_cause_once_in_a_chain() {
+    use crate::apply::deploy::DeployError;
+    use crate::rollout::RolloutError;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    // The lock's directory would be a regular file: it cannot be created.
+    let err = SiteLock::acquire_file(&file.join("run.lock"), "test", Wait::FailFast).unwrap_err();
+    let LockError::Open { error, .. } = &err else {
+        panic!("expected an open error, got {err}");
+    };
+    let cause = error.to_string();
+    assert!(
+        err.to_string().starts_with("cannot open the run lock `"),
+        "{err}"
+    );
+    assert_cause_printed_once(DeployError::from(err), &cause);
+
+    let node = crate::node::NodeName::new("fe-1").unwrap();
+    let rollout = DeployError::from(RolloutError::DuplicateNode { node });
+    assert_cause_printed_once(rollout, "`fe-1` appears twice");
+
+    // The other errors that carry a cause, from real failures where one is at hand.
+    let store = crate::store::Store::open(&file.join("history.db")).unwrap_err();
+    assert_cause_printed_once(store, &cause);
+    let absent = dir.path().join("absent");
+    let missing = std::fs::read(&absent).unwrap_err().to_string();
+    let saved = crate::plan::saved::SavedPlan::load(&absent).unwrap_err();
+    assert_cause_printed_once(saved, &missing);
+    let facts = crate::apply::NodeError::Facts {
+        node: crate::node::NodeName::new("fe-1").unwrap(),
+        error: crate::fact::FactError::Incomplete,
+    };
+    assert_cause_printed_once(facts, "no end marker");
+    let template = crate::catalog::CompileError::Template {
+        file: "manifests/roles/frontend.toml".into(),
+        line: 3,
+        key: "content".into(),
+        error: Box::new(crate::template::TemplateError::UnknownVariable {
+            path: "templates/a.hbs".into(),
+            line: 1,
+            variable: "port".into(),
+        }),
+    };
+    assert_cause_printed_once(template, "unknown variable `port`");
+}

@@ -47,9 +47,17 @@ pub enum DeployError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot order the nodes into a rollout: {0}")]
-    Rollout(#[from] RolloutError),
+    Rollout(RolloutError),
     #[error("interrupted while waiting for the site lock; nothing was done")]
     Interrupted,
+}
+
+// By hand: `#[from]` would make the rollout error the source as well, and a printed
+// chain would show it twice.
+impl From<RolloutError> for DeployError {
+    fn from(err: RolloutError) -> DeployError {
+        DeployError::Rollout(err)
+    }
 }
 
 /// How often a waiting run retries the site lock (and checks for an interrupt).

@@ -76,8 +76,8 @@ impl Default for ApplyOptions {
 pub enum NodeError {
     #[error(transparent)]
     Transport(#[from] TransportError),
-    #[error("{node}: {source}")]
-    Facts { node: NodeName, source: FactError },
+    #[error("{node}: {error}")]
+    Facts { node: NodeName, error: FactError },
     #[error("{node}: the probe exited with status {status:?}: {stderr}")]
     Probe {
         node: NodeName,
@@ -166,7 +166,7 @@ pub async fn plan_nodes(
                     Err(source) => node_failure(
                         NodeError::Facts {
                             node: node.clone(),
-                            source,
+                            error: source,
                         },
                         node,
                         dc,
@@ -303,7 +303,7 @@ async fn probe(
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         });
     }
-    NodeFacts::parse(&out.stdout, &token).map_err(|source| NodeError::Facts { node, source })
+    NodeFacts::parse(&out.stdout, &token).map_err(|error| NodeError::Facts { node, error })
 }
 
 async fn apply_node(connector: &dyn Connector, job: &Job, options: &ApplyOptions) -> NodeReport {
@@ -381,9 +381,9 @@ async fn apply_with(
 ) -> Result<Outcome, NodeError> {
     let node = catalog.node.name.clone();
     let plan: NodePlan =
-        plan::plan_node(catalog, facts, &options.secrets).map_err(|source| NodeError::Facts {
+        plan::plan_node(catalog, facts, &options.secrets).map_err(|error| NodeError::Facts {
             node: node.clone(),
-            source,
+            error,
         })?;
     if let Some(expect) = expect {
         let resources = stale_resources(expect, &plan);
@@ -452,14 +452,14 @@ async fn apply_with(
         });
     };
     let after =
-        NodeFacts::parse(verify_output, &verify_token).map_err(|source| NodeError::Facts {
+        NodeFacts::parse(verify_output, &verify_token).map_err(|error| NodeError::Facts {
             node: node.clone(),
-            source,
+            error,
         })?;
     let again =
-        plan::plan_node(catalog, &after, &options.secrets).map_err(|source| NodeError::Facts {
+        plan::plan_node(catalog, &after, &options.secrets).map_err(|error| NodeError::Facts {
             node: node.clone(),
-            source,
+            error,
         })?;
     report.unsynced = plan::unsynced(&again)
         .into_iter()

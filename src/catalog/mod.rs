@@ -57,13 +57,13 @@ pub enum CompileError {
     },
     #[error("cannot register partials: {0}")]
     Partials(Box<TemplateError>),
-    #[error("{file}:{line}: `{key}`: {source}")]
+    #[error("{file}:{line}: `{key}`: {error}")]
     Template {
         file: PathBuf,
         line: usize,
         key: String,
         // Boxed: template errors are large and every compile step returns this type.
-        source: Box<TemplateError>,
+        error: Box<TemplateError>,
     },
     #[error("{file}:{line}: `{key}`: {message}")]
     Attribute {
@@ -372,7 +372,7 @@ fn template_error(
         file: file.to_path_buf(),
         line,
         key: key.to_string(),
-        source: Box::new(source),
+        error: Box::new(source),
     }
 }
 

@@ -2,7 +2,8 @@
 //! server-side by the site's tags and the wanted instance states, one task per region.
 //! Credentials come from the SDK's standard chain (environment, profile, web identity,
 //! instance role); `endpoint` points the SDK elsewhere (tests use a local moto server).
-//! Errors carry the SDK's error chain, which holds no credential.
+//! An SDK error becomes one line of cause (a service error's code and message, or the
+//! chain of causes, each once), which holds no credential.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
-use aws_sdk_ec2::error::DisplayErrorContext;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{Filter, Instance};
 
 use super::machine::{judge, AddressSource, Machine, Naming};
@@ -129,7 +130,7 @@ async fn list_region(
         let page = page.map_err(|err| {
             discovery_error(
                 datacenter,
-                format!("region `{region}`: {}", DisplayErrorContext(&err)),
+                format!("region `{region}`: {}", sdk_cause(&err)),
             )
         })?;
         for reservation in page.reservations() {
@@ -185,6 +186,37 @@ fn machine(region: &str, instance: &Instance) -> Machine {
     }
 }
 
+/// An SDK error in one line. Not `DisplayErrorContext`, which appends the error's whole
+/// Debug structure: a service error's code and message, or else each cause of the
+/// chain once (a link that already shows the next one's text stands for both).
+fn sdk_cause<E, R>(err: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    if let Some(service) = err.as_service_error() {
+        let code = service.code().unwrap_or("service error");
+        return match service.message() {
+            Some(message) => one_line(&format!("{code}: {message}")),
+            None => code.to_string(),
+        };
+    }
+    let mut causes: Vec<String> = Vec::new();
+    let mut link: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = link {
+        let text = one_line(&current.to_string());
+        if !text.is_empty() && !causes.last().is_some_and(|last| last.contains(&text)) {
+            causes.push(text);
+        }
+        link = current.source();
+    }
+    causes.join(": ")
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 fn discovery_error(datacenter: &DatacenterName, reason: String) -> InventoryError {
     InventoryError::Discovery {
         datacenter: datacenter.clone(),
@@ -197,5 +229,36 @@ fn settings_error(datacenter: &DatacenterName, message: String) -> InventoryErro
     InventoryError::Settings {
         datacenter: datacenter.clone(),
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_ec2::error::{ConnectorError, ErrorMetadata};
+    use aws_sdk_ec2::operation::describe_instances::DescribeInstancesError;
+
+    use super::*;
+
+    #[test]
+    fn a_service_error_is_its_code_and_message() {
+        let meta = ErrorMetadata::builder()
+            .code("AuthFailure")
+            .message("AWS was not able to validate\nthe provided access credentials")
+            .build();
+        let err = SdkError::service_error(DescribeInstancesError::generic(meta), ());
+        assert_eq!(
+            sdk_cause(&err),
+            "AuthFailure: AWS was not able to validate the provided access credentials"
+        );
+    }
+
+    #[test]
+    fn a_connection_failure_is_its_chain_of_causes_on_one_line() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let err: SdkError<DescribeInstancesError, ()> =
+            SdkError::dispatch_failure(ConnectorError::io(Box::new(refused)));
+        let cause = sdk_cause(&err);
+        assert_eq!(cause, "dispatch failure: io error: refused");
+        assert!(!cause.contains('{') && !cause.contains('\n'), "{cause}");
     }
 }

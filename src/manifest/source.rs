@@ -14,10 +14,10 @@ pub const DIGESTED: [&str; 3] = ["manifests", "templates", "modules"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("cannot digest the site file `{path}`: {source}")]
+    #[error("cannot digest the site file `{path}`: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -97,9 +97,9 @@ pub fn site_digest(site_root: &Path) -> Result<String, SourceError> {
     files.sort();
     let mut hash = Sha256::new();
     for path in files {
-        let bytes = std::fs::read(&path).map_err(|source| SourceError::Read {
+        let bytes = std::fs::read(&path).map_err(|error| SourceError::Read {
             path: path.clone(),
-            source,
+            error,
         })?;
         let rel = path.strip_prefix(site_root).unwrap_or(&path);
         hash.update(rel.to_string_lossy().as_bytes());
@@ -114,17 +114,17 @@ fn collect(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), SourceError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => {
+        Err(error) => {
             return Err(SourceError::Read {
                 path: dir.to_path_buf(),
-                source,
+                error,
             })
         }
     };
     for entry in entries {
-        let entry = entry.map_err(|source| SourceError::Read {
+        let entry = entry.map_err(|error| SourceError::Read {
             path: dir.to_path_buf(),
-            source,
+            error,
         })?;
         let path = entry.path();
         if path.is_dir() {

@@ -41,19 +41,19 @@ pub const VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SavedPlanError {
-    #[error("cannot read the saved plan `{path}`: {source}")]
+    #[error("cannot read the saved plan `{path}`: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("`{path}` is not a tandem saved plan: {reason}")]
     Parse { path: PathBuf, reason: String },
     #[error("saved plan `{path}` has format version {found}; this tandem reads version {VERSION}")]
     Version { path: PathBuf, found: u32 },
-    #[error("cannot write the saved plan `{path}`: {source}")]
+    #[error("cannot write the saved plan `{path}`: {error}")]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(transparent)]
     Source(#[from] SourceError),
@@ -182,9 +182,9 @@ impl SavedPlan {
     /// Writes the plan atomically: a temporary file in the same directory, fsynced, then
     /// renamed over `path`, so a reader never sees half a plan.
     pub fn write(&self, path: &Path) -> Result<(), SavedPlanError> {
-        let err = |source| SavedPlanError::Write {
+        let err = |error| SavedPlanError::Write {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         let text = serde_json::to_vec_pretty(self).map_err(|e| err(std::io::Error::other(e)))?;
         let name = path
@@ -212,9 +212,9 @@ impl SavedPlan {
 
     /// Reads a saved plan, refusing other files and other format versions.
     pub fn load(path: &Path) -> Result<SavedPlan, SavedPlanError> {
-        let text = std::fs::read(path).map_err(|source| SavedPlanError::Read {
+        let text = std::fs::read(path).map_err(|error| SavedPlanError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let parse = |reason: String| SavedPlanError::Parse {
             path: path.to_path_buf(),

@@ -75,16 +75,16 @@ const MIGRATIONS: &[&str] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot create the directory of the run history `{path}`: {source}")]
+    #[error("cannot create the directory of the run history `{path}`: {error}")]
     Dir {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("run history `{path}`: cannot {action}: {source}")]
+    #[error("run history `{path}`: cannot {action}: {error}")]
     Sql {
         path: PathBuf,
         action: &'static str,
-        source: rusqlite::Error,
+        error: rusqlite::Error,
     },
     #[error("run history `{path}` has schema version {found}, newer than this tandem knows ({known}): upgrade tandem")]
     TooNew {
@@ -111,9 +111,9 @@ impl Store {
     /// host's dead runs `interrupted`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+            std::fs::create_dir_all(dir).map_err(|error| StoreError::Dir {
                 path: path.to_path_buf(),
-                source,
+                error,
             })?;
         }
         let conn = Connection::open(path).map_err(sql(path, "open it"))?;
@@ -193,12 +193,12 @@ impl Store {
                 "BEGIN IMMEDIATE; {migration}; PRAGMA user_version = {}; COMMIT;",
                 version + 1
             );
-            if let Err(source) = self.conn.execute_batch(&batch) {
+            if let Err(error) = self.conn.execute_batch(&batch) {
                 let _ = self.conn.execute_batch("ROLLBACK;");
                 return Err(StoreError::Sql {
                     path: self.path.clone(),
                     action: "migrate the schema",
-                    source,
+                    error,
                 });
             }
         }
@@ -485,10 +485,10 @@ fn name_column<T: std::str::FromStr<Err = crate::node::NameError>>(
 
 fn sql(path: &Path, action: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     let path = path.to_path_buf();
-    move |source| StoreError::Sql {
+    move |error| StoreError::Sql {
         path,
         action,
-        source,
+        error,
     }
 }
 

@@ -378,7 +378,21 @@ async fn a_held_node_lock_fails_the_node_and_names_the_holder() {
         .args(["sleep", "5"])
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    let lock = s.state.join("lock");
+    crate::support::wait::wait_until(
+        std::time::Duration::from_secs(10),
+        "`flock` to take the node lock",
+        || {
+            !std::process::Command::new("flock")
+                .arg("-n")
+                .arg(&lock)
+                .arg("true")
+                .status()
+                .unwrap()
+                .success()
+        },
+    )
+    .unwrap();
     let reports = apply::apply_nodes(vec![catalog], connector(), &options(&s.state)).await;
     let _ = holder.kill();
     let _ = holder.wait();

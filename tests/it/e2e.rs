@@ -11,27 +11,25 @@ mod secrets;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::fleet::Fleet;
+use crate::support::wait::wait_for;
 
 /// `GET path` on port 80 of `address` (a fleet host the test created); the status line
 /// and the body. Retries for a few seconds while the stand-ins behind nginx start.
 fn http_get(address: &str, path: &str) -> (String, String) {
-    let deadline = Instant::now() + Duration::from_secs(10);
     let mut last = String::new();
-    for _ in 0..50 {
+    let what = format!("GET http://{address}{path} to answer 200");
+    let got = wait_for(Duration::from_secs(10), &what, || {
         match try_get(address, path) {
-            Ok((status, body)) if status.contains(" 200 ") => return (status, body),
+            Ok((status, body)) if status.contains(" 200 ") => return Some((status, body)),
             Ok((status, body)) => last = format!("{status}\n{body}"),
             Err(err) => last = err.to_string(),
         }
-        if Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("GET http://{address}{path} never answered 200; last: {last}");
+        None
+    });
+    got.unwrap_or_else(|err| panic!("{err}; last: {last}"))
 }
 
 fn try_get(address: &str, path: &str) -> std::io::Result<(String, String)> {
@@ -71,27 +69,30 @@ fn sha256(fleet: &Fleet, host: &str, path: &str) -> String {
 }
 
 /// How many times nginx was told to reload on this host (`nginx -s reload`, which the
-/// Debian unit's `ExecReload` runs, logs "signal process started").
+/// Debian unit's `ExecReload` runs, logs "signal process started"). `systemctl reload`
+/// returns once `ExecReload` has, and `journalctl --sync` once journald has stored
+/// what was logged before it: so no reload that already happened can be missing.
 fn nginx_reloads(fleet: &Fleet, host: &str) -> usize {
     fleet
-        .exec_ok(host, "journalctl -u nginx --no-pager -o cat")
+        .exec_ok(
+            host,
+            "journalctl --sync && journalctl -u nginx --no-pager -o cat",
+        )
         .lines()
         .filter(|l| l.contains("signal process started"))
         .count()
 }
 
-/// Waits (bounded) until the journal shows `expected` reloads, then returns the count:
-/// journald may lag a moment behind the command that logged.
+/// Waits (bounded) until the journal shows at least `expected` reloads, then returns
+/// the count, which may be more (callers assert it); after the deadline, the count
+/// there is.
 fn nginx_reloads_settled(fleet: &Fleet, host: &str, expected: usize) -> usize {
-    let mut count = nginx_reloads(fleet, host);
-    for _ in 0..20 {
-        if count >= expected {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-        count = nginx_reloads(fleet, host);
-    }
-    count
+    let what = format!("{expected} nginx reloads on {host}");
+    wait_for(Duration::from_secs(5), &what, || {
+        let count = nginx_reloads(fleet, host);
+        (count >= expected).then_some(count)
+    })
+    .unwrap_or_else(|_| nginx_reloads(fleet, host))
 }
 
 /// nginx's master pid and its sorted worker pids.

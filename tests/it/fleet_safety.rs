@@ -13,10 +13,11 @@ mod rollout;
 mod stale;
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::fleet::Fleet;
 use crate::support::site::SiteFleet;
+use crate::support::wait::{wait_for, wait_until};
 
 /// The files the example site manages on a frontend.
 const FRONTEND_FILES: [&str; 6] = [
@@ -141,27 +142,17 @@ fn finish(
     tag: &str,
     timeout: Duration,
 ) -> (Option<i32>, String, String) {
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > timeout {
-            child.kill().ok();
-            child.wait().ok();
-            panic!(
-                "tandem ({tag}) did not finish within {timeout:?}\n{}\n{}",
-                std::fs::read_to_string(dir.join(format!("{tag}.out"))).unwrap_or_default(),
-                std::fs::read_to_string(dir.join(format!("{tag}.err"))).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (
-        status.code(),
-        std::fs::read_to_string(dir.join(format!("{tag}.out"))).unwrap_or_default(),
-        std::fs::read_to_string(dir.join(format!("{tag}.err"))).unwrap_or_default(),
-    )
+    let read =
+        |ext: &str| std::fs::read_to_string(dir.join(format!("{tag}.{ext}"))).unwrap_or_default();
+    let status = wait_for(timeout, &format!("tandem ({tag}) to finish"), || {
+        child.try_wait().unwrap()
+    });
+    let status = status.unwrap_or_else(|err| {
+        child.kill().ok();
+        child.wait().ok();
+        panic!("{err}\n{}\n{}", read("out"), read("err"))
+    });
+    (status.code(), read("out"), read("err"))
 }
 
 /// Sends `signal` (e.g. `-INT`, `-KILL`) to a process the test started.
@@ -186,18 +177,6 @@ fn site_locked(sf: &SiteFleet) -> bool {
             .success()
 }
 
-/// Polls `cond` every 20 ms until it holds; panics with `what` after `timeout`.
-fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Holds the node lock of `host` (`/var/lib/tandem/lock`, what the apply script
 /// flocks) from a detached process on the host for `secs` seconds; returns once held.
 fn hold_node_lock(fleet: &Fleet, host: &str, secs: u32) {
@@ -208,12 +187,13 @@ fn hold_node_lock(fleet: &Fleet, host: &str, secs: u32) {
              </dev/null >/dev/null 2>&1"
         ),
     );
-    wait_until("the node lock to be held", Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(10), "the node lock to be held", || {
         !fleet
             .exec(host, "flock -n /var/lib/tandem/lock true")
             .status
             .success()
-    });
+    })
+    .unwrap();
 }
 
 /// Ends a `hold_node_lock` on `host` early.

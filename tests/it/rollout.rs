@@ -6,12 +6,14 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tandem::inventory::{DatacenterSpec, ProviderConfig};
 use tandem::node::{DatacenterName, Node, NodeName, RoleName};
 use tandem::outcome::Outcome;
 use tandem::rollout::{self, BatchSize, Halt, HealthCheck, HealthProbe, RolloutPolicy};
+
+use crate::support::wait::wait_until;
 
 /// nginx serving `/healthz` (200) and `/down` (503) on a loopback port; killed on drop.
 struct Nginx {
@@ -50,14 +52,12 @@ impl Nginx {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not listen on 127.0.0.1:{port} within 10s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until(
+            Duration::from_secs(10),
+            &format!("nginx to listen on 127.0.0.1:{port}"),
+            || TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        )
+        .unwrap();
         Nginx {
             child,
             port,

@@ -25,6 +25,8 @@ use tandem::store::{NewRun, RunKind, RunStatus, Store};
 use tandem::transport::local::LocalConnector;
 use tandem::transport::Connector;
 
+use crate::support::wait::{wait_until, wait_until_async};
+
 const DC: &str = "azure-westus";
 
 /// A site directory with a history, and per node a directory standing for its disk.
@@ -234,15 +236,10 @@ fn tandem_bin(site: &Path, args: &[&str]) -> (i32, String, String) {
 
 /// Waits (bounded) until `path` exists.
 async fn wait_for(path: &Path, within: Duration) {
-    let deadline = Instant::now() + within;
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "`{}` did not appear within {within:?}",
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("`{}` to appear", path.display());
+    wait_until_async(within, &what, || path.exists())
+        .await
+        .unwrap();
 }
 
 mod cases;

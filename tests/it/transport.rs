@@ -15,6 +15,7 @@ use tandem::transport::ssh::{JumpHost, SshConfig, SshConnector};
 use tandem::transport::{Connector, TransportError};
 
 use crate::support::sshd::{keygen, Sshd};
+use crate::support::wait::wait_until_async;
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -196,8 +197,13 @@ async fn unknown_host_key_gets_no_authentication() {
     assert_eq!(node.as_str(), "n1");
     assert!(reason.contains(&sshd.fingerprint()), "{reason}");
     assert!(reason.contains("tandem trust n1"), "{reason}");
-    // Give sshd a moment to log the closed connection, then check it saw no login.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Once sshd's process for the connection has exited, its log is complete: then
+    // check that it saw no login.
+    wait_until_async(5 * SECOND, "sshd to end the refused connection", || {
+        sshd.connections() == 0
+    })
+    .await
+    .unwrap();
     let log = sshd.log();
     assert!(log.contains("Connection from 127.0.0.1"), "{log}");
     assert!(!log.contains("userauth-request"), "{log}");
@@ -287,14 +293,13 @@ async fn timed_out_command_is_killed_on_the_node() {
     let pids = std::fs::read_to_string(&pids).unwrap();
     let pids: Vec<&str> = pids.lines().collect();
     assert_eq!(pids.len(), 2, "{pids:?}");
-    let deadline = Instant::now() + 2 * SECOND;
-    while pids
-        .iter()
-        .any(|pid| Path::new(&format!("/proc/{pid}")).exists())
-    {
-        assert!(Instant::now() < deadline, "still running: {pids:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_async(2 * SECOND, &format!("{pids:?} to be killed"), || {
+        !pids
+            .iter()
+            .any(|pid| Path::new(&format!("/proc/{pid}")).exists())
+    })
+    .await
+    .unwrap();
     // The session survives the timeout.
     let out = session.exec("echo alive", b"", 10 * SECOND).await.unwrap();
     assert_eq!(out.stdout, b"alive\n");
@@ -355,11 +360,9 @@ async fn agent_keys_authenticate() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + 5 * SECOND;
-    while !socket.exists() {
-        assert!(Instant::now() < deadline, "ssh-agent did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_async(5 * SECOND, "ssh-agent to listen", || socket.exists())
+        .await
+        .unwrap();
     let added = std::process::Command::new("ssh-add")
         .arg(sshd.client_key())
         .env("SSH_AUTH_SOCK", &socket)
@@ -494,12 +497,19 @@ async fn peer_frozen_mid_command_cannot_hang_it() {
     let sshd = Sshd::start();
     let mut session = connector(&sshd).connect(&sshd.node("n1")).await.unwrap();
     let pids = connection_pids(&mut session).await;
+    // Frozen once the command runs on the node (it leaves a mark first).
+    let mark = sshd.dir().join("running");
+    let command = format!("touch {}; exec sleep 30", mark.display());
     let freezer = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        wait_until_async(5 * SECOND, "the command to start on the node", || {
+            mark.exists()
+        })
+        .await
+        .unwrap();
         signal(&pids, "STOP");
     });
     let started = Instant::now();
-    let result = session.exec("sleep 30", b"", SECOND).await;
+    let result = session.exec(&command, b"", SECOND).await;
     freezer.await.unwrap();
     signal(&pids, "CONT");
     let err = result.unwrap_err();

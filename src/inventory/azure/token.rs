@@ -29,9 +29,17 @@ pub enum TokenError {
     #[error("token request refused ({status}): {reason}")]
     Refused { status: u16, reason: String },
     #[error("token request failed: {0}")]
-    Http(#[from] HttpError),
+    Http(HttpError),
     #[error("azure cli: {0}")]
     Cli(String),
+}
+
+// By hand: `#[from]` would make the HTTP error the source as well, and a printed chain
+// would show it twice.
+impl From<HttpError> for TokenError {
+    fn from(err: HttpError) -> TokenError {
+        TokenError::Http(err)
+    }
 }
 
 /// A client secret; `Debug` shows nothing of it.

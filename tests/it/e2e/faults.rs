@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::{nginx_pids, nginx_reloads, nginx_reloads_settled, sha256};
 use crate::support::site::SiteFleet;
+use crate::support::wait::wait_for;
 
 #[test]
 fn partitioned_node_is_unreachable_and_the_others_converge() {
@@ -165,9 +166,41 @@ fn changed_host_key_gets_no_command() {
     );
     assert!(apply.stdout.contains("tandem trust"), "{apply}");
 
-    // journald may lag a moment behind sshd: give a late line the chance to show up.
-    std::thread::sleep(Duration::from_secs(1));
-    let journal_after = fleet.exec_ok(host, "journalctl -u ssh --no-pager -o cat");
+    // sshd logs the end of a connection last, from the process that logged the rest of
+    // it; once the end of tandem's connection is in the journal (synced first, so what
+    // was logged before it is there too), nothing of that connection is still to come.
+    let ends = |log: &str| -> Vec<String> {
+        log.lines()
+            .filter(|l| {
+                [
+                    "Connection closed by",
+                    "Disconnected from",
+                    "Connection reset by",
+                ]
+                .iter()
+                .any(|end| l.contains(end))
+            })
+            .map(str::to_string)
+            .collect()
+    };
+    let ended_before = ends(&journal_before).len();
+    let journal_after = wait_for(
+        Duration::from_secs(10),
+        &format!("sshd on {host} to log the end of tandem's connection"),
+        || {
+            let journal = fleet.exec_ok(
+                host,
+                "journalctl --sync && journalctl -u ssh --no-pager -o cat",
+            );
+            (ends(&journal).len() > ended_before).then_some(journal)
+        },
+    )
+    .unwrap();
+    let new_ends = ends(&journal_after).split_off(ended_before);
+    assert!(
+        new_ends.iter().all(|l| l.ends_with("[preauth]")),
+        "tandem's connection to {host} should end before authentication: {new_ends:?}"
+    );
     assert_eq!(
         sessions(&journal_after),
         sessions(&journal_before),

@@ -91,15 +91,16 @@ fn recorded_outcome(fleet: &Fleet, site: &std::path::Path) -> (String, String) {
 
 fn wait_for_step(fleet: &Fleet) {
     wait_until(
-        "the exec step to be running on the host",
         Duration::from_secs(60),
+        "the exec step to be running on the host",
         || {
             fleet
                 .exec(HOST, &format!("test -e {STARTED}"))
                 .status
                 .success()
         },
-    );
+    )
+    .unwrap();
 }
 
 #[test]

@@ -22,14 +22,15 @@ fn sigint_lets_the_node_in_flight_finish_and_starts_no_other() {
     let child = spawn(&sf, &["apply"], logs.path(), "apply");
     // Interrupt as soon as the first node has started changing files.
     wait_until(
-        "the first node to start changing",
         Duration::from_secs(60),
+        "the first node to start changing",
         || {
             hosts
                 .iter()
                 .any(|h| fleet.exec(h, "test -e /etc/dashboard").status.success())
         },
-    );
+    )
+    .unwrap();
     signal(&child, "-INT");
     let (code, out, err) = finish(child, logs.path(), "apply", Duration::from_secs(120));
     assert_ne!(
@@ -175,6 +176,9 @@ fn writes_cut_at_random_points_leave_each_file_old_or_new() {
     let mut rng = Rng::from_env();
     let started = Instant::now();
     let points = 12;
+    // A bound on the whole loop, relative to this machine's speed: each point is a
+    // cut apply and a full one, and a loaded machine applies several times slower.
+    let budget = Duration::from_secs(240).max(timed.elapsed * 3 * points);
     let mut hits = 0;
     for point in 0..points {
         let target = if point % 2 == 0 { "A" } else { "B" };
@@ -183,7 +187,8 @@ fn writes_cut_at_random_points_leave_each_file_old_or_new() {
         let tag = format!("cut-{point}");
         let child = spawn(&sf, &["apply"], logs.path(), &tag);
         let (how, code, out) = if point % 4 < 2 {
-            // The operator's side dies: tandem and with it its SSH connection.
+            // The operator's side dies: tandem and with it its SSH connection. The sleep
+            // is the random point of the cut, not a wait for anything.
             std::thread::sleep(delay);
             signal(&child, "-KILL");
             let (code, out, _) = finish(child, logs.path(), &tag, Duration::from_secs(30));
@@ -206,10 +211,22 @@ fn writes_cut_at_random_points_leave_each_file_old_or_new() {
                 out,
             )
         };
-        eprintln!("cut {point} towards {target}: {how}; tandem exit {code:?}");
 
-        // Give remote commands orphaned by the cut a moment to end.
-        std::thread::sleep(Duration::from_millis(300));
+        // Remote commands orphaned by the cut may still be writing: wait until no SSH
+        // session is left and no process has the node lock open (the apply script
+        // opens it first and its children inherit it), then look at the files.
+        let cut_at = Instant::now();
+        wait_until(
+            Duration::from_secs(30),
+            &format!("cut {point}: the apply's processes on {host} to end"),
+            || sf.fleet.exec(host, APPLY_GONE).status.success(),
+        )
+        .unwrap();
+        eprintln!(
+            "cut {point} towards {target}: {how}; tandem exit {code:?}; \
+             the node's processes ended {:?} later",
+            cut_at.elapsed()
+        );
         let now = shas(&sf, host);
         for (i, file) in FRONTEND_FILES.iter().enumerate() {
             assert!(
@@ -245,7 +262,7 @@ fn writes_cut_at_random_points_leave_each_file_old_or_new() {
             "cut {point}: stray files after the next run"
         );
         assert!(
-            started.elapsed() < Duration::from_secs(240),
+            started.elapsed() < budget,
             "the cuts take too long; stopped after {point} points"
         );
     }
@@ -259,6 +276,11 @@ fn writes_cut_at_random_points_leave_each_file_old_or_new() {
         points / 2
     );
 }
+
+/// Run on the node: succeeds when no SSH session process is left and no process has
+/// the node lock file open, i.e. no apply script (nor a child of one) runs.
+const APPLY_GONE: &str = "! pgrep -f '^sshd: root@' >/dev/null && \
+     ! ls -l /proc/[0-9]*/fd 2>/dev/null | grep -q -- '-> /var/lib/tandem/lock$'";
 
 /// Run on the node: waits (at most 30 s) until the apply script runs, i.e. a process of
 /// an SSH session holds the node lock open, then after `DELAY` seconds SIGKILLs that

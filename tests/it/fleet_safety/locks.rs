@@ -18,10 +18,11 @@ fn concurrent_applies_fail_naming_the_holder_or_wait_and_a_killed_holder_blocks_
     hold_node_lock(&sf.fleet, "frontend-aws-1", 8);
     let first = spawn(&sf, &["apply"], logs.path(), "first");
     wait_until(
-        "the first apply to take the site lock",
         Duration::from_secs(30),
+        "the first apply to take the site lock",
         || site_locked(&sf),
-    );
+    )
+    .unwrap();
     let refused = sf.tandem(&["apply"]);
     refused.expect_code(1);
     assert!(refused.stderr.contains("site is locked by"), "{refused}");
@@ -64,12 +65,18 @@ fn concurrent_applies_fail_naming_the_holder_or_wait_and_a_killed_holder_blocks_
     );
     hold_node_lock(&sf.fleet, "frontend-aws-1", 20);
     let killed = spawn(&sf, &["apply"], logs.path(), "killed");
+    // Killed mid-run: once its run is in the history (so the next run must find it
+    // and say it was interrupted), while the held node lock keeps it from finishing.
     wait_until(
-        "the apply to take the site lock",
         Duration::from_secs(30),
-        || site_locked(&sf),
-    );
-    std::thread::sleep(Duration::from_millis(500));
+        "the apply to record its run as running",
+        || {
+            let history = runs(&sf);
+            history.len() == 3 && history[0]["status"] == "running"
+        },
+    )
+    .unwrap();
+    assert!(site_locked(&sf), "the running apply holds the site lock");
     signal(&killed, "-KILL");
     let (code, _, _) = finish(killed, logs.path(), "killed", Duration::from_secs(10));
     assert_eq!(code, None, "killed by a signal");

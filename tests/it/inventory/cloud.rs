@@ -335,6 +335,41 @@ async fn a_datacenter_that_is_down_is_reported_and_the_other_is_listed() {
 }
 
 #[tokio::test]
+async fn an_aws_failure_is_one_line_naming_the_datacenter_and_the_cause() {
+    let dead = format!("http://127.0.0.1:{}", moto::free_port());
+    let site = tempfile::tempdir().unwrap();
+    write_site(
+        site.path(),
+        &only(aws_dc("aws-useast1", &dead, &["us-east-1"], 1000)),
+    );
+    let output = tandem(site.path(), &["inventory"], &[]).await;
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let failures: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("discovery failed"))
+        .collect();
+    assert_eq!(failures.len(), 1, "{stderr}");
+    let line = failures[0];
+    assert!(
+        line.starts_with(
+            "error: datacenter `aws-useast1`: aws discovery failed: region `us-east-1`: "
+        ),
+        "{line}"
+    );
+    // The cause once, as text: not the SDK's Debug structure after it.
+    assert_eq!(line.matches("Connection refused").count(), 1, "{line}");
+    assert!(
+        !line.contains('{') && !line.contains("DispatchFailure"),
+        "{line}"
+    );
+    assert!(
+        !stderr.contains("testing"),
+        "credentials must not show: {stderr}"
+    );
+}
+
+#[tokio::test]
 async fn the_cache_saves_a_second_listing_and_refresh_bypasses_it() {
     let server =
         ArmServer::start(json!({"groups": {"web-rg": [vm("fe-az-0", "frontend", "10.77.1.10")]}}));

@@ -385,17 +385,12 @@ fn cli_apply_names_the_lock_holder_waits_and_stops_on_sigint() {
         .status()
         .unwrap();
     assert!(sent.success());
-    let waited_from = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            waited_from.elapsed() < Duration::from_secs(10),
-            "SIGINT did not stop the wait"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = crate::support::wait::wait_for(
+        Duration::from_secs(10),
+        "SIGINT to stop the wait for the lock",
+        || child.try_wait().unwrap(),
+    )
+    .unwrap();
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
     assert_eq!(status.code(), Some(1), "{rest}");
@@ -419,11 +414,10 @@ fn cli_apply_names_the_lock_holder_waits_and_stops_on_sigint() {
         .arg(&lock_file)
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while SiteLock::acquire(site.root(), "probe", Wait::FailFast).is_ok() {
-        assert!(Instant::now() < deadline, "`flock` never took the lock");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(Duration::from_secs(10), "`flock` to take the lock", || {
+        SiteLock::acquire(site.root(), "probe", Wait::FailFast).is_err()
+    })
+    .unwrap();
     holder.kill().unwrap();
     holder.wait().unwrap();
     let (code, _, err) = tandem_bin(site.root(), &["apply"]);

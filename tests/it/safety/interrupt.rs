@@ -164,14 +164,13 @@ async fn an_interrupt_mid_batch_lets_started_nodes_finish_and_starts_no_queued_o
     let stop = async {
         // One of n1 and n2 runs and the other holds the second slot (with the local
         // transport it waits for the node lock both share); n3 and n4 wait for a slot.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !["n1", "n2"]
-            .iter()
-            .any(|n| site.disk(n).join("started").exists())
-        {
-            assert!(Instant::now() < deadline, "neither n1 nor n2 started");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_until_async(Duration::from_secs(10), "n1 or n2 to start", || {
+            ["n1", "n2"]
+                .iter()
+                .any(|n| site.disk(n).join("started").exists())
+        })
+        .await
+        .unwrap();
         options.interrupt.request();
     };
     let (report, ()) = tokio::join!(run, stop);

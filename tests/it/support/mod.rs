@@ -8,3 +8,4 @@ pub mod fleet;
 pub mod moto;
 pub mod site;
 pub mod sshd;
+pub mod wait;

@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::fleet::{self, Fleet, Mode};
+use super::wait::wait_for;
 
 /// The stand-ins baked into every host under `/opt/tandem-demo/`.
 const STANDINS: [&str; 2] = ["app", "mongosh"];
@@ -267,21 +268,18 @@ pub fn run_bounded(mut command: Command, args: &[&str], timeout: Duration) -> Ru
     };
     let out = drain(Box::new(child.stdout.take().expect("piped stdout")));
     let err = drain(Box::new(child.stderr.take().expect("piped stderr")));
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > timeout {
+    let what = format!("`tandem {}` to finish", args.join(" "));
+    let status = match wait_for(timeout, &what, || child.try_wait().unwrap()) {
+        Ok(status) => status,
+        Err(timed_out) => {
             child.kill().ok();
             child.wait().ok();
             panic!(
-                "`tandem {}` did not finish within {timeout:?}\n--- stdout\n{}--- stderr\n{}",
-                args.join(" "),
+                "{timed_out}\n--- stdout\n{}--- stderr\n{}",
                 out.join().unwrap(),
                 err.join().unwrap()
             );
         }
-        std::thread::sleep(Duration::from_millis(20));
     };
     Run {
         args: args.iter().map(|a| a.to_string()).collect(),

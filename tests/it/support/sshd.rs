@@ -6,10 +6,12 @@ use std::fs;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tandem::node::{DatacenterName, Node, NodeName, RoleName};
 use tempfile::TempDir;
+
+use super::wait::wait_until;
 
 pub struct Sshd {
     dir: TempDir,
@@ -76,6 +78,28 @@ impl Sshd {
     /// The listening sshd's pid.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// How many connections sshd is serving: the processes it forked (one per
+    /// connection, which logs until it exits). Zero means every connection so far has
+    /// ended and written its last log line.
+    pub fn connections(&self) -> usize {
+        let listener = self.pid().to_string();
+        let Ok(entries) = fs::read_dir("/proc") else {
+            return 0;
+        };
+        entries
+            .filter_map(|e| fs::read_to_string(e.ok()?.path().join("stat")).ok())
+            // `pid (comm) state ppid ...`; comm may hold spaces, so split after `)`. A
+            // zombie has exited (and logged) already.
+            .filter(|stat| {
+                let fields: Vec<&str> = stat
+                    .rsplit_once(')')
+                    .map(|(_, rest)| rest.split_whitespace().take(2).collect())
+                    .unwrap_or_default();
+                fields.len() == 2 && fields[0] != "Z" && fields[1] == listener
+            })
+            .count()
     }
 
     pub fn dir(&self) -> &Path {
@@ -150,14 +174,14 @@ impl Sshd {
     }
 
     fn wait_listening(&self) {
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(10) {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let listening = wait_until(
+            Duration::from_secs(10),
+            &format!("sshd to listen on port {}", self.port),
+            || TcpStream::connect(("127.0.0.1", self.port)).is_ok(),
+        );
+        if let Err(err) = listening {
+            panic!("{err}: {}", self.log());
         }
-        panic!("sshd did not listen on port {}: {}", self.port, self.log());
     }
 }
 
