@@ -20,6 +20,7 @@ pub mod resource;
 pub mod rollout;
 pub mod secret;
 pub mod selector;
+pub mod state_dir;
 pub mod store;
 pub mod template;
 pub mod transport;

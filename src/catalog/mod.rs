@@ -162,11 +162,27 @@ pub struct Compiler<'s> {
     scopes: HashMap<(RoleName, DatacenterName), (usize, Map<String, Value>)>,
     sources: Mutex<HashMap<PathBuf, Arc<str>>>,
     rendered: Mutex<HashMap<RenderKey, Rendered>>,
+    /// Whether secret-bearing files go into the ledger (see `secret::ledger`): yes when
+    /// the catalogs may be planned or applied, no for `check`, which writes nothing.
+    record_secret_bearing: bool,
 }
 
 impl<'s> Compiler<'s> {
+    /// A compiler with the secrets of this process's environment (see
+    /// [`SecretStore::load`]), recording secret-bearing files in the site's ledger.
     pub fn new(site: &'s Site) -> Result<Compiler<'s>, CompileError> {
-        let secrets = Arc::new(SecretStore::load(&site.root)?);
+        let secrets = SecretStore::load(&site.root)?;
+        Compiler::with_secrets(site, secrets, true)
+    }
+
+    /// A compiler with secrets already loaded; `record` says whether secret-bearing
+    /// files are written to the site's ledger.
+    pub fn with_secrets(
+        site: &'s Site,
+        secrets: SecretStore,
+        record: bool,
+    ) -> Result<Compiler<'s>, CompileError> {
+        let secrets = Arc::new(secrets);
         let mut templates = Templates::new(Arc::clone(&secrets));
         let mut errors = Vec::new();
         let site_templates = site.root.join("templates");
@@ -201,7 +217,12 @@ impl<'s> Compiler<'s> {
             scopes,
             sources: Mutex::new(HashMap::new()),
             rendered: Mutex::new(HashMap::new()),
+            record_secret_bearing: record,
         })
+    }
+
+    pub(crate) fn records_secret_bearing(&self) -> bool {
+        self.record_secret_bearing
     }
 
     pub fn site(&self) -> &Site {

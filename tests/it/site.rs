@@ -11,7 +11,6 @@ use proptest::prelude::*;
 use serde_json::Value;
 use tandem::catalog::{compile, Compiler};
 use tandem::manifest::Site;
-use tandem::secret::Fingerprint;
 
 const KEYFILE: &str = "integration-test-keyfile-6f1d0c";
 
@@ -205,15 +204,39 @@ fn frontends_of_the_two_datacenters_differ_exactly_in_the_overlay_keys() {
 
 #[test]
 fn catalog_shows_secret_content_only_as_a_fingerprint() {
-    let marker = Fingerprint::of(format!("{KEYFILE}\n").as_bytes());
+    use sha2::{Digest, Sha256};
+    // Neither the old plain fingerprint (a SHA-256 prefix of the value) nor a plain
+    // SHA-256 of the content: both would confirm a guessed secret offline.
+    let content = format!("{KEYFILE}\n");
+    let plain = [
+        hex::encode(&Sha256::digest(KEYFILE.as_bytes())[..4]),
+        hex::encode(&Sha256::digest(content.as_bytes())[..4]),
+        hex::encode(Sha256::digest(content.as_bytes())),
+    ];
     for format in ["text", "json"] {
         let out = example(&["--format", format, "catalog", "db-aws-1"]);
         let stdout = text(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
         assert!(!stdout.contains(KEYFILE), "{stdout}");
-        assert!(stdout.contains(marker.as_str()), "{format}: {stdout}");
+        for plain in &plain {
+            assert!(!stdout.contains(plain.as_str()), "{format}: {stdout}");
+        }
         assert!(stdout.contains("/etc/mongodb/keyfile"));
     }
+    let json = catalog_json("db-aws-1");
+    let keyfile = json["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "file:/etc/mongodb/keyfile")
+        .unwrap();
+    let fingerprint = keyfile["spec"]["content"]["secrets"][0].as_str().unwrap();
+    assert!(
+        fingerprint.len() == 8 && fingerprint.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{keyfile}"
+    );
+    assert!(keyfile["spec"]["content"]["text"].is_null(), "{keyfile}");
+    assert!(keyfile["spec"]["content"]["sha256"].is_null(), "{keyfile}");
     let json = catalog_json("db-aws-1");
     let member = json["resources"]
         .as_array()
@@ -525,7 +548,7 @@ commands = { start = "web-worker start", stop = "web-worker stop", status = "web
 }
 
 #[test]
-fn node_variables_show_in_explain_and_break_parity_when_only_one_datacenter_has_them() {
+fn node_variables_show_in_explain_and_are_no_parity_break() {
     let dir = tempfile::tempdir().unwrap();
     let inventory = dir.path().join("fleet.toml");
     let mut nodes = String::new();
@@ -553,24 +576,135 @@ fn node_variables_show_in_explain_and_break_parity_when_only_one_datacenter_has_
         .unwrap()
         .ends_with("\"/usr/local/bin/demo-app\" (wins)"));
 
+    // A node variable is a node-level value: one node having it is no datacenter
+    // difference, so parity holds (it is compared per node, as if in each datacenter).
     let out = example(&["--inventory", inv, "--format", "json", "check"]);
-    assert_eq!(out.status.code(), Some(1));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+}
+
+/// A copy of the example site with `template` (relative) edited by `edit`.
+fn example_copy(template: &str, edit: impl FnOnce(String) -> String) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for part in ["manifests", "modules", "templates"] {
+        if repo().join(part).is_dir() {
+            copy_tree(&repo().join(part), &dir.path().join(part));
+        }
+    }
+    let path = dir.path().join(template);
+    let source = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, edit(source)).unwrap();
+    dir
+}
+
+fn check_json(site: &Path) -> (Option<i32>, Value) {
+    let out = tandem(
+        site,
+        &["--format", "json", "check"],
+        &[("TANDEM_SECRET_MONGODB_KEYFILE", KEYFILE)],
+    );
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", text(&out.stdout), text(&out.stderr)));
+    (out.status.code(), report)
+}
+
+#[test]
+fn per_node_values_pass_parity_and_a_datacenter_variable_still_fails_it() {
+    // Node name, address and a node variable differ from node to node, in one
+    // datacenter as much as across two: not a parity break.
+    let site = example_copy("modules/nginx/templates/nginx.conf.hbs", |s| {
+        s + "# node_id = {{node.name}} at {{node.address}} ({{default rack \"none\"}})\n"
+    });
+    let nodes = site.path().join("manifests/nodes.toml");
+    let inventory = std::fs::read_to_string(&nodes).unwrap();
+    std::fs::write(
+        &nodes,
+        inventory.replacen(
+            "address = \"10.20.1.11\"\n",
+            "address = \"10.20.1.11\"\n[node.vars]\nrack = \"r7\"\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let (code, report) = check_json(site.path());
+    assert_eq!(code, Some(0), "{report:#}");
+    // The template really renders per node (so the check above is not vacuous).
+    let out = tandem(
+        site.path(),
+        &["--format", "json", "catalog", "fe-az-1"],
+        &[],
+    );
+    assert!(
+        text(&out.stdout).contains("node_id = fe-az-1 at 10.20.1.11 (r7)"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A datacenter variable (`cloud`) that changes a file no overlay declares.
+    let site = example_copy("modules/nginx/templates/nginx.conf.hbs", |s| {
+        s + "# cloud = {{cloud}}\n"
+    });
+    let (code, report) = check_json(site.path());
+    assert_eq!(code, Some(1), "{report:#}");
     let messages: Vec<&str> = report["errors"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["message"].as_str().unwrap())
         .collect();
-    for app in ["dashboard", "txserver", "docs"] {
-        let expected = format!(
-            "parity: role `frontend`, resource `file:/etc/systemd/system/{app}.service`, attribute `content` differs between `azure-westus` (node `fe-a`) and `aws-useast1` (node `fe-b`)"
-        );
-        assert!(
-            messages.iter().any(|m| m.contains(&expected)),
-            "{messages:#?}"
-        );
-    }
+    let expected = "parity: role `frontend`, resource `file:/etc/nginx/nginx.conf`, attribute `content` differs between `azure-westus` and `aws-useast1`";
+    assert!(
+        messages.iter().any(|m| m.contains(expected)),
+        "{messages:#?}"
+    );
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+}
+
+/// `tandem check` on a copy of the example site, with nothing in the environment but
+/// `PATH` (no identity, no `TANDEM_*`, no cloud settings), in a network namespace
+/// without interfaces: no network call can succeed, and none is needed.
+fn check_offline(site: &Path) -> Output {
+    let out = Command::new("unshare")
+        .args(["-n", "env", "-i"])
+        .arg(format!("PATH={}", std::env::var("PATH").unwrap()))
+        .arg(env!("CARGO_BIN_EXE_tandem"))
+        .arg("--site")
+        .arg(site)
+        .arg("check")
+        .output()
+        .expect("run unshare");
+    assert!(
+        !text(&out.stderr).contains("unshare failed"),
+        "this test needs root (unshare -n): {}",
+        text(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn check_runs_offline_without_identity_and_still_knows_the_secret_names() {
+    let site = example_copy("manifests/site.toml", |s| s);
+    let out = check_offline(site.path());
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("secrets not decrypted: no identity; 2 secret names checked"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ok: 7 nodes"), "{stdout}");
+    // Nothing written to the site: check records nothing.
+    assert!(!site.path().join(".tandem").exists());
+
+    // A secret name the file does not list is an error even without the key.
+    let site = example_copy("modules/mongodb/templates/mongod.conf.hbs", |s| {
+        s + "# {{secret \"mongodb_keyfle\"}}\n"
+    });
+    let out = check_offline(site.path());
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("unknown secret `mongodb_keyfle`"),
+        "{stderr}"
+    );
 }
 
 #[test]
