@@ -51,3 +51,48 @@ pub fn private_file(path: &Path, suffixes: &[&str]) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_run_history_and_its_directory_are_private() {
+        let root = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open_site(root.path()).unwrap();
+        drop(store);
+        let dir = root.path().join(".tandem");
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("history.sqlite")), 0o600);
+
+        // An older, world-readable state directory is tightened on the next open,
+        // WAL companions included.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for name in ["history.sqlite", "history.sqlite-wal"] {
+            let path = dir.join(name);
+            std::fs::write(&path, b"").ok();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        std::fs::remove_file(dir.join("history.sqlite")).unwrap();
+        let store = crate::store::Store::open_site(root.path()).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+        }
+        drop(store);
+
+        // A directory named otherwise (`--history` elsewhere) is left as it is.
+        let other = root.path().join("shared");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o750)).unwrap();
+        create(&other).unwrap();
+        assert_eq!(mode(&other), 0o750);
+    }
+}

@@ -760,3 +760,33 @@ fn shared_renderings_never_mix_up_nodes() {
         "{third}"
     );
 }
+
+#[test]
+fn a_secret_bearing_file_without_a_mode_defaults_to_0600() {
+    let site = example_copy("modules/mongodb/module.toml", |s| {
+        s.replacen(
+            "group = \"mongodb\"\nmode = \"0400\"\n",
+            "group = \"mongodb\"\n",
+            1,
+        )
+    });
+    let out = tandem(
+        site.path(),
+        &["--format", "json", "catalog", "db-aws-1"],
+        &[("TANDEM_SECRET_MONGODB_KEYFILE", KEYFILE)],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let catalog: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mode = |id: &str| {
+        catalog["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap()["spec"]["mode"]
+            .clone()
+    };
+    assert_eq!(mode("file:/etc/mongodb/keyfile"), "0600");
+    // Content without a secret keeps its declared mode.
+    assert_eq!(mode("file:/etc/mongodb/member.js"), "0640");
+}
