@@ -100,7 +100,10 @@ pub fn subjects(site: &Site, nodes: &[Node]) -> Vec<(Node, bool)> {
                 out.push((stand_in(role, &dc.name), true));
             }
         }
-        out.extend(first.into_values().map(|n| (n.clone(), false)));
+        // The primary's subject first: a difference is reported once, under it.
+        let mut found: Vec<&Node> = first.into_values().collect();
+        found.sort_by_key(|n| !site.datacenter(&n.datacenter).is_some_and(|d| d.primary));
+        out.extend(found.into_iter().map(|n| (n.clone(), false)));
     }
     out
 }

@@ -662,7 +662,7 @@ fn per_node_values_pass_parity_and_a_datacenter_variable_still_fails_it() {
 /// `tandem check` on a copy of the example site, with nothing in the environment but
 /// `PATH` (no identity, no `TANDEM_*`, no cloud settings), in a network namespace
 /// without interfaces: no network call can succeed, and none is needed.
-fn check_offline(site: &Path) -> Output {
+fn check_offline(site: &Path, args: &[&str]) -> Output {
     let out = Command::new("unshare")
         .args(["-n", "env", "-i"])
         .arg(format!("PATH={}", std::env::var("PATH").unwrap()))
@@ -670,6 +670,7 @@ fn check_offline(site: &Path) -> Output {
         .arg("--site")
         .arg(site)
         .arg("check")
+        .args(args)
         .output()
         .expect("run unshare");
     assert!(
@@ -683,7 +684,7 @@ fn check_offline(site: &Path) -> Output {
 #[test]
 fn check_runs_offline_without_identity_and_still_knows_the_secret_names() {
     let site = example_copy("manifests/site.toml", |s| s);
-    let out = check_offline(site.path());
+    let out = check_offline(site.path(), &[]);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     assert!(
@@ -693,12 +694,20 @@ fn check_runs_offline_without_identity_and_still_knows_the_secret_names() {
     assert!(stdout.contains("ok: 7 nodes"), "{stdout}");
     // Nothing written to the site: check records nothing.
     assert!(!site.path().join(".tandem").exists());
+    // The contrast: `--discover` does call the clouds, and in this namespace cannot.
+    let out = check_offline(site.path(), &["--discover"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("datacenter `aws-useast1`") && stderr.contains("datacenter `azure-westus`"),
+        "{stderr}"
+    );
 
     // A secret name the file does not list is an error even without the key.
     let site = example_copy("modules/mongodb/templates/mongod.conf.hbs", |s| {
         s + "# {{secret \"mongodb_keyfle\"}}\n"
     });
-    let out = check_offline(site.path());
+    let out = check_offline(site.path(), &[]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
