@@ -10,9 +10,11 @@
 //! as a parity break; a datacenter variable, an overlay or `node.datacenter` does, and
 //! also a node-level value only where a datacenter-level input changes what it does.
 //!
-//! Subjects, per role: the first node by name of each datacenter that has one, or a
-//! stand-in without variables when the role has no node anywhere (its templates are
-//! then still checked in every datacenter before the first node exists).
+//! Subjects, per role: the first node by name of each datacenter that has one, plus
+//! one node for each further distinct set of node variables (a node variable may change
+//! what a datacenter variable does), or a stand-in without variables when the role has
+//! no node anywhere (its templates are then still checked in every datacenter before
+//! the first node exists).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -86,24 +88,30 @@ pub struct Parity {
 
 /// The subjects for `nodes` (see the module comment), each with a flag: stand-in.
 pub fn subjects(site: &Site, nodes: &[Node]) -> Vec<(Node, bool)> {
+    let is_primary = |n: &Node| site.datacenter(&n.datacenter).is_some_and(|d| d.primary);
     let mut out = Vec::new();
     for role in site.roles.keys() {
-        let mut first: BTreeMap<&DatacenterName, &Node> = BTreeMap::new();
-        for node in nodes.iter().filter(|n| &n.role == role) {
-            let slot = first.entry(&node.datacenter).or_insert(node);
-            if node.name < slot.name {
-                *slot = node;
-            }
-        }
-        if first.is_empty() {
+        // Primary first, then by datacenter and name: a difference is reported once,
+        // under the first subject that shows it.
+        let mut of_role: Vec<&Node> = nodes.iter().filter(|n| &n.role == role).collect();
+        of_role.sort_by(|a, b| {
+            (!is_primary(a), &a.datacenter, &a.name).cmp(&(!is_primary(b), &b.datacenter, &b.name))
+        });
+        if of_role.is_empty() {
             if let Some(dc) = site.datacenters.first() {
                 out.push((stand_in(role, &dc.name), true));
             }
+            continue;
         }
-        // The primary's subject first: a difference is reported once, under it.
-        let mut found: Vec<&Node> = first.into_values().collect();
-        found.sort_by_key(|n| !site.datacenter(&n.datacenter).is_some_and(|d| d.primary));
-        out.extend(found.into_iter().map(|n| (n.clone(), false)));
+        let mut kept: Vec<&Node> = Vec::new();
+        for node in of_role {
+            let first_of_dc = !kept.iter().any(|k| k.datacenter == node.datacenter);
+            let new_vars = !kept.iter().any(|k| k.vars == node.vars);
+            if first_of_dc || new_vars {
+                kept.push(node);
+            }
+        }
+        out.extend(kept.into_iter().map(|n| (n.clone(), false)));
     }
     out
 }

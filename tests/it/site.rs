@@ -657,6 +657,32 @@ fn per_node_values_pass_parity_and_a_datacenter_variable_still_fails_it() {
         "{messages:#?}"
     );
     assert_eq!(messages.len(), 1, "{messages:#?}");
+
+    // A node-level value that changes what a datacenter variable does, on a node that
+    // is not its datacenter's first: still found, under that node.
+    let site = example_copy("modules/nginx/templates/nginx.conf.hbs", |s| {
+        s + "{{#if (default show_cloud false)}}# cloud = {{cloud}}{{/if}}\n"
+    });
+    let nodes = site.path().join("manifests/nodes.toml");
+    let inventory = std::fs::read_to_string(&nodes).unwrap();
+    std::fs::write(
+        &nodes,
+        inventory.replacen(
+            "address = \"10.20.1.12\"\n",
+            "address = \"10.20.1.12\"\n[node.vars]\nshow_cloud = true\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let (code, report) = check_json(site.path());
+    assert_eq!(code, Some(1), "{report:#}");
+    let errors = report["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{report:#}");
+    assert!(
+        errors[0]["message"].as_str().unwrap().contains(expected)
+            && errors[0]["nodes"] == serde_json::json!(["fe-az-2"]),
+        "{report:#}"
+    );
 }
 
 /// `tandem check` on a copy of the example site, with nothing in the environment but
