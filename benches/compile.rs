@@ -51,8 +51,11 @@ fn run(nodes: usize) {
         .collect();
     let compiled = t.elapsed();
     let t = Instant::now();
-    let parity = parity::check(&site, &catalogs);
-    assert!(parity.is_empty(), "{parity:?}");
+    let parity = parity::check(&compiler, &site.nodes);
+    assert!(
+        parity.errors.is_empty() && parity.failures.is_empty(),
+        "{parity:?}"
+    );
     let resources: usize = catalogs.iter().map(|c| c.resources.len()).sum();
     println!(
         "nodes {nodes:>6}  resources {resources:>7}  load {:>6.2}s  compile {:>6.2}s  parity {:>5.3}s  total {:>6.2}s  cpu {:>6.2}s  peak RSS {:>6} MiB",

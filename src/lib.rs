@@ -22,6 +22,7 @@ pub mod rollout;
 pub mod run;
 pub mod secret;
 pub mod selector;
+pub mod state_dir;
 pub mod store;
 pub mod template;
 pub mod transport;

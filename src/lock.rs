@@ -20,6 +20,7 @@ use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -143,7 +144,7 @@ impl SiteLock {
             error,
         };
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(open_error)?;
+            crate::state_dir::create(dir).map_err(open_error)?;
         }
         // Not truncated on open: the content names the current holder until we own it.
         let mut file = OpenOptions::new()
@@ -151,6 +152,7 @@ impl SiteLock {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(path)
             .map_err(open_error)?;
         let started = Instant::now();

@@ -19,55 +19,40 @@
 //!
 //! A site that uses no secret must not need the identity: when the file exists but no
 //! identity is given, the store stays *locked*, and only asking for a secret that no
-//! other source provides fails ([`SecretStore::require`]).
+//! other source provides fails ([`SecretStore::require`]). The names are in clear in the
+//! file (see [`file`]), so a locked store still knows which secrets exist: a name that
+//! is not there is unknown with or without the key, and `check` renders the known ones
+//! as placeholders ([`SecretStore::with_placeholders`]).
+//!
+//! Fingerprints and digests of secret-bearing content are keyed with the site's digest
+//! key, kept inside the encrypted file ([`digest`]). The [`ledger`] remembers which
+//! files held secret-bearing content, so that their old content is never diffed in
+//! clear once the site stops putting a secret in them.
 //!
 //! Secret values are zeroed on drop and never formatted by `Debug` or by any error.
 
+mod digest;
 mod file;
+mod ledger;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
 
-pub use file::{read_secrets_file, write_secrets_file, RECIPIENTS_FILE, SECRETS_FILE};
+pub use digest::{DigestKey, Fingerprint};
+pub use file::{
+    open_secrets_file, read_secret_names, read_secrets_file, write_secrets_file, Decrypted,
+    RECIPIENTS_FILE, SECRETS_FILE,
+};
+pub use ledger::{Ledger, LEDGER_FILE};
 
 /// Environment variable naming the age identity file that decrypts the secrets file.
 pub const IDENTITY_ENV: &str = "TANDEM_AGE_IDENTITY";
 /// Prefix of environment variables that provide (and override) secrets.
 pub const ENV_PREFIX: &str = "TANDEM_SECRET_";
-
-/// A short, stable, non-reversible identifier of a secret value: 8 hex digits of
-/// SHA-256. Enough to tell two versions apart in a diff, useless to recover the value.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
-#[serde(transparent)]
-pub struct Fingerprint(String);
-
-impl Fingerprint {
-    pub fn of(value: &[u8]) -> Self {
-        let digest = Sha256::digest(value);
-        Fingerprint(hex::encode(&digest[..4]))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// What is printed in place of the secret.
-    pub fn marker(&self) -> String {
-        format!("[secret {}]", self.0)
-    }
-}
-
-impl fmt::Display for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// One secret. `Debug` is redacted so that a stray `{:?}` cannot leak it; the value is
 /// zeroed when dropped.
@@ -79,6 +64,8 @@ pub struct Secret {
 }
 
 impl Secret {
+    /// A secret fingerprinted for this process only ([`Fingerprint::of`]); a store with
+    /// the site's digest key re-keys it on [`SecretStore::insert`].
     pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
         let value = value.into();
         let fingerprint = Fingerprint::of(value.as_bytes());
@@ -86,6 +73,21 @@ impl Secret {
             name: name.into(),
             value,
             fingerprint,
+        }
+    }
+
+    /// Recomputes the fingerprint under `key`.
+    pub fn rekey(&mut self, key: &DigestKey) {
+        self.fingerprint = key.fingerprint(self.value.as_bytes());
+    }
+
+    /// What a template gets for a secret that exists but was not decrypted (`check`
+    /// without the identity): a placeholder, marked secret like the real value.
+    fn placeholder(name: &str) -> Self {
+        Secret {
+            name: name.to_string(),
+            value: format!("(secret `{name}` not decrypted)"),
+            fingerprint: Fingerprint::unavailable(name, "not decrypted"),
         }
     }
 
@@ -173,6 +175,8 @@ pub enum SecretError {
     Unknown { name: String },
     #[error("cannot encrypt `{path}`: {reason}")]
     Encrypt { path: PathBuf, reason: String },
+    #[error("the clear list of secret names in `{path}` does not match its encrypted content ({detail}): it was edited outside tandem; restore it from git or re-create it with `tandem secrets set`")]
+    NamesTampered { path: PathBuf, detail: String },
 }
 
 /// Where secrets come from, so that tests need not touch the process environment.
@@ -203,6 +207,13 @@ pub struct SecretStore {
     secrets: BTreeMap<String, Secret>,
     /// The encrypted file that could not be opened for want of an identity.
     locked: Option<PathBuf>,
+    /// The names listed in clear in the locked file (`None`: a file without them).
+    locked_names: Option<BTreeSet<String>>,
+    /// Stand-ins for the locked file's secrets, when placeholders are allowed.
+    placeholders: BTreeMap<String, Secret>,
+    /// The site's digest key (from the decrypted file).
+    key: Option<DigestKey>,
+    ledger: Ledger,
 }
 
 impl SecretStore {
@@ -215,16 +226,24 @@ impl SecretStore {
 
     /// [`SecretStore::load`] with explicit sources.
     pub fn load_from(site_root: &Path, sources: &SecretSources) -> Result<Self, SecretError> {
-        let mut store = SecretStore::default();
+        let mut store = SecretStore {
+            ledger: Ledger::load(site_root),
+            ..SecretStore::default()
+        };
         let path = site_root.join(SECRETS_FILE);
         if path.exists() {
             match &sources.identity {
                 Some(identity) => {
-                    for secret in file::read_secrets_file(&path, identity)? {
+                    let decrypted = file::open_secrets_file(&path, identity)?;
+                    store.key = decrypted.key;
+                    for secret in decrypted.secrets {
                         store.insert(secret);
                     }
                 }
-                None => store.locked = Some(path),
+                None => {
+                    store.locked_names = file::read_secret_names(&path)?;
+                    store.locked = Some(path);
+                }
             }
         }
         for (key, value) in &sources.env {
@@ -242,7 +261,25 @@ impl SecretStore {
         Ok(store)
     }
 
-    pub fn insert(&mut self, secret: Secret) {
+    /// Lets a locked store hand out placeholders for the secrets its file lists (for
+    /// `check`, which validates everything but secret values). Names the file does not
+    /// list stay unknown.
+    pub fn with_placeholders(mut self) -> Self {
+        if let Some(names) = &self.locked_names {
+            self.placeholders = names
+                .iter()
+                .filter(|n| !self.secrets.contains_key(*n))
+                .map(|n| (n.clone(), Secret::placeholder(n)))
+                .collect();
+        }
+        self
+    }
+
+    /// A secret from its source, fingerprinted with the site key when there is one.
+    pub fn insert(&mut self, mut secret: Secret) {
+        if let Some(key) = &self.key {
+            secret.rekey(key);
+        }
         self.secrets.insert(secret.name.clone(), secret);
     }
 
@@ -253,15 +290,17 @@ impl SecretStore {
     /// The secret `name`, or an error saying why it is not there: unknown, or held in
     /// an encrypted file that no identity was given to open.
     pub fn require(&self, name: &str) -> Result<&Secret, SecretError> {
-        if let Some(secret) = self.secrets.get(name) {
+        if let Some(secret) = self.secrets.get(name).or(self.placeholders.get(name)) {
             return Ok(secret);
         }
-        match &self.locked {
-            Some(path) => Err(SecretError::Locked {
-                name: name.to_string(),
-                path: path.clone(),
-            }),
-            None => Err(SecretError::Unknown {
+        match (&self.locked, &self.locked_names) {
+            (Some(path), names) if names.as_ref().is_none_or(|n| n.contains(name)) => {
+                Err(SecretError::Locked {
+                    name: name.to_string(),
+                    path: path.clone(),
+                })
+            }
+            _ => Err(SecretError::Unknown {
                 name: name.to_string(),
             }),
         }
@@ -270,6 +309,59 @@ impl SecretStore {
     /// The encrypted secrets file that is present but was not decrypted, if any.
     pub fn locked(&self) -> Option<&Path> {
         self.locked.as_deref()
+    }
+
+    /// The names a locked file lists in clear (`None` when not locked, or for a file
+    /// written before names were kept in clear).
+    pub fn locked_names(&self) -> Option<&BTreeSet<String>> {
+        self.locked.as_ref().and(self.locked_names.as_ref())
+    }
+
+    /// The site's digest key, when the secrets file was decrypted and has one.
+    pub fn key(&self) -> Option<&DigestKey> {
+        self.key.as_ref()
+    }
+
+    /// The digest that stands for secret-bearing content in plans and catalogs: keyed
+    /// with the site key, or with this process's key when there is none (so it confirms
+    /// nothing, but is only comparable within the run).
+    pub fn content_digest(&self, bytes: &[u8]) -> String {
+        match &self.key {
+            Some(key) => key.content_digest(bytes),
+            None => format!("ephemeral:{}", digest::process_key().content_digest(bytes)),
+        }
+    }
+
+    /// A node-reported SHA-256 (hex) in the form that may be shown or recorded: keyed
+    /// when the site key is known, as is otherwise (it can then only be a sum of
+    /// content that holds no secret this run knows).
+    pub fn shown_sum(&self, sha256_hex: &str) -> String {
+        match &self.key {
+            Some(key) => format!("k:{}", key.sum_digest(sha256_hex)),
+            None => sha256_hex.to_string(),
+        }
+    }
+
+    /// The ledger of files that held secret-bearing content.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Whether the content now at `path` on a node (its SHA-256 as the node reported it)
+    /// may hold a secret though the site no longer puts one there: the path or that
+    /// content was secret-bearing in an earlier catalog. Its diff must not show text.
+    pub fn was_secret_bearing(&self, path: &str, node_sum: Option<&str>) -> bool {
+        self.ledger.has_path(path)
+            || node_sum
+                .zip(self.key.as_ref())
+                .is_some_and(|(sum, key)| self.ledger.has_sum(&key.sum_digest(sum)))
+    }
+
+    /// Records that the site renders secret-bearing content (with this SHA-256) at
+    /// `path`; best effort, see [`Ledger::record`].
+    pub fn record_secret_bearing(&self, path: &str, sha256_hex: &str) {
+        let sum = self.key.as_ref().map(|key| key.sum_digest(sha256_hex));
+        self.ledger.record(path, sum.as_deref());
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Secret> {

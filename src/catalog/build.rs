@@ -242,9 +242,13 @@ impl Attrs<'_, '_> {
         } else {
             return Ok(None);
         };
+        let bytes = rendered.text.into_bytes();
+        let keyed_digest =
+            (!rendered.secrets.is_empty()).then(|| self.compiler.secrets().content_digest(&bytes));
         Ok(Some(Content {
-            bytes: rendered.text.into_bytes(),
+            bytes,
             secrets: rendered.secrets,
+            keyed_digest,
         }))
     }
 
@@ -296,37 +300,41 @@ pub(crate) fn resource(
     };
     let raw = &decl.raw;
     let spec = match decl.kind {
-        ResourceKind::File => Spec::File(FileSpec {
-            path: a.required_path("path", raw.path.as_ref())?,
-            ensure: a.presence()?,
-            content: a.content()?,
-            owner: a.text("owner", raw.owner.as_ref())?,
-            group: a.text("group", raw.group.as_ref())?,
-            mode: a.mode()?,
-            validate: match a.text("validate", raw.validate.as_ref())? {
-                Some(command) => {
-                    let tree = a.path("validate_tree", raw.validate_tree.as_ref())?;
-                    let names_target = command.contains("{staged}")
-                        || (tree.is_some() && command.contains("{tree}"));
-                    if !names_target {
-                        return Err(a.attribute(
-                            "validate",
-                            "the command must name the staged file as `{staged}` \
+        ResourceKind::File => Spec::File(secret_bearing(
+            compiler,
+            FileSpec {
+                path: a.required_path("path", raw.path.as_ref())?,
+                ensure: a.presence()?,
+                content: a.content()?,
+                owner: a.text("owner", raw.owner.as_ref())?,
+                group: a.text("group", raw.group.as_ref())?,
+                mode: a.mode()?,
+                validate: match a.text("validate", raw.validate.as_ref())? {
+                    Some(command) => {
+                        let tree = a.path("validate_tree", raw.validate_tree.as_ref())?;
+                        let names_target = command.contains("{staged}")
+                            || (tree.is_some() && command.contains("{tree}"));
+                        if !names_target {
+                            return Err(a.attribute(
+                                "validate",
+                                "the command must name the staged file as `{staged}` \
                              (or, with `validate_tree`, the staged tree as `{tree}`)"
-                                .to_string(),
-                        ));
+                                    .to_string(),
+                            ));
+                        }
+                        if tree.is_none() && command.contains("{tree}") {
+                            return Err(a.attribute(
+                                "validate",
+                                "`{tree}` needs `validate_tree`".to_string(),
+                            ));
+                        }
+                        Some(Validate { command, tree })
                     }
-                    if tree.is_none() && command.contains("{tree}") {
-                        return Err(
-                            a.attribute("validate", "`{tree}` needs `validate_tree`".to_string())
-                        );
-                    }
-                    Some(Validate { command, tree })
-                }
-                None => None,
+                    None => None,
+                },
+                backup: raw.backup.unwrap_or(true),
             },
-            backup: raw.backup.unwrap_or(true),
-        }),
+        )),
         ResourceKind::Directory => Spec::Directory(DirectorySpec {
             path: a.required_path("path", raw.path.as_ref())?,
             ensure: a.presence()?,
@@ -422,6 +430,24 @@ pub(crate) fn resource(
         subscribe: a.relations("subscribe", raw.subscribe.as_ref())?,
         implicit: Vec::new(),
     })
+}
+
+/// Defaults and records for a file whose content carries a secret: mode 0600 unless
+/// the site declares one (the node would otherwise get 0644, readable by every local
+/// user), and an entry in the secret-bearing ledger so that the node's copy is never
+/// diffed in clear later, after the site stops putting the secret there.
+fn secret_bearing(compiler: &Compiler<'_>, mut file: FileSpec) -> FileSpec {
+    if let Some(content) = file.content.as_ref().filter(|c| c.is_sensitive()) {
+        if file.mode.is_none() {
+            file.mode = Some(Mode(0o600));
+        }
+        if compiler.records_secret_bearing() {
+            compiler
+                .secrets()
+                .record_secret_bearing(file.path.as_str(), &content.sha256());
+        }
+    }
+    file
 }
 
 /// The name of the secret an attribute template asks for with the `secret` helper

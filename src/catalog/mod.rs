@@ -162,19 +162,25 @@ pub struct Compiler<'s> {
     scopes: HashMap<(RoleName, DatacenterName), (usize, Map<String, Value>)>,
     sources: Mutex<HashMap<PathBuf, Arc<str>>>,
     rendered: Mutex<HashMap<RenderKey, Rendered>>,
+    /// Whether secret-bearing files go into the ledger (see `secret::ledger`): yes when
+    /// the catalogs may be planned or applied, no for `check`, which writes nothing.
+    record_secret_bearing: bool,
 }
 
 impl<'s> Compiler<'s> {
-    /// A compiler with the site's secrets, decrypted here. A run that already holds
-    /// them uses [`Compiler::with_secrets`], so they are decrypted once.
+    /// A compiler with the secrets of this process's environment (see
+    /// [`SecretStore::load`]), recording secret-bearing files in the site's ledger.
     pub fn new(site: &'s Site) -> Result<Compiler<'s>, CompileError> {
         let secrets = Arc::new(SecretStore::load(&site.root)?);
-        Compiler::with_secrets(site, secrets)
+        Compiler::with_secrets(site, secrets, true)
     }
 
+    /// A compiler with secrets already loaded (a run decrypts them once); `record` says
+    /// whether secret-bearing files are written to the site's ledger.
     pub fn with_secrets(
         site: &'s Site,
         secrets: Arc<SecretStore>,
+        record: bool,
     ) -> Result<Compiler<'s>, CompileError> {
         let mut templates = Templates::new(Arc::clone(&secrets));
         let mut errors = Vec::new();
@@ -210,7 +216,12 @@ impl<'s> Compiler<'s> {
             scopes,
             sources: Mutex::new(HashMap::new()),
             rendered: Mutex::new(HashMap::new()),
+            record_secret_bearing: record,
         })
+    }
+
+    pub(crate) fn records_secret_bearing(&self) -> bool {
+        self.record_secret_bearing
     }
 
     pub fn site(&self) -> &Site {

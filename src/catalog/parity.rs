@@ -1,17 +1,30 @@
-//! The parity guarantee: for every role present in more than one datacenter, the
-//! catalogs must be identical except for what the overlay that applies to one of the
-//! datacenters declares it may change. One catalog per (role, datacenter) stands for
-//! the datacenter: its first node by name.
+//! The parity guarantee: for every role, what renders in one datacenter must render
+//! identically in every other one, except what the overlay that applies to one of them
+//! declares it may change.
+//!
+//! What is compared is what differs *because of the datacenter*. Each subject node is
+//! compiled as if it were in every datacenter (only its datacenter changes: name,
+//! address, facts and node variables stay), and those catalogs are compared with the
+//! primary's. A value that differs from node to node (`{{node.name}}`, `node.address`,
+//! a node variable) is the same in all of one subject's renderings, so it never shows
+//! as a parity break; a datacenter variable, an overlay or `node.datacenter` does, and
+//! also a node-level value only where a datacenter-level input changes what it does.
+//!
+//! Subjects, per role: the first node by name of each datacenter that has one, plus
+//! one node for each further distinct set of node variables (a node variable may change
+//! what a datacenter variable does), or a stand-in without variables when the role has
+//! no node anywhere (its templates are then still checked in every datacenter before
+//! the first node exists).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::Serialize;
 use serde_json::Value;
 
-use super::Catalog;
+use super::{Catalog, CompileError, Compiler};
 use crate::manifest::Site;
-use crate::node::{DatacenterName, NodeName, RoleName};
+use crate::node::{DatacenterName, Node, NodeName, RoleName};
 use crate::resource::{Origin, Resource, ResourceId};
 
 /// One difference no overlay declares.
@@ -23,7 +36,8 @@ pub struct ParityError {
     /// resource exists in only one of the two catalogs.
     pub attribute: String,
     pub datacenters: [DatacenterName; 2],
-    pub nodes: [NodeName; 2],
+    /// The node compiled in both datacenters.
+    pub node: NodeName,
     /// Where the values differ, without the values (they may be secret).
     pub detail: String,
     /// Where the resource is declared (in the first catalog that has it).
@@ -32,53 +46,138 @@ pub struct ParityError {
 
 impl fmt::Display for ParityError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let detail = if self.detail.is_empty() {
+            String::new()
+        } else {
+            format!("{}; ", self.detail)
+        };
         write!(
             f,
-            "{}: parity: role `{}`, resource `{}`, attribute `{}` differs between `{}` (node `{}`) and `{}` (node `{}`){}; no overlay declares it may change",
+            "{}: parity: role `{}`, resource `{}`, attribute `{}` differs between `{}` and `{}` ({detail}node `{}` compiled in each); no overlay declares it may change",
             self.origin,
             self.role,
             self.resource,
             self.attribute,
             self.datacenters[0],
-            self.nodes[0],
             self.datacenters[1],
-            self.nodes[1],
-            if self.detail.is_empty() { String::new() } else { format!(" ({})", self.detail) },
+            self.node,
         )
     }
 }
 
-/// Compares the catalogs of each role across datacenters.
-pub fn check(site: &Site, catalogs: &[Catalog]) -> Vec<ParityError> {
-    let mut representatives: BTreeMap<&RoleName, BTreeMap<&DatacenterName, &Catalog>> =
-        BTreeMap::new();
-    for catalog in catalogs {
-        let by_dc = representatives.entry(&catalog.node.role).or_default();
-        let slot = by_dc.entry(&catalog.node.datacenter).or_insert(catalog);
-        if catalog.node.name < slot.node.name {
-            *slot = catalog;
-        }
-    }
-    let mut errors = Vec::new();
-    for (role, by_dc) in representatives {
-        // The primary's catalog, when there is one, is the reference.
-        let mut dcs: Vec<&Catalog> = by_dc.into_values().collect();
-        dcs.sort_by_key(|c| {
-            !site
-                .datacenter(&c.node.datacenter)
-                .is_some_and(|dc| dc.primary)
-        });
-        let Some((reference, others)) = dcs.split_first() else {
-            continue;
-        };
-        for other in others {
-            compare(site, role, reference, other, &mut errors);
-        }
-    }
-    errors
+/// A subject that did not compile as if in a datacenter.
+#[derive(Debug)]
+pub struct Failure {
+    /// The subject, with the datacenter it was compiled in.
+    pub node: Node,
+    /// A stand-in, not a node of the site.
+    pub stand_in: bool,
+    pub error: CompileError,
 }
 
-fn compare(site: &Site, role: &RoleName, a: &Catalog, b: &Catalog, errors: &mut Vec<ParityError>) {
+/// What the parity check found.
+#[derive(Debug, Default)]
+pub struct Parity {
+    pub errors: Vec<ParityError>,
+    /// Subjects that failed to compile in a datacenter other than their own (or, for a
+    /// stand-in, in any): their own datacenter's errors are the node's compile errors.
+    pub failures: Vec<Failure>,
+    /// Every catalog compiled for the comparison.
+    pub catalogs: Vec<Catalog>,
+}
+
+/// The subjects for `nodes` (see the module comment), each with a flag: stand-in.
+pub fn subjects(site: &Site, nodes: &[Node]) -> Vec<(Node, bool)> {
+    let is_primary = |n: &Node| site.datacenter(&n.datacenter).is_some_and(|d| d.primary);
+    let mut out = Vec::new();
+    for role in site.roles.keys() {
+        // Primary first, then by datacenter and name: a difference is reported once,
+        // under the first subject that shows it.
+        let mut of_role: Vec<&Node> = nodes.iter().filter(|n| &n.role == role).collect();
+        of_role.sort_by(|a, b| {
+            (!is_primary(a), &a.datacenter, &a.name).cmp(&(!is_primary(b), &b.datacenter, &b.name))
+        });
+        if of_role.is_empty() {
+            if let Some(dc) = site.datacenters.first() {
+                out.push((stand_in(role, &dc.name), true));
+            }
+            continue;
+        }
+        let mut kept: Vec<&Node> = Vec::new();
+        for node in of_role {
+            let first_of_dc = !kept.iter().any(|k| k.datacenter == node.datacenter);
+            let new_vars = !kept.iter().any(|k| k.vars == node.vars);
+            if first_of_dc || new_vars {
+                kept.push(node);
+            }
+        }
+        out.extend(kept.into_iter().map(|n| (n.clone(), false)));
+    }
+    out
+}
+
+fn stand_in(role: &RoleName, dc: &DatacenterName) -> Node {
+    Node {
+        name: NodeName::stand_in(role, dc),
+        datacenter: dc.clone(),
+        role: role.clone(),
+        address: String::new(),
+        port: 22,
+        user: None,
+        facts: BTreeMap::new(),
+        vars: BTreeMap::new(),
+    }
+}
+
+/// Compiles every subject of `nodes` in every datacenter and compares, per subject, each
+/// datacenter's catalog with the primary's (or the first datacenter's).
+pub fn check(compiler: &Compiler<'_>, nodes: &[Node]) -> Parity {
+    let site = compiler.site();
+    let mut dcs: Vec<&DatacenterName> = site.datacenters.iter().map(|d| &d.name).collect();
+    dcs.sort_by_key(|dc| !site.datacenter(dc).is_some_and(|d| d.primary));
+    let mut parity = Parity::default();
+    let mut seen = BTreeSet::new();
+    for (subject, stand_in) in subjects(site, nodes) {
+        let mut compiled: Vec<Catalog> = Vec::new();
+        for dc in &dcs {
+            let mut node = subject.clone();
+            node.datacenter = (*dc).clone();
+            match compiler.compile(&node) {
+                Ok(catalog) => compiled.push(catalog),
+                Err(error) => {
+                    if stand_in || node.datacenter != subject.datacenter {
+                        parity.failures.push(Failure {
+                            node,
+                            stand_in,
+                            error,
+                        });
+                    }
+                }
+            }
+        }
+        if let Some((reference, others)) = compiled.split_first() {
+            for other in others {
+                for error in compare(site, reference, other) {
+                    let key = (
+                        error.role.clone(),
+                        error.resource.to_string(),
+                        error.attribute.clone(),
+                        error.datacenters.clone(),
+                    );
+                    if seen.insert(key) {
+                        parity.errors.push(error);
+                    }
+                }
+            }
+        }
+        parity.catalogs.extend(compiled);
+    }
+    parity
+}
+
+/// The differences between the catalogs of one node compiled in two datacenters.
+fn compare(site: &Site, a: &Catalog, b: &Catalog) -> Vec<ParityError> {
+    let mut errors = Vec::new();
     let allowed = |id: &ResourceId, attribute: &str| {
         [&a.node.datacenter, &b.node.datacenter]
             .into_iter()
@@ -89,11 +188,11 @@ fn compare(site: &Site, role: &RoleName, a: &Catalog, b: &Catalog, errors: &mut 
         let id = &resource.id;
         if !allowed(id, attribute) {
             errors.push(ParityError {
-                role: role.clone(),
+                role: a.node.role.clone(),
                 resource: id.clone(),
                 attribute: attribute.to_string(),
                 datacenters: [a.node.datacenter.clone(), b.node.datacenter.clone()],
-                nodes: [a.node.name.clone(), b.node.name.clone()],
+                node: a.node.name.clone(),
                 detail,
                 origin: resource.origin.clone(),
             });
@@ -115,6 +214,7 @@ fn compare(site: &Site, role: &RoleName, a: &Catalog, b: &Catalog, errors: &mut 
             report(rb, "presence", format!("only in `{}`", b.node.datacenter));
         }
     }
+    errors
 }
 
 /// The attributes on which two resources of the same id differ, with a value-free

@@ -23,7 +23,9 @@ pub struct Args {
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<Status> {
     let site = Site::load(&global.site).context("cannot load the site")?;
     let node = find_node(global, &site, &args.node).await?;
-    let compiler = Compiler::new(&site)?;
+    // A read command: it does not record secret-bearing files in the ledger.
+    let secrets = crate::secret::SecretStore::load(&site.root)?;
+    let compiler = Compiler::with_secrets(&site, std::sync::Arc::new(secrets), false)?;
     let catalog = compiler.compile(&node)?;
     let out = match global.format {
         Format::Json => serde_json::to_string_pretty(&catalog)?,
@@ -101,8 +103,8 @@ pub fn render_text(site: &Site, catalog: &Catalog) -> String {
                     let markers: Vec<String> = content.secrets.iter().map(|f| f.marker()).collect();
                     let _ = writeln!(
                         out,
-                        "  content: sha256 {}, withheld: contains {}",
-                        content.sha256(),
+                        "  content: keyed digest {}, withheld: contains {}",
+                        content.keyed_digest.as_deref().unwrap_or("-"),
                         markers.join(" ")
                     );
                 } else {

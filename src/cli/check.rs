@@ -1,7 +1,16 @@
 //! `tandem check`: load the site, compile every node's catalog, check parity; list every
-//! error found (each once, with the nodes it affects) and exit 0 or 1. Touches no host.
+//! error found (each once, with the nodes it affects) and exit 0 or 1. Touches no host
+//! and, by default, no network: the nodes are the static ones (`manifests/nodes.toml`,
+//! or the `--inventory` file), every role is also compiled in every datacenter (see
+//! `catalog::parity`), and cloud discovery runs only with `--discover`.
+//!
+//! Without the age identity, everything but the secret values is checked: the secrets
+//! file lists its names in clear, templates get placeholders for those, and a name it
+//! does not list is still an error. Nothing is written to the site (`check` does not
+//! record secret-bearing files in the ledger).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -9,10 +18,15 @@ use crate::catalog::{parity, Catalog, CompileError, Compiler};
 use crate::cli::{Format, Global};
 use crate::exit::Status;
 use crate::manifest::Site;
-use crate::node::{Node, NodeName};
+use crate::node::Node;
+use crate::secret::SecretStore;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Also check the nodes that cloud discovery lists (calls the clouds' APIs)
+    #[arg(long)]
+    pub discover: bool,
+}
 
 /// What `check` found, as `--format json` prints it.
 #[derive(Debug, Default, Serialize)]
@@ -20,6 +34,10 @@ pub struct Report {
     pub ok: bool,
     pub nodes: usize,
     pub resources: usize,
+    /// Whether secret values were decrypted; when not, `secret_names` names were
+    /// checked against the secrets file's clear list instead.
+    pub secrets_decrypted: bool,
+    pub secret_names: usize,
     pub errors: Vec<Problem>,
 }
 
@@ -30,8 +48,17 @@ pub struct Problem {
     pub nodes: Vec<String>,
 }
 
-pub async fn run(global: &Global, _args: Args) -> anyhow::Result<Status> {
-    let report = check(global).await;
+impl Problem {
+    fn site_wide(message: impl ToString) -> Problem {
+        Problem {
+            message: message.to_string(),
+            nodes: Vec::new(),
+        }
+    }
+}
+
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<Status> {
+    let report = check(global, &args).await;
     match global.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Text => {
@@ -45,6 +72,12 @@ pub async fn run(global: &Global, _args: Args) -> anyhow::Result<Status> {
                         problem.nodes.join(", ")
                     );
                 }
+            }
+            if !report.secrets_decrypted {
+                println!(
+                    "secrets not decrypted: no identity; {} secret names checked",
+                    report.secret_names
+                );
             }
             if report.ok {
                 println!(
@@ -60,52 +93,45 @@ pub async fn run(global: &Global, _args: Args) -> anyhow::Result<Status> {
 }
 
 /// Runs every check on the site named by `global`.
-pub async fn check(global: &Global) -> Report {
-    let mut report = Report::default();
+pub async fn check(global: &Global, args: &Args) -> Report {
+    let mut report = Report {
+        secrets_decrypted: true,
+        ..Report::default()
+    };
     let site = match Site::load(&global.site) {
         Ok(site) => site,
         Err(err) => {
-            report.errors = err
-                .flatten()
-                .into_iter()
-                .map(|e| Problem {
-                    message: e.to_string(),
-                    nodes: Vec::new(),
-                })
-                .collect();
+            report.errors = err.flatten().into_iter().map(Problem::site_wide).collect();
             return report;
         }
     };
-    let inventory = match crate::inventory::resolve(&site, global.inventory.as_deref()).await {
-        Ok(inventory) => inventory,
+    let secrets = match SecretStore::load(&site.root) {
+        Ok(secrets) => secrets,
         Err(err) => {
-            report.errors.push(Problem {
-                message: err.to_string(),
-                nodes: Vec::new(),
-            });
+            report.errors.push(Problem::site_wide(err));
             return report;
         }
     };
-    for failure in &inventory.failures {
-        report.errors.push(Problem {
-            message: failure.to_string(),
-            nodes: Vec::new(),
-        });
+    if secrets.locked().is_some() {
+        report.secrets_decrypted = false;
+        report.secret_names = secrets.locked_names().map_or(0, |n| n.len());
     }
-    let compiler = match Compiler::new(&site) {
+    let compiler = match Compiler::with_secrets(&site, Arc::new(secrets.with_placeholders()), false)
+    {
         Ok(compiler) => compiler,
         Err(err) => {
             report
                 .errors
-                .extend(err.flatten().into_iter().map(|e| Problem {
-                    message: e.to_string(),
-                    nodes: Vec::new(),
-                }));
+                .extend(err.flatten().into_iter().map(Problem::site_wide));
             return report;
         }
     };
+    let nodes = match nodes(global, &site, args.discover, &mut report).await {
+        Some(nodes) => nodes,
+        None => return report,
+    };
     let mut seen = BTreeMap::new();
-    for node in &inventory.nodes {
+    for node in &nodes {
         if let Some(first) = seen.insert(node.name.as_str(), node) {
             report.errors.push(Problem {
                 message: format!(
@@ -116,66 +142,41 @@ pub async fn check(global: &Global) -> Report {
             });
         }
     }
-    let (mut catalogs, by_message) = compile_all(&compiler, &inventory.nodes);
-    report.nodes = inventory.nodes.len();
-    report.resources = catalogs.iter().map(|c| c.resources.len()).sum();
-    report.errors.extend(by_message);
-    // A role with no node yet in some datacenter is still compiled there, as a
-    // stand-in node without variables, so that its templates are checked and parity
-    // is verified before the first node exists.
-    let stand_ins: Vec<Node> = site
-        .roles
-        .keys()
-        .flat_map(|role| site.datacenters.iter().map(move |dc| (role, &dc.name)))
-        .filter(|(role, dc)| {
-            !inventory
-                .nodes
-                .iter()
-                .any(|n| &n.role == *role && &n.datacenter == *dc)
-        })
-        .map(|(role, dc)| Node {
-            name: NodeName::stand_in(role, dc),
-            datacenter: dc.clone(),
-            role: role.clone(),
-            address: String::new(),
-            port: 22,
-            user: None,
-            facts: BTreeMap::new(),
-            vars: BTreeMap::new(),
-        })
-        .collect();
-    let (stand_in_catalogs, stand_in_errors) = compile_all(&compiler, &stand_ins);
-    catalogs.extend(stand_in_catalogs);
-    report.errors.extend(stand_in_errors);
-    // A declared key that matches no resource anywhere is most likely a typo that
-    // would let the real difference through. Only meaningful when every catalog
-    // compiled: a failed one may be where the resource lives.
-    let all_compiled = report.errors.is_empty();
-    for overlay in [&site.standby, &site.primary]
-        .into_iter()
-        .flatten()
-        .filter(|_| all_compiled)
-    {
-        for (id, line) in &overlay.may_change_lines {
-            if !catalogs.iter().any(|c| c.resource(id).is_some()) {
-                report.errors.push(Problem {
-                    message: format!(
-                        "{}:{line}: overlay declares `{id}`, which no catalog has",
-                        overlay.file.display()
-                    ),
-                    nodes: Vec::new(),
-                });
-            }
+    let mut errors = Errors::default();
+    let mut catalogs = Vec::with_capacity(nodes.len());
+    for node in &nodes {
+        match compiler.compile(node) {
+            Ok(catalog) => catalogs.push(catalog),
+            Err(err) => errors.add(err, node.name.to_string()),
         }
     }
-    report.errors.extend(
-        parity::check(&site, &catalogs)
-            .into_iter()
-            .map(|e| Problem {
-                message: e.to_string(),
-                nodes: e.nodes.iter().map(ToString::to_string).collect(),
-            }),
-    );
+    report.nodes = nodes.len();
+    report.resources = catalogs.iter().map(|c| c.resources.len()).sum();
+    // Every role in every datacenter, compared for what the datacenter changes.
+    let parity = parity::check(&compiler, &nodes);
+    for failure in parity.failures {
+        let label = if failure.stand_in {
+            format!(
+                "{}@{} (no nodes yet)",
+                failure.node.role, failure.node.datacenter
+            )
+        } else {
+            format!(
+                "{} (compiled as if in `{}`)",
+                failure.node.name, failure.node.datacenter
+            )
+        };
+        errors.add(failure.error, label);
+    }
+    report.errors.extend(errors.into_problems());
+    catalogs.extend(parity.catalogs);
+    overlay_keys(&site, &catalogs, &mut report);
+    report
+        .errors
+        .extend(parity.errors.into_iter().map(|e| Problem {
+            message: e.to_string(),
+            nodes: vec![e.node.to_string()],
+        }));
     for problem in &mut report.errors {
         problem.message = compiler.secrets().redact(&problem.message);
     }
@@ -183,37 +184,95 @@ pub async fn check(global: &Global) -> Report {
     report
 }
 
-/// Compiles every node; each distinct error once, with the nodes it affects.
-fn compile_all(
-    compiler: &Compiler<'_>,
-    nodes: &[crate::node::Node],
-) -> (Vec<Catalog>, Vec<Problem>) {
-    let mut catalogs = Vec::with_capacity(nodes.len());
-    let mut order: Vec<String> = Vec::new();
-    let mut affected: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for node in nodes {
-        match compiler.compile(node) {
-            Ok(catalog) => catalogs.push(catalog),
+/// The nodes to check: static ones (the `--inventory` file when given, else the site's
+/// `manifests/nodes.toml`), or with `discover` what inventory resolution lists. `None`
+/// when there are none to check because of an error (already in `report`).
+async fn nodes(
+    global: &Global,
+    site: &Site,
+    discover: bool,
+    report: &mut Report,
+) -> Option<Vec<Node>> {
+    if discover {
+        return discovered(global, site, report).await;
+    }
+    match &global.inventory {
+        Some(path) => match crate::manifest::nodes::load(path) {
+            Ok(nodes) => Some(nodes),
             Err(err) => {
-                for error in CompileError::flatten(err) {
-                    let message = error.to_string();
-                    let entry = affected.entry(message.clone()).or_default();
-                    if entry.is_empty() {
-                        order.push(message);
-                    }
-                    if !entry.iter().any(|n| n == node.name.as_str()) {
-                        entry.push(node.name.to_string());
-                    }
-                }
+                report.errors.push(Problem::site_wide(err));
+                None
+            }
+        },
+        None => Some(site.nodes.clone()),
+    }
+}
+
+/// `check --discover`: the one place `check` calls inventory resolution (and so the
+/// network), kept apart so that its signature can move without touching the rest.
+async fn discovered(global: &Global, site: &Site, report: &mut Report) -> Option<Vec<Node>> {
+    match crate::inventory::resolve(site, global.inventory.as_deref()).await {
+        Ok(inventory) => {
+            report
+                .errors
+                .extend(inventory.failures.iter().map(Problem::site_wide));
+            Some(inventory.nodes)
+        }
+        Err(err) => {
+            report.errors.push(Problem::site_wide(err));
+            None
+        }
+    }
+}
+
+/// A declared key that matches no resource anywhere is most likely a typo that would
+/// let the real difference through. Only meaningful when every catalog compiled: a
+/// failed one may be where the resource lives.
+fn overlay_keys(site: &Site, catalogs: &[Catalog], report: &mut Report) {
+    if !report.errors.is_empty() {
+        return;
+    }
+    for overlay in [&site.standby, &site.primary].into_iter().flatten() {
+        for (id, line) in &overlay.may_change_lines {
+            if !catalogs.iter().any(|c| c.resource(id).is_some()) {
+                report.errors.push(Problem::site_wide(format!(
+                    "{}:{line}: overlay declares `{id}`, which no catalog has",
+                    overlay.file.display()
+                )));
             }
         }
     }
-    let problems = order
-        .into_iter()
-        .map(|message| {
-            let nodes = affected.remove(&message).unwrap_or_default();
-            Problem { message, nodes }
-        })
-        .collect();
-    (catalogs, problems)
+}
+
+/// Compile errors, each distinct message once with the nodes it affects, in the order
+/// first seen.
+#[derive(Default)]
+struct Errors {
+    order: Vec<String>,
+    affected: BTreeMap<String, Vec<String>>,
+}
+
+impl Errors {
+    fn add(&mut self, err: CompileError, node: String) {
+        for error in CompileError::flatten(err) {
+            let message = error.to_string();
+            let entry = self.affected.entry(message.clone()).or_default();
+            if entry.is_empty() {
+                self.order.push(message);
+            }
+            if !entry.contains(&node) {
+                entry.push(node.clone());
+            }
+        }
+    }
+
+    fn into_problems(mut self) -> Vec<Problem> {
+        self.order
+            .into_iter()
+            .map(|message| {
+                let nodes = self.affected.remove(&message).unwrap_or_default();
+                Problem { message, nodes }
+            })
+            .collect()
+    }
 }

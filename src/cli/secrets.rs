@@ -12,8 +12,8 @@ use zeroize::Zeroizing;
 use crate::cli::{Format, Global};
 use crate::exit::Status;
 use crate::secret::{
-    is_valid_name, read_secrets_file, write_secrets_file, Secret, SecretSources, SecretStore,
-    ENV_PREFIX, IDENTITY_ENV, SECRETS_FILE,
+    is_valid_name, open_secrets_file, write_secrets_file, DigestKey, Secret, SecretSources,
+    SecretStore, ENV_PREFIX, IDENTITY_ENV, SECRETS_FILE,
 };
 
 #[derive(Debug, clap::Args)]
@@ -29,7 +29,8 @@ pub struct Args {
 pub enum Action {
     /// List secret names, fingerprints and where each comes from
     List,
-    /// Set a secret from standard input (one trailing newline is dropped unless --raw)
+    /// Set a secret from standard input (one trailing newline is dropped unless --raw);
+    /// the first set also creates the site's digest key, inside the encrypted file
     Set {
         name: String,
         /// Keep standard input byte for byte, trailing newline included
@@ -58,28 +59,49 @@ fn identity(identity: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     })
 }
 
-/// The secrets currently in the file (none when it does not exist yet).
-fn file_secrets(site: &Path, identity: &Path) -> anyhow::Result<Vec<Secret>> {
+/// The secrets currently in the file (none when it does not exist yet) and the site's
+/// digest key: the file's own, or a new one for a file that has none yet (so every
+/// rewrite leaves a keyed file).
+fn file_secrets(site: &Path, identity: &Path) -> anyhow::Result<(Vec<Secret>, DigestKey)> {
     let path = site.join(SECRETS_FILE);
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
-    Ok(read_secrets_file(&path, identity)?)
+    let (secrets, key) = if path.exists() {
+        let decrypted = open_secrets_file(&path, identity)?;
+        (decrypted.secrets, decrypted.key)
+    } else {
+        (Vec::new(), None)
+    };
+    let key = match key {
+        Some(key) => key,
+        None => DigestKey::generate().context("cannot generate the site's digest key")?,
+    };
+    Ok((secrets, key))
 }
 
 fn list(site: &Path, identity: Option<PathBuf>, format: Format) -> anyhow::Result<Status> {
     let mut sources = SecretSources::from_env();
     sources.identity = identity;
     let store = SecretStore::load_from(site, &sources)?;
-    if let Some(path) = store.locked() {
+    if store.locked().is_some() && store.locked_names().is_none() {
         bail!(
-            "`{}` is encrypted: set {IDENTITY_ENV} or pass --age-identity to list it",
-            path.display()
+            "`{SECRETS_FILE}` is encrypted and lists no names in clear (an older file): set {IDENTITY_ENV} or pass --age-identity to list it"
         );
     }
-    let rows: Vec<(String, String, String)> = store
-        .iter()
-        .map(|secret| {
+    // Locked: the names the file lists in clear, without fingerprints (not computable
+    // without the key), then what the environment provides.
+    let locked_rows = store
+        .locked_names()
+        .into_iter()
+        .flatten()
+        .filter(|n| store.get(n).is_none())
+        .map(|name| {
+            (
+                name.clone(),
+                "-".to_string(),
+                format!("{SECRETS_FILE} (not decrypted)"),
+            )
+        });
+    let rows: Vec<(String, String, String)> = locked_rows
+        .chain(store.iter().map(|secret| {
             let var = format!("{ENV_PREFIX}{}", secret.name().to_ascii_uppercase());
             let source = if sources
                 .env
@@ -90,9 +112,13 @@ fn list(site: &Path, identity: Option<PathBuf>, format: Format) -> anyhow::Resul
             } else {
                 SECRETS_FILE.to_string()
             };
-            let fingerprint = secret.fingerprint().to_string();
+            let fingerprint = if store.key().is_some() {
+                secret.fingerprint().to_string()
+            } else {
+                "-".to_string()
+            };
             (secret.name().to_string(), fingerprint, source)
-        })
+        }))
         .collect();
     let mut out = std::io::stdout().lock();
     match format {
@@ -120,7 +146,7 @@ fn set(site: &Path, identity: &Path, name: &str, raw: bool) -> anyhow::Result<St
     if !is_valid_name(name) {
         bail!("invalid secret name `{name}`: use lowercase letters, digits and `_`");
     }
-    let mut secrets = file_secrets(site, identity)?;
+    let (mut secrets, key) = file_secrets(site, identity)?;
     if std::io::stdin().is_terminal() {
         eprintln!("reading the value of `{name}` from standard input; end with Ctrl-D");
     }
@@ -137,23 +163,24 @@ fn set(site: &Path, identity: &Path, name: &str, raw: bool) -> anyhow::Result<St
     if value.is_empty() {
         bail!("refusing to set `{name}` to an empty value");
     }
-    let secret = Secret::new(name, value.as_str());
+    let mut secret = Secret::new(name, value.as_str());
+    secret.rekey(&key);
     let marker = secret.fingerprint().marker();
     secrets.retain(|s| s.name() != name);
     secrets.push(secret);
-    let path = write_secrets_file(site, identity, &secrets)?;
+    let path = write_secrets_file(site, identity, &secrets, &key)?;
     println!("set `{name}` {marker} in {}", path.display());
     Ok(Status::Ok)
 }
 
 fn remove(site: &Path, identity: &Path, name: &str) -> anyhow::Result<Status> {
-    let mut secrets = file_secrets(site, identity)?;
+    let (mut secrets, key) = file_secrets(site, identity)?;
     let before = secrets.len();
     secrets.retain(|s| s.name() != name);
     if secrets.len() == before {
         bail!("no secret `{name}` in `{SECRETS_FILE}`");
     }
-    let path = write_secrets_file(site, identity, &secrets)?;
+    let path = write_secrets_file(site, identity, &secrets, &key)?;
     println!("removed `{name}` from {}", path.display());
     Ok(Status::Ok)
 }

@@ -78,7 +78,7 @@ impl Cache {
     /// the old file or the new one.
     pub fn write(&self, found: &Discovered) -> std::io::Result<()> {
         let dir = self.path.parent().unwrap_or_else(|| Path::new("."));
-        std::fs::create_dir_all(dir)?;
+        crate::state_dir::create(dir)?;
         let entry = Entry {
             format: FORMAT,
             key: self.key.clone(),

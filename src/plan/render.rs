@@ -276,12 +276,16 @@ fn change_text(out: &mut String, change: &Change) {
             secrets,
         }) => {
             let fps: Vec<String> = secrets.iter().map(|f| f.marker()).collect();
+            let holds = if fps.is_empty() {
+                "the node's copy held a secret; the new content holds none".to_string()
+            } else {
+                format!("holds {}", fps.join(" "))
+            };
             let _ = writeln!(
                 out,
-                "      secret-bearing content: lines -{} +{}; holds {}",
+                "      secret-bearing content: lines -{} +{}; {holds}",
                 diff::ranges(removed_lines),
                 diff::ranges(added_lines),
-                fps.join(" ")
             );
         }
         Some(Diff::Unavailable { reason }) => {

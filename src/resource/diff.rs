@@ -1,8 +1,10 @@
 //! File content diffs for plans. Plain content gets a unified diff (the `similar` crate);
 //! secret-bearing content gets only the numbers of the lines that change and the
 //! fingerprints of the secrets it holds, computed without the old content ever leaving
-//! the node. Any known secret value that still shows up in a plain diff (an old file that
-//! held one) is replaced by its marker.
+//! the node. A node's copy that held secret-bearing content when tandem last rendered it
+//! gets the same treatment even once the new content holds no secret (its line numbers
+//! are computed here, the text is never shown). Any known secret value that still shows
+//! up in a plain diff is replaced by its marker.
 
 use serde::Serialize;
 use similar::TextDiff;
@@ -55,6 +57,29 @@ pub fn redacted(lines: &[u8], secrets: &[Fingerprint]) -> Diff {
             removed_lines.push(n);
         } else if let Some(n) = line.strip_prefix('+').and_then(|n| n.parse().ok()) {
             added_lines.push(n);
+        }
+    }
+    Diff::Redacted {
+        removed_lines,
+        added_lines,
+        secrets: secrets.to_vec(),
+    }
+}
+
+/// A redacted diff computed here from both sides: for a node's copy that held a secret
+/// while the new content holds none (the old text must not be shown either).
+pub fn redacted_between(old: &[u8], new: &[u8], secrets: &[Fingerprint]) -> Diff {
+    let old = String::from_utf8_lossy(old);
+    let new = String::from_utf8_lossy(new);
+    let mut removed_lines = Vec::new();
+    let mut added_lines = Vec::new();
+    for op in TextDiff::from_lines(old.as_ref(), new.as_ref()).ops() {
+        use similar::DiffTag;
+        if matches!(op.tag(), DiffTag::Delete | DiffTag::Replace) {
+            removed_lines.extend(op.old_range().map(|n| n + 1));
+        }
+        if matches!(op.tag(), DiffTag::Insert | DiffTag::Replace) {
+            added_lines.extend(op.new_range().map(|n| n + 1));
         }
     }
     Diff::Redacted {
@@ -143,5 +168,15 @@ mod tests {
             text("/x", None, b"\xff", &SecretStore::default()),
             Diff::Unavailable { .. }
         ));
+        let Diff::Redacted {
+            removed_lines,
+            added_lines,
+            secrets,
+        } = redacted_between(b"a\npw=old-secret\nc\n", b"a\nc\nd\n", &[])
+        else {
+            panic!()
+        };
+        assert_eq!((removed_lines, added_lines), (vec![2], vec![3]));
+        assert!(secrets.is_empty());
     }
 }

@@ -35,10 +35,12 @@ impl Operations for FileSpec {
         let path = self.path.as_str();
         let stat = ctx.facts.stats.get(path);
         let sum = ctx.facts.sums.get(path);
+        // The node's sum keyed (when the site key is known): the read digest of a saved
+        // plan must not be a plain hash chain over content that may hold a secret.
         let observed = format!(
             "{} {}",
             observed_stat(stat),
-            sum.map_or("-", String::as_str)
+            sum.map_or("-".to_string(), |s| ctx.secrets.shown_sum(s))
         );
         let change = match (self.ensure, stat) {
             (Presence::Absent, None) => None,
@@ -171,10 +173,15 @@ impl FileSpec {
                 None => diff::redacted_new(&content.bytes, &content.secrets),
             };
         }
+        let node_sum = ctx.facts.sums.get(self.path.as_str()).map(String::as_str);
+        let old_was_secret = ctx.secrets.was_secret_bearing(self.path.as_str(), node_sum);
         match ctx.facts.section(&format!("c{}", ctx.index)) {
             Some(old) if old.len() > CONTENT_CAP => Diff::Unavailable {
                 reason: format!("current content is larger than {CONTENT_CAP} bytes"),
             },
+            // The node's copy held a secret when tandem last rendered it (the ledger,
+            // see `secret::ledger`): line numbers only, even though the new one holds none.
+            Some(old) if old_was_secret => diff::redacted_between(old, &content.bytes, &[]),
             Some(old) => diff::text(self.path.as_str(), Some(old), &content.bytes, ctx.secrets),
             None if kind != EntryKind::File => {
                 diff::text(self.path.as_str(), None, &content.bytes, ctx.secrets)

@@ -180,11 +180,15 @@ impl Serialize for Mode {
 }
 
 /// Rendered file content. When `secrets` is not empty the content is sensitive: it is
-/// written to the node but never printed, and serializes as its digest and fingerprints.
+/// written to the node but never printed, and serializes as its keyed digest and
+/// fingerprints, never as a plain hash (which would confirm a guessed secret offline).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Content {
     pub bytes: Vec<u8>,
     pub secrets: Vec<Fingerprint>,
+    /// For sensitive content: its digest keyed with the site's key
+    /// (`SecretStore::content_digest`), what plans and catalogs show instead of SHA-256.
+    pub keyed_digest: Option<String>,
 }
 
 impl Content {
@@ -202,10 +206,11 @@ impl Serialize for Content {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let mut s = serializer.serialize_struct("Content", 3)?;
-        s.serialize_field("sha256", &self.sha256())?;
         if self.is_sensitive() {
+            s.serialize_field("digest", &self.keyed_digest)?;
             s.serialize_field("secrets", &self.secrets)?;
         } else {
+            s.serialize_field("sha256", &self.sha256())?;
             s.serialize_field("text", &String::from_utf8_lossy(&self.bytes))?;
         }
         s.end()
@@ -579,9 +584,13 @@ mod tests {
         let content = Content {
             bytes: b"hunter2".to_vec(),
             secrets: vec![Fingerprint::of(b"hunter2")],
+            keyed_digest: Some("k1".into()),
         };
         let json = serde_json::to_string(&content).unwrap();
         assert!(!json.contains("hunter2"), "{json}");
         assert!(json.contains(content.secrets[0].as_str()));
+        // No plain SHA-256 of secret-bearing content: it would confirm a guess offline.
+        assert!(!json.contains(&content.sha256()), "{json}");
+        assert!(json.contains("\"digest\":\"k1\""), "{json}");
     }
 }

@@ -242,8 +242,13 @@ impl Workspace {
     }
 
     /// One compiler for all nodes: templates and what nodes share are prepared once.
+    /// Runs record secret-bearing files in the site's ledger (see `secret::ledger`).
     pub fn compiler(&self) -> Result<Compiler<'_>, RunError> {
-        Ok(Compiler::with_secrets(&self.site, self.secrets.clone())?)
+        Ok(Compiler::with_secrets(
+            &self.site,
+            self.secrets.clone(),
+            true,
+        )?)
     }
 
     /// The nodes `on` selects (all when `None`), compiled. Any error here comes before a

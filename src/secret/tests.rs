@@ -227,13 +227,25 @@ fn write_then_load_round_trips_to_listed_recipients() {
         Secret::new("mongodb_keyfile", KEYFILE),
         Secret::new("quote", "with \"quotes\" and 'apostrophes' \\ back"),
     ];
-    write_secrets_file(root.path(), &identity, &secrets).unwrap();
+    let key = DigestKey::generate().unwrap();
+    write_secrets_file(root.path(), &identity, &secrets, &key).unwrap();
     let text = std::fs::read_to_string(root.path().join(SECRETS_FILE)).unwrap();
-    assert!(text.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"));
-    assert!(!text.contains("c2VjcmV0"));
+    assert!(text.starts_with("# tandem secrets"), "{text}");
+    assert!(text
+        .contains("names = [\"mongodb_keyfile\", \"quote\"]\n-----BEGIN AGE ENCRYPTED FILE-----"));
+    assert!(!text.contains("c2VjcmV0") && !text.contains(key.to_hex().as_str()));
     let store = SecretStore::load_from(root.path(), &sources(Some(&identity), &[])).unwrap();
     assert_eq!(store.get("mongodb_keyfile").unwrap().expose(), KEYFILE);
     assert_eq!(store.get("quote").unwrap().expose(), secrets[1].expose());
+    // Fingerprints are keyed with the file's digest key.
+    assert_eq!(
+        store.get("quote").unwrap().fingerprint(),
+        &key.fingerprint(secrets[1].expose().as_bytes())
+    );
+    assert_eq!(
+        store.key().unwrap().content_digest(b"x"),
+        key.content_digest(b"x")
+    );
 
     // With one: a second identity listed there can read it too.
     let (_other, other_identity, other_recipient) = site();
@@ -243,7 +255,7 @@ fn write_then_load_round_trips_to_listed_recipients() {
         format!("# team\n{own}\n\n{other_recipient}\n"),
     )
     .unwrap();
-    write_secrets_file(root.path(), &identity, &secrets[..1]).unwrap();
+    write_secrets_file(root.path(), &identity, &secrets[..1], &key).unwrap();
     for id in [&identity, &other_identity] {
         let store = SecretStore::load_from(root.path(), &sources(Some(id), &[])).unwrap();
         assert_eq!(store.iter().count(), 1);
@@ -260,6 +272,63 @@ fn identity_public(path: &Path) -> String {
         .unwrap()
         .to_public()
         .to_string()
+}
+
+#[test]
+fn names_are_readable_without_the_identity_and_a_tampered_list_is_refused() {
+    let (root, identity, _) = site();
+    let secrets = [
+        Secret::new("db_password", "hunter2-very-secret"),
+        Secret::new("mongodb_keyfile", KEYFILE),
+    ];
+    let key = DigestKey::generate().unwrap();
+    write_secrets_file(root.path(), &identity, &secrets, &key).unwrap();
+
+    let locked = SecretStore::load_from(root.path(), &sources(None, &[])).unwrap();
+    let names: Vec<&str> = locked
+        .locked_names()
+        .unwrap()
+        .iter()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(names, ["db_password", "mongodb_keyfile"]);
+    assert!(locked.key().is_none());
+    // Known but locked: the identity is what is missing. Not listed: unknown.
+    let err = locked.require("db_password").unwrap_err().to_string();
+    assert!(err.contains("is locked"), "{err}");
+    let err = locked.require("db_pasword").unwrap_err().to_string();
+    assert!(err.starts_with("unknown secret `db_pasword`"), "{err}");
+    // Placeholders (for `check`): listed names render, unlisted ones still fail.
+    let checking = locked.with_placeholders();
+    let placeholder = checking.require("mongodb_keyfile").unwrap();
+    assert!(!placeholder.expose().contains("c2VjcmV0"));
+    assert_eq!(
+        placeholder.fingerprint().marker(),
+        "[secret mongodb_keyfile: not decrypted]"
+    );
+    assert!(checking.require("nope").is_err());
+
+    // Someone adds a name to the clear list (or removes one): refused on decrypt.
+    let path = root.path().join(SECRETS_FILE);
+    let text = std::fs::read_to_string(&path).unwrap();
+    for forged in [
+        text.replace("\"db_password\", ", "\"db_password\", \"admin\", "),
+        text.replace("\"db_password\", ", ""),
+    ] {
+        std::fs::write(&path, &forged).unwrap();
+        let err = SecretStore::load_from(root.path(), &sources(Some(&identity), &[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("does not match its encrypted content"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+    // A plain age file (no clear header) still opens with the identity.
+    std::fs::write(&path, &text[text.find("-----BEGIN").unwrap()..]).unwrap();
+    let store = SecretStore::load_from(root.path(), &sources(Some(&identity), &[])).unwrap();
+    assert_eq!(store.iter().count(), 2);
 }
 
 #[test]
@@ -290,6 +359,15 @@ fn example_site_secrets_open_with_the_demo_identity_only() {
     assert!(SecretStore::load_from(root, &sources(Some(&other_identity), &[])).is_err());
     let locked = SecretStore::load_from(root, &sources(None, &[])).unwrap();
     assert!(locked.locked().is_some() && locked.iter().next().is_none());
+    // The example file lists its names in clear and carries a digest key.
+    let names: Vec<&str> = locked
+        .locked_names()
+        .unwrap()
+        .iter()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(names, ["dashboard_session_key", "mongodb_keyfile"]);
+    assert!(store.key().is_some());
 }
 
 proptest::proptest! {

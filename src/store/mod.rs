@@ -110,12 +110,14 @@ impl Store {
     /// Opens (creating it if needed) the history at `path`, migrates it, and marks this
     /// host's dead runs `interrupted`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let dir_error = |error| StoreError::Dir {
+            path: path.to_path_buf(),
+            error,
+        };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|error| StoreError::Dir {
-                path: path.to_path_buf(),
-                error,
-            })?;
+            crate::state_dir::create(dir).map_err(dir_error)?;
         }
+        crate::state_dir::private_file(path, &["-wal", "-shm", "-journal"]).map_err(dir_error)?;
         let conn = Connection::open(path).map_err(sql(path, "open it"))?;
         let store = Store {
             conn,

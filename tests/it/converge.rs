@@ -73,6 +73,7 @@ fn file(path: &Path, text: &str, mode: u32, after: &[&Resource]) -> Resource {
             content: Some(Content {
                 bytes: text.as_bytes().to_vec(),
                 secrets: Vec::new(),
+                keyed_digest: None,
             }),
             owner: None,
             group: None,
@@ -311,6 +312,7 @@ async fn secret_content_never_shows_in_plan_or_command_line() {
         spec.content = Some(Content {
             bytes: format!("user=app\npassword={secret}\nport=1\n").into_bytes(),
             secrets: vec![Fingerprint::of(secret.as_bytes())],
+            keyed_digest: None,
         });
     }
     let catalog = Catalog {

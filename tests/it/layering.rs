@@ -1,5 +1,7 @@
 //! The library's module graph, read from the `crate::` paths in `src/`: each top-level
 //! module is a node, and a file of module `a` naming `crate::b::…` is an edge `a -> b`.
+//! Test code is left out (files `tests.rs` and `*_tests.rs`, and what follows a file's
+//! first `#[cfg(test)]`): a module's tests may drive the modules above it.
 //! The graph must have no cycle (a module and its own children are one node), and no
 //! library module may name `cli` (the command line sits on top; nothing below it may
 //! take a clap type).
@@ -8,15 +10,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 fn top_module(rel: &Path) -> String {
-    let first = rel
-        .components()
-        .next()
-        .unwrap()
-        .as_os_str()
-        .to_string_lossy();
-    let name = first.trim_end_matches(".rs");
-    // `lock_tests.rs` is `lock`'s test module (`#[path]`), not a module of its own.
-    name.trim_end_matches("_tests").to_string()
+    let first = rel.components().next().unwrap().as_os_str();
+    first.to_string_lossy().trim_end_matches(".rs").to_string()
+}
+
+fn is_test_file(path: &Path) -> bool {
+    let name = path.file_name().unwrap().to_string_lossy();
+    name == "tests.rs" || name.ends_with("_tests.rs")
 }
 
 fn edges() -> BTreeMap<String, BTreeSet<String>> {
@@ -30,14 +30,15 @@ fn edges() -> BTreeMap<String, BTreeSet<String>> {
                 stack.push(path);
                 continue;
             }
-            if path.extension().is_none_or(|e| e != "rs") {
+            if path.extension().is_none_or(|e| e != "rs") || is_test_file(&path) {
                 continue;
             }
             let from = top_module(path.strip_prefix(&src).unwrap());
             if from == "main" || from == "lib" {
                 continue;
             }
-            let text = std::fs::read_to_string(&path).unwrap();
+            let whole = std::fs::read_to_string(&path).unwrap();
+            let text = whole.split("#[cfg(test)]").next().unwrap_or("");
             for (i, _) in text.match_indices("crate::") {
                 let to: String = text[i + 7..]
                     .chars()

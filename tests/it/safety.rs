@@ -162,6 +162,7 @@ fn file(path: &Path, text: &str) -> Resource {
             content: Some(Content {
                 bytes: text.as_bytes().to_vec(),
                 secrets: Vec::new(),
+                keyed_digest: None,
             }),
             owner: None,
             group: None,

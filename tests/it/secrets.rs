@@ -71,18 +71,32 @@ fn secrets_cli_creates_edits_and_lists_without_showing_values() {
     );
     assert!(out.status.success(), "{}", text(&out));
     let on_disk = std::fs::read_to_string(site.path().join("manifests/secrets.age")).unwrap();
+    // Names in clear (checkable without the key), values encrypted.
     assert!(
-        on_disk.starts_with("-----BEGIN AGE ENCRYPTED FILE-----") && !on_disk.contains("hunter2")
+        on_disk.contains(
+            "names = [\"api_token\", \"db_password\"]\n-----BEGIN AGE ENCRYPTED FILE-----"
+        ) && !on_disk.contains("hunter2"),
+        "{on_disk}"
     );
 
     let out = tandem(site.path(), Some(&identity), &["secrets", "list"], "");
     let listing = text(&out);
     assert!(out.status.success(), "{listing}");
-    let fingerprint = tandem::secret::Fingerprint::of(value.as_bytes()).to_string();
+    // Keyed with the site's digest key (created by the first `set`, kept inside the
+    // encrypted file), not the plain SHA-256 prefix that would confirm a guess.
+    let file =
+        tandem::secret::open_secrets_file(&site.path().join("manifests/secrets.age"), &identity)
+            .unwrap();
+    let fingerprint = file.key.unwrap().fingerprint(value.as_bytes()).to_string();
+    let plain = {
+        use sha2::{Digest, Sha256};
+        hex::encode(&Sha256::digest(value.as_bytes())[..4])
+    };
     assert!(
         listing.contains("db_password") && listing.contains(&fingerprint),
         "{listing}"
     );
+    assert!(!listing.contains(&plain), "{listing}");
     assert!(listing.contains("api_token"), "{listing}");
     assert!(
         !listing.contains("hunter2") && !listing.contains("tok-abcdef"),
@@ -106,8 +120,21 @@ fn secrets_cli_creates_edits_and_lists_without_showing_values() {
     assert_eq!(json.as_array().unwrap().len(), 1);
     assert_eq!(json[0]["name"], "db_password");
 
-    // Without the identity: a clear error, exit code 1, no value.
+    // Without the identity: the names, no fingerprint (not computable without the
+    // key) and no value.
     let out = tandem(site.path(), None, &["secrets", "list"], "");
+    let listing = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{listing}");
+    assert!(
+        listing.contains("db_password") && listing.contains("(not decrypted)"),
+        "{listing}"
+    );
+    assert!(
+        !listing.contains(&fingerprint) && !listing.contains("hunter2"),
+        "{listing}"
+    );
+    // Editing needs the identity: a clear error, exit code 1.
+    let out = tandem(site.path(), None, &["secrets", "set", "x"], "v");
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("TANDEM_AGE_IDENTITY"), "{}", text(&out));
 

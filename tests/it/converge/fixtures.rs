@@ -87,6 +87,7 @@ fn spec(m: &Mirror) -> (Spec, String) {
                     .iter()
                     .map(|s| Fingerprint::of(s.as_bytes()))
                     .collect(),
+                keyed_digest: None,
             }),
             owner: m.owner.clone(),
             group: m.group.clone(),

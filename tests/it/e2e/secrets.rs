@@ -100,3 +100,130 @@ fn mongodb_keyfile_secret_reaches_only_the_file() {
         );
     }
 }
+
+/// Rotated out: the site stops putting the secret in the keyfile. The node still holds
+/// the old secret content, and the next plan must not diff it in clear, neither on
+/// screen nor in `plan --out`. The secret-bearing ledger (`.tandem/secret-bearing`) is
+/// what knows: by path, and by a keyed digest of the content the node reports. Also:
+/// a secret-bearing file without a declared mode is created 0600, and `.tandem/` is
+/// private.
+#[test]
+fn old_secret_content_is_never_diffed_in_clear_after_rotation() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let sf = SiteFleet::up("e2e-rotate", "azure-westus:store:1");
+    let host = "store-azure-1";
+    let secret = sf.secret("mongodb_keyfile");
+    // No declared mode: secret-bearing content defaults to 0600, not 0644.
+    sf.edit_site(
+        "modules/mongodb/module.toml",
+        "content = \"{{secret \\\"mongodb_keyfile\\\"}}\\n\"\nowner = \"mongodb\"\ngroup = \"mongodb\"\nmode = \"0400\"\n",
+        "content = \"{{secret \\\"mongodb_keyfile\\\"}}\\n\"\nowner = \"mongodb\"\ngroup = \"mongodb\"\n",
+    );
+    sf.tandem(&["apply"]).expect_code(0);
+    assert_eq!(
+        stat(&sf.fleet, host, "/etc/mongodb/keyfile"),
+        "600 mongodb mongodb"
+    );
+
+    let tandem_dir = sf.site().join(".tandem");
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(&tandem_dir), 0o700);
+    for file in [
+        "history.sqlite",
+        "history.sqlite-wal",
+        "history.sqlite-shm",
+        "secret-bearing",
+        "run.lock",
+    ] {
+        let path = tandem_dir.join(file);
+        if file.ends_with("-wal") || file.ends_with("-shm") {
+            // SQLite may have checkpointed them away; when present they are private.
+            if !path.exists() {
+                continue;
+            }
+        }
+        assert_eq!(mode(&path), 0o600, "{file}");
+    }
+    let ledger = std::fs::read_to_string(tandem_dir.join("secret-bearing")).unwrap();
+    assert!(ledger.contains("path /etc/mongodb/keyfile\n"), "{ledger}");
+    assert!(!leaks(&ledger, &secret));
+
+    // Rotated: a new value (as `tandem secrets set` writes it: same file, same digest
+    // key), so the old one is no longer known to redact; and the site stops using the
+    // secret in the keyfile.
+    let file = sf.site().join(tandem::secret::SECRETS_FILE);
+    let identity = sf.site().join("manifests/DEMO-ONLY-age-identity.txt");
+    let mut current = tandem::secret::open_secrets_file(&file, &identity).unwrap();
+    let key = current
+        .key
+        .take()
+        .expect("the example secrets file has a digest key");
+    current.secrets.retain(|s| s.name() != "mongodb_keyfile");
+    current.secrets.push(tandem::secret::Secret::new(
+        "mongodb_keyfile",
+        "rotated-keyfile-value-0123456789abcdef",
+    ));
+    tandem::secret::write_secrets_file(sf.site(), &identity, &current.secrets, &key).unwrap();
+    sf.edit_site(
+        "modules/mongodb/module.toml",
+        "content = \"{{secret \\\"mongodb_keyfile\\\"}}\\n\"",
+        "content = \"keyfile now comes from the vault agent\\n\"",
+    );
+    let out = sf.site().join("rotated.plan.json");
+    let plan = sf.tandem(&["plan", "--out", out.to_str().unwrap()]);
+    plan.expect_code(2);
+    let saved = std::fs::read_to_string(&out).unwrap();
+    for (what, text) in [
+        ("plan output", plan.all_output()),
+        ("plan --out file", saved),
+    ] {
+        assert!(
+            !leaks(&text, &secret),
+            "the old secret leaked into the {what}"
+        );
+        assert!(
+            !text.contains("+keyfile now comes from the vault agent"),
+            "the {what} shows a text diff of a file that held a secret"
+        );
+    }
+    assert!(
+        plan.stdout.contains("file:/etc/mongodb/keyfile")
+            && plan.stdout.contains("the node's copy held a secret"),
+        "{plan}"
+    );
+
+    // Without the path entries, the keyed digest of the node's content still matches.
+    let sums: String = ledger
+        .lines()
+        .filter(|l| l.starts_with("sum "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(!sums.is_empty(), "{ledger}");
+    std::fs::write(tandem_dir.join("secret-bearing"), &sums).unwrap();
+    let plan = sf.tandem(&["plan"]);
+    plan.expect_code(2);
+    assert!(
+        !leaks(&plan.all_output(), &secret)
+            && plan.stdout.contains("the node's copy held a secret"),
+        "the keyed digest did not identify the node's old secret content"
+    );
+
+    // Non-vacuity: with no ledger at all (a fresh checkout), nothing knows, and the
+    // plan shows the old secret in a text diff (not printed here).
+    std::fs::remove_file(tandem_dir.join("secret-bearing")).unwrap();
+    let plan = sf.tandem(&["plan"]);
+    assert_eq!(plan.code, Some(2), "exit code of the plan without a ledger");
+    assert!(
+        plan.stdout
+            .contains("+keyfile now comes from the vault agent")
+            && leaks(&plan.stdout, &secret),
+        "without a ledger the plan was expected to show the old content"
+    );
+}
