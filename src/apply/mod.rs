@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 
 use crate::catalog::Catalog;
 use crate::exit::Status;
-use crate::fact::{FactError, NodeFacts, Token};
+use crate::fact::{FactError, Mark, NodeFacts, Section, Token};
 use crate::node::{DatacenterName, NodeName};
 use crate::path::RemotePath;
 use crate::plan::render::NodeResult;
@@ -284,7 +284,8 @@ async fn probe(
     options: &ApplyOptions,
 ) -> Result<NodeFacts, NodeError> {
     let token = Token::random();
-    let (script, stdin) = plan::probe_script(catalog, token.clone());
+    let (mut script, stdin) = plan::probe_script(catalog, token.clone());
+    script.push_str(&crate::fact::script::state_leftovers(&options.state_dir));
     let out = session
         .exec(&script, &stdin, options.command_timeout)
         .await?;
@@ -352,7 +353,9 @@ async fn apply_with(
             return Err(NodeError::Stale { node, resources });
         }
     }
-    if plan.is_empty() {
+    // Nothing to change and nothing a killed run left behind: the probe was the one
+    // round trip. Leftovers alone are worth the apply script, which removes them.
+    if plan.is_empty() && facts.leftovers.is_empty() {
         return Ok(Outcome::Unchanged);
     }
     let token = Token::random();
@@ -366,12 +369,12 @@ async fn apply_with(
     let (command, stdin) = script::build(catalog, &plan, facts, params);
     let timeout = options.command_timeout + options.lock_wait;
     let out = session.exec(&command, &stdin, timeout).await?;
-    let sections = crate::fact::split_sections(&out.stdout, &token);
+    let sections = crate::fact::protocol::split(&out.stdout, &token);
     let mut verify_output: Option<&[u8]> = None;
-    for (name, body) in &sections {
+    for (section, body) in &sections {
         let text = || String::from_utf8_lossy(body).trim().to_string();
-        match *name {
-            "locked" => {
+        match *section {
+            Section::Locked => {
                 return Err(NodeError::Locked {
                     node,
                     lock: format!("{}/lock", options.state_dir),
@@ -381,24 +384,26 @@ async fn apply_with(
                     waited: options.lock_wait,
                 })
             }
-            "fatal" => {
+            Section::Fatal => {
                 return Err(NodeError::Script {
                     node,
                     reason: text(),
                 })
             }
-            "frame" => {
+            Section::Frame => {
                 return Err(NodeError::Script {
                     node,
                     reason: "the data fed on stdin was cut short; nothing was changed".into(),
                 })
             }
-            "applied" => verify_output = Some(body),
-            step => {
-                if let Some(r) = step_report(step, body, catalog, &plan, &options.secrets) {
+            Section::Applied => verify_output = Some(body),
+            Section::Step(index, mark) => {
+                if let Some(r) = step_report(index, mark, body, catalog, &plan, &options.secrets) {
                     report.resources.push(r);
                 }
             }
+            // Probe sections belong to the verifying probe, inside `applied`.
+            _ => {}
         }
     }
     let failed = report
@@ -426,6 +431,9 @@ async fn apply_with(
         .into_iter()
         .map(|c| c.id.clone())
         .collect();
+    if plan.is_empty() && !failed && report.unsynced.is_empty() {
+        return Ok(Outcome::Unchanged);
+    }
     if failed || !report.unsynced.is_empty() {
         if !report.unsynced.is_empty() {
             let ids: Vec<String> = report.unsynced.iter().map(ToString::to_string).collect();
@@ -436,24 +444,24 @@ async fn apply_with(
     Ok(Outcome::Changed)
 }
 
-/// `r<index> ok|fail|skip` and its error output.
+/// A step's marker and its error output.
 fn step_report(
-    name: &str,
+    index: usize,
+    mark: Mark,
     body: &[u8],
     catalog: &Catalog,
     plan: &NodePlan,
     secrets: &SecretStore,
 ) -> Option<ResourceReport> {
-    let (index, status) = name.strip_prefix('r')?.split_once(' ')?;
-    let resource = catalog.resources.get(index.parse::<usize>().ok()?)?;
+    let resource = catalog.resources.get(index)?;
     let change = plan.change(&resource.id)?;
-    let (status, error) = match status {
-        "ok" => (StepStatus::Applied, None),
-        "skip" => (
+    let (status, error) = match mark {
+        Mark::Ok => (StepStatus::Applied, None),
+        Mark::Skip => (
             StepStatus::Skipped,
             Some("a resource it depends on failed".to_string()),
         ),
-        _ => (
+        Mark::Fail => (
             StepStatus::Failed,
             Some(one_line(
                 &secrets.redact(String::from_utf8_lossy(body).trim()),

@@ -57,10 +57,13 @@ impl Operations for PackageSpec {
                     _ => name.clone(),
                 };
                 let verb = if remove { "remove" } else { "install" };
-                out.line(format!(
-                    "DEBIAN_FRONTEND=noninteractive apt-get {verb} -y -q -o Dpkg::Options::=--force-confold -- {}",
-                    quote_str(&arg)
-                ));
+                out.run(
+                    format!(
+                        "DEBIAN_FRONTEND=noninteractive apt-get {verb} -y -q -o Dpkg::Options::=--force-confold -- {}",
+                        quote_str(&arg)
+                    ),
+                    format!("apt-get {verb} `{arg}` failed"),
+                );
             }
             Some(Packager::Dnf) => {
                 let arg = match &self.state {
@@ -68,13 +71,13 @@ impl Operations for PackageSpec {
                     _ => name.clone(),
                 };
                 let verb = if remove { "remove" } else { "install" };
-                out.line(format!("dnf {verb} -y -q -- {}", quote_str(&arg)));
+                out.run(
+                    format!("dnf {verb} -y -q -- {}", quote_str(&arg)),
+                    format!("dnf {verb} `{arg}` failed"),
+                );
             }
-            None => out.line(format!(
-                "echo {} >&2; exit 1",
-                quote_str(&format!(
-                    "no supported package manager for `{name}` (apt or dnf)"
-                ))
+            None => out.fail(format!(
+                "no supported package manager for `{name}` (apt or dnf)"
             )),
         }
     }
