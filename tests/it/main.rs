@@ -8,6 +8,7 @@ mod e2e;
 mod fleet;
 mod fleet_safety;
 mod inventory;
+mod node_faults;
 mod rollout;
 mod runs;
 mod safety;
