@@ -1,7 +1,9 @@
 //! `file`: content, owner, group and mode of a regular file. Facts: the batched `stat`
 //! and `sha256sum`, plus the current content (or, for secret-bearing content, only the
 //! changed line numbers) when it differs. Writes are atomic: staged next to the target
-//! with a private mode, fsynced, validated, backed up, renamed, directory fsynced.
+//! with a private mode, given its owner, group and mode, fsynced, its sha256 checked on
+//! the node, validated, backed up, renamed, directory fsynced; each command checked, so
+//! any failure before the rename leaves the old file as it was.
 
 use crate::fact::{EntryKind, FactError, NodeFacts, ProbeBuilder, Section, CONTENT_CAP};
 use crate::plan::{diff, Action, Assessment, Change, Detail, Diff};
@@ -138,7 +140,8 @@ impl Operations for FileSpec {
             format!("cat -- {blob} > \"$st\""),
             format!("cannot write the staged file for `{path}`"),
         );
-        // Unmanaged metadata is kept from the file being replaced, or defaults to 0644.
+        // Unmanaged metadata is kept from the file being replaced, or defaults to 0644
+        // (0600 for secret-bearing content).
         if self.owner.is_none() || self.group.is_none() {
             out.run(
                 format!("if [ -f {p} ]; then chown --reference={p} -- \"$st\"; fi"),
@@ -146,9 +149,15 @@ impl Operations for FileSpec {
             );
         }
         if self.mode.is_none() {
+            // A new secret-bearing file is readable by its owner only.
+            let new_mode = if content.is_sensitive() {
+                "0600"
+            } else {
+                "0644"
+            };
             out.run(
                 format!(
-                    "if [ -f {p} ]; then chmod --reference={p} -- \"$st\"; else chmod 0644 \"$st\"; fi"
+                    "if [ -f {p} ]; then chmod --reference={p} -- \"$st\"; else chmod {new_mode} \"$st\"; fi"
                 ),
                 format!("cannot set the mode of the staged file for `{path}`"),
             );

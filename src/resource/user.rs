@@ -114,14 +114,19 @@ impl Operations for UserSpec {
                 args.push("-m".into());
             }
             out.run(
-                format!("useradd {} -- {n}", args.join(" ")),
+                format!("useradd {}-- {n}", words(&args)),
                 format!("useradd `{}` failed", self.name),
             );
         } else {
             out.run(
-                format!("usermod {} -- {n}", args.join(" ")),
+                format!("usermod {}-- {n}", words(&args)),
                 format!("usermod `{}` failed", self.name),
             );
         }
     }
+}
+
+/// Arguments followed by a space each: `-u '990' -r ` (or nothing).
+fn words(args: &[String]) -> String {
+    args.iter().map(|a| format!("{a} ")).collect()
 }

@@ -112,7 +112,11 @@ async fn cut_short_stdin_changes_nothing() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains(&format!("{} frame", token.as_str())),
+        stdout.contains(&format!(
+            "{} {}",
+            token.as_str(),
+            tandem::fact::Section::Frame
+        )),
         "{stdout}"
     );
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "old\n");
