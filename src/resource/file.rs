@@ -30,6 +30,9 @@ impl Operations for FileSpec {
         if let (Presence::Present, Some(content)) = (self.ensure, &self.content) {
             if content.is_sensitive() {
                 probe.lines_if_differs(index, &self.path, &content.bytes, &content.sha256());
+            } else if std::str::from_utf8(&content.bytes).is_err() {
+                // Bytes, not text: digests tell the change, no diff needs the old content.
+                probe.sum(&self.path);
             } else {
                 probe.content_if_differs(index, &self.path, &content.sha256());
             }
@@ -232,6 +235,16 @@ impl FileSpec {
             return match ctx.facts.section(Section::Lines(ctx.index)) {
                 Some(lines) => diff::redacted(lines, &content.secrets),
                 None => diff::redacted_new(&content.bytes, &content.secrets),
+            };
+        }
+        if std::str::from_utf8(&content.bytes).is_err() {
+            let old = ctx
+                .facts
+                .sums
+                .get(self.path.as_str())
+                .map_or("none", String::as_str);
+            return Diff::Unavailable {
+                reason: format!("binary content, sha256 {old} -> {}", content.sha256()),
             };
         }
         match ctx.facts.section(Section::Content(ctx.index)) {
