@@ -98,8 +98,8 @@ pub fn build(
         }
         planned.push((index, r, out));
     }
-    let trees = tree_groups(&planned);
     let links = declared_links(catalog);
+    let trees = tree_groups(&planned, &links);
     // Pass 2: the steps, in catalog order, each guarded by its changed dependencies.
     let mut steps = String::new();
     let dep_indices = |r: &Resource| -> Vec<usize> {
@@ -227,12 +227,16 @@ fn declared_links(catalog: &Catalog) -> BTreeSet<&RemotePath> {
 /// declare (`/tmp/x/evil` with `/tmp/x -> /etc/cron.d`): nothing is written through it.
 /// Only shell builtins: no process per directory.
 fn parent_check(r: &Resource, links: &BTreeSet<&RemotePath>) -> String {
-    let path = match &r.spec {
-        Spec::File(f) => &f.path,
-        Spec::Directory(d) => &d.path,
-        Spec::Symlink(l) => &l.path,
-        _ => return String::new(),
-    };
+    match &r.spec {
+        Spec::File(f) => chain_check(&f.path, links),
+        Spec::Directory(d) => chain_check(&d.path, links),
+        Spec::Symlink(l) => chain_check(&l.path, links),
+        _ => String::new(),
+    }
+}
+
+/// `parent_check` for one path (a managed path, or the tree a staged copy is made of).
+fn chain_check(path: &RemotePath, links: &BTreeSet<&RemotePath>) -> String {
     let mut shell = String::new();
     let mut ancestor = path.parent();
     let mut chain = Vec::new();
@@ -260,7 +264,10 @@ struct TreeGroup {
     shell: String,
 }
 
-fn tree_groups(planned: &[(usize, &Resource, StepOut)]) -> Vec<TreeGroup> {
+fn tree_groups(
+    planned: &[(usize, &Resource, StepOut)],
+    links: &BTreeSet<&RemotePath>,
+) -> Vec<TreeGroup> {
     struct Group {
         tree: RemotePath,
         members: Vec<usize>,
@@ -334,13 +341,15 @@ fn tree_groups(planned: &[(usize, &Resource, StepOut)]) -> Vec<TreeGroup> {
                 tree.file_name()
             ));
             let q = quote_str(tree.as_str());
-            let mut shell = format!(
+            // The staged copy is made beside the tree: not through an undeclared link.
+            let mut shell = chain_check(tree, links);
+            shell.push_str(&format!(
                 "t=$(mktemp -d -- {stage}) || fail {}\ntrap 'rm -rf -- \"$t\"' EXIT\n\
                  if [ -d {q} ]; then cp -a -- {q}/. \"$t\"/; fi || fail {}\n{}",
                 quote_str(&format!("cannot create a staged copy of `{tree}`")),
                 quote_str(&format!("cannot copy `{tree}` into its staged copy")),
                 g.writes
-            );
+            ));
             for command in g.commands {
                 // Output of commands run on secret-bearing files is withheld.
                 let (redirect, note) = if g.sensitive {
