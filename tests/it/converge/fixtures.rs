@@ -67,6 +67,9 @@ struct Expect {
     /// Substrings the rendered text and JSON must not contain.
     #[serde(default)]
     hides: Vec<String>,
+    /// What killed applies left that the probe lists, sorted.
+    #[serde(default)]
+    leftovers: Vec<String>,
 }
 
 fn path(m: &Mirror) -> RemotePath {
@@ -224,6 +227,9 @@ fn every_fixture_plans_as_expected() {
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let action = plan.changes.first().map_or("none", |c| c.action.as_str());
         assert_eq!(action, case.expect.action, "{name}: {:?}", plan.changes);
+        let mut leftovers = facts.leftovers.clone();
+        leftovers.sort();
+        assert_eq!(leftovers, case.expect.leftovers, "{name}");
         let (probe, _) = tandem::plan::probe_script(&catalog, Token::fixed("TOKEN"));
         expect_file(&dir, "probe.sh", &probe);
         let step = match plan.changes.first() {
