@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 
 use crate::catalog::Catalog;
 use crate::exit::Status;
-use crate::fact::{FactError, NodeFacts, Token};
+use crate::fact::{FactError, Mark, NodeFacts, Section, Token};
 use crate::node::{DatacenterName, NodeName};
 use crate::path::RemotePath;
 use crate::plan::render::NodeResult;
@@ -157,7 +157,7 @@ pub async fn plan_nodes(
             options.progress.node_started(node.as_str());
             let dc = catalog.node.datacenter.clone();
             let timeout = options.command_timeout;
-            let result = match connect_and_probe(&*connector, &catalog, timeout).await {
+            let result = match connect_and_probe(&*connector, &catalog, &options, timeout).await {
                 Ok((session, facts)) => match plan::plan_node(&catalog, &facts, &options.secrets) {
                     Ok(mut p) => {
                         p.host_key = session.host_key();
@@ -280,20 +280,23 @@ where
 async fn connect_and_probe(
     connector: &dyn Connector,
     catalog: &Catalog,
+    options: &ApplyOptions,
     timeout: Duration,
 ) -> Result<(Box<dyn Session>, NodeFacts), NodeError> {
     let mut session = connector.connect(&catalog.node).await?;
-    let facts = probe(&mut *session, catalog, timeout).await?;
+    let facts = probe(&mut *session, catalog, options, timeout).await?;
     Ok((session, facts))
 }
 
 async fn probe(
     session: &mut dyn Session,
     catalog: &Catalog,
+    options: &ApplyOptions,
     timeout: Duration,
 ) -> Result<NodeFacts, NodeError> {
     let token = Token::random();
-    let (script, stdin) = plan::probe_script(catalog, token.clone());
+    let (mut script, stdin) = plan::probe_script(catalog, token.clone());
+    script.push_str(&crate::fact::script::state_leftovers(&options.state_dir));
     let out = session.exec(&script, &stdin, timeout).await?;
     let node = catalog.node.name.clone();
     if !out.success() {
@@ -341,7 +344,7 @@ async fn apply_node(connector: &dyn Connector, job: &Job, options: &ApplyOptions
                 });
             }
         }
-        let facts = probe(&mut *session, catalog, options.command_timeout).await?;
+        let facts = probe(&mut *session, catalog, options, options.command_timeout).await?;
         let outcome = apply_with(
             &mut *session,
             catalog,
@@ -391,7 +394,9 @@ async fn apply_with(
             return Err(NodeError::Stale { node, resources });
         }
     }
-    if plan.is_empty() {
+    // Nothing to change and nothing a killed run left behind: the probe was the one
+    // round trip. Leftovers alone are worth the apply script, which removes them.
+    if plan.is_empty() && facts.leftovers.is_empty() {
         return Ok(Outcome::Unchanged);
     }
     let token = Token::random();
@@ -405,12 +410,12 @@ async fn apply_with(
     let (command, stdin) = script::build(catalog, &plan, facts, params);
     let timeout = deadline.saturating_duration_since(Instant::now());
     let out = session.exec(&command, &stdin, timeout).await?;
-    let sections = crate::fact::split_sections(&out.stdout, &token);
+    let sections = crate::fact::protocol::split(&out.stdout, &token);
     let mut verify_output: Option<&[u8]> = None;
-    for (name, body) in &sections {
+    for (section, body) in &sections {
         let text = || String::from_utf8_lossy(body).trim().to_string();
-        match *name {
-            "locked" => {
+        match *section {
+            Section::Locked => {
                 return Err(NodeError::Locked {
                     node,
                     lock: format!("{}/lock", options.state_dir),
@@ -420,24 +425,26 @@ async fn apply_with(
                     waited: options.lock_wait,
                 })
             }
-            "fatal" => {
+            Section::Fatal => {
                 return Err(NodeError::Script {
                     node,
                     reason: text(),
                 })
             }
-            "frame" => {
+            Section::Frame => {
                 return Err(NodeError::Script {
                     node,
                     reason: "the data fed on stdin was cut short; nothing was changed".into(),
                 })
             }
-            "applied" => verify_output = Some(body),
-            step => {
-                if let Some(r) = step_report(step, body, catalog, &plan, &options.secrets) {
+            Section::Applied => verify_output = Some(body),
+            Section::Step(index, mark) => {
+                if let Some(r) = step_report(index, mark, body, catalog, &plan, &options.secrets) {
                     report.resources.push(r);
                 }
             }
+            // Probe sections belong to the verifying probe, inside `applied`.
+            _ => {}
         }
     }
     let failed = report
@@ -465,6 +472,9 @@ async fn apply_with(
         .into_iter()
         .map(|c| c.id.clone())
         .collect();
+    if plan.is_empty() && !failed && report.unsynced.is_empty() {
+        return Ok(Outcome::Unchanged);
+    }
     if failed || !report.unsynced.is_empty() {
         if !report.unsynced.is_empty() {
             let ids: Vec<String> = report.unsynced.iter().map(ToString::to_string).collect();
@@ -475,24 +485,24 @@ async fn apply_with(
     Ok(Outcome::Changed)
 }
 
-/// `r<index> ok|fail|skip` and its error output.
+/// A step's marker and its error output.
 fn step_report(
-    name: &str,
+    index: usize,
+    mark: Mark,
     body: &[u8],
     catalog: &Catalog,
     plan: &NodePlan,
     secrets: &SecretStore,
 ) -> Option<ResourceReport> {
-    let (index, status) = name.strip_prefix('r')?.split_once(' ')?;
-    let resource = catalog.resources.get(index.parse::<usize>().ok()?)?;
+    let resource = catalog.resources.get(index)?;
     let change = plan.change(&resource.id)?;
-    let (status, error) = match status {
-        "ok" => (StepStatus::Applied, None),
-        "skip" => (
+    let (status, error) = match mark {
+        Mark::Ok => (StepStatus::Applied, None),
+        Mark::Skip => (
             StepStatus::Skipped,
             Some("a resource it depends on failed".to_string()),
         ),
-        _ => (
+        Mark::Fail => (
             StepStatus::Failed,
             Some(one_line(
                 &secrets.redact(String::from_utf8_lossy(body).trim()),

@@ -1,17 +1,24 @@
-//! The apply script: one POSIX sh program per node that takes the node lock, unpacks the
-//! data it was fed on stdin (framed: known lengths, then a trailer that proves nothing
-//! was cut off), runs each resource's step in catalog order with its dependencies
-//! checked, and finally runs the verifying probe, all in one round trip.
+//! The apply script: one POSIX sh program per node that takes the node lock, removes
+//! what killed earlier runs left, unpacks the data it was fed on stdin (framed: known
+//! lengths, then a trailer that proves nothing was cut off), runs each resource's step
+//! in catalog order with its dependencies checked, and finally runs the verifying probe,
+//! all in one round trip.
+//!
+//! Each step runs in a subshell whose every command is checked (`cmd || fail WHAT`, see
+//! `resource::StepOut`): `set -e` is ignored inside `if` conditions, so nothing relies
+//! on it. A step whose path has a parent that is a symlink the site did not declare is
+//! refused before it runs anything. Its status is a `Section::Step` marker.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use crate::catalog::Catalog;
-use crate::fact::script::preamble;
-use crate::fact::{NodeFacts, Token};
+use crate::fact::protocol::{preamble, Mark, Section, Token};
+use crate::fact::script::staged_glob;
+use crate::fact::NodeFacts;
 use crate::path::RemotePath;
 use crate::plan::NodePlan;
-use crate::resource::{self, Resource, Spec, StepOut};
+use crate::resource::{self, Presence, Resource, Spec, StepOut};
 use crate::transport::quote::quote_str;
 
 /// Everything the script needs besides the catalog and plan.
@@ -31,16 +38,37 @@ pub fn build(
     params: ScriptParams<'_>,
 ) -> (String, Vec<u8>) {
     let mut s = preamble(params.token);
+    let fatal = |why: &str| {
+        format!(
+            "{{ {}; echo {}; exit 0; }}",
+            Section::Fatal.emit(),
+            quote_str(why)
+        )
+    };
     s.push_str(&format!(
         "STATE={}\numask 077\n\
-         mkdir -p -- \"$STATE\" || {{ m fatal; echo \"cannot create the state directory $STATE\"; exit 0; }}\n\
+         mkdir -p -- \"$STATE\" || {}\n\
          exec 9>>\"$STATE/lock\"\n\
-         if ! flock -w {} 9; then m locked; cat -- \"$STATE/lock.owner\" 2>/dev/null; exit 0; fi\n\
-         printf 'pid %s since %s\\n' \"$$\" \"$(date -u +%FT%TZ)\" > \"$STATE/lock.owner\"\n\
-         W=$(mktemp -d -- \"$STATE/run.XXXXXX\") || {{ m fatal; echo 'cannot create a work directory'; exit 0; }}\n\
-         trap 'rm -rf -- \"$W\"' EXIT\n",
+         if ! flock -w {} 9; then {}; cat -- \"$STATE/lock.owner\" 2>/dev/null; exit 0; fi\n\
+         printf 'pid %s since %s\\n' \"$$\" \"$(date -u +%FT%TZ)\" > \"$STATE/lock.owner\"\n",
         quote_str(params.state_dir.as_str()),
+        fatal("cannot create the state directory"),
         params.lock_wait.as_secs().max(1),
+        Section::Locked.emit(),
+    ));
+    // With the node lock held no other run is live here: whatever a run killed mid-way
+    // left (work directories, staged files and trees) is removed, in one process.
+    s.push_str(&format!(
+        "rm -rf -- \"$STATE\"/run.??????{} || {}\n",
+        leftover_globs(catalog)
+            .iter()
+            .map(|g| format!(" {g}"))
+            .collect::<String>(),
+        fatal("cannot remove what an earlier run left staged")
+    ));
+    s.push_str(&format!(
+        "W=$(mktemp -d -- \"$STATE/run.XXXXXX\") || {}\ntrap 'rm -rf -- \"$W\"' EXIT\n",
+        fatal("cannot create a work directory")
     ));
     // Pass 1: every changed resource's step, so that tree validation (emitted before
     // the first file of its tree) knows the blob of every file in the tree.
@@ -60,13 +88,18 @@ pub fn build(
         resource::operations(&r.spec).apply(change, facts, &mut out);
         // Blob numbers continue across steps, matching `StepOut::blob`'s words.
         for blob in &out.blobs {
-            s.push_str(&format!("head -c {} > \"$W/b{blob_count}\"\n", blob.len()));
+            s.push_str(&format!(
+                "head -c {} > \"$W/b{blob_count}\" || {}\n",
+                blob.len(),
+                fatal("cannot store the data for the steps in the state directory")
+            ));
             stdin.extend_from_slice(blob);
             blob_count += 1;
         }
         planned.push((index, r, out));
     }
-    let trees = tree_groups(&planned);
+    let links = declared_links(catalog);
+    let trees = tree_groups(&planned, &links);
     // Pass 2: the steps, in catalog order, each guarded by its changed dependencies.
     let mut steps = String::new();
     let dep_indices = |r: &Resource| -> Vec<usize> {
@@ -101,42 +134,126 @@ pub fn build(
                     .map(guard)
                     .collect();
                 steps.push_str(&format!(
-                    "if {}; then\nif ( set -e\n{}) >\"$W/v{g}\" 2>&1 </dev/null; then v{g}=ok; else v{g}=fail; fi\n\
+                    "if {}; then\n( {}\n) >\"$W/v{g}\" 2>&1 </dev/null\n\
+                     if [ $? -eq 0 ]; then v{g}=ok; else v{g}=fail; fi\n\
                      else v{g}=skip; echo 'tree not validated: a dependency failed' >\"$W/v{g}\"; fi\n",
                     condition(deps),
                     tree.shell
                 ));
             }
         }
+        let ok = Section::Step(*index, Mark::Ok).emit();
+        let failed = Section::Step(*index, Mark::Fail).emit();
+        let skipped = Section::Step(*index, Mark::Skip).emit();
         steps.push_str(&format!("if {}; then\n", condition(deps_of(r))));
         if let Some(g) = gate {
             steps.push_str(&format!(
-                "if [ \"$v{g}\" != ok ]; then s{index}=fail; m 'r{index} fail'; head -c 4000 -- \"$W/v{g}\"; el"
+                "if [ \"$v{g}\" != ok ]; then s{index}=fail; {failed}; head -c 4000 -- \"$W/v{g}\"; el"
             ));
         }
+        let mut body = parent_check(r, &links);
         if out.systemd_service {
-            steps.push_str("if [ \"$dr\" = 1 ]; then systemctl daemon-reload; dr=0; fi\n");
+            body.push_str(
+                "if [ \"$dr\" = 1 ]; then systemctl daemon-reload; fi || fail 'systemctl daemon-reload failed'\n",
+            );
         }
-        let on_ok = if out.unit_file { " dr=1;" } else { "" };
+        body.push_str(&out.shell);
+        if body.is_empty() {
+            body.push_str(":\n");
+        }
+        let mut on_ok = String::new();
+        if out.unit_file {
+            on_ok.push_str(" dr=1;");
+        }
+        if out.systemd_service {
+            on_ok.push_str(" dr=0;");
+        }
         steps.push_str(&format!(
-            "if ( set -e\n{}) >\"$W/e\" 2>&1 </dev/null; then s{index}=ok;{on_ok} m 'r{index} ok'; \
-             else s{index}=fail; m 'r{index} fail'; head -c 4000 -- \"$W/e\"; fi\n\
-             else s{index}=skip; m 'r{index} skip'; fi\n",
-            out.shell
+            "if true; then\n( {body}) >\"$W/e\" 2>&1 </dev/null\n\
+             if [ $? -eq 0 ]; then s{index}=ok;{on_ok} {ok}; \
+             else s{index}=fail; {failed}; head -c 4000 -- \"$W/e\"; fi\nfi\n\
+             else s{index}=skip; {skipped}; fi\n"
         ));
     }
-    let trailer = format!("END{}", params.token.as_str());
+    let trailer = params.token.trailer();
     s.push_str(&format!(
-        "if [ \"$(head -c {})\" != {} ]; then m frame; exit 0; fi\ndr=0\n",
+        "if [ \"$(head -c {})\" != {} ]; then {}; exit 0; fi\ndr=0\n",
         trailer.len(),
-        quote_str(&trailer)
+        quote_str(&trailer),
+        Section::Frame.emit()
     ));
     stdin.extend_from_slice(trailer.as_bytes());
     s.push_str(&steps);
-    s.push_str("m applied\n");
+    s.push_str(&Section::Applied.emit());
+    s.push('\n');
     s.push_str(&params.verify.0);
     stdin.extend_from_slice(&params.verify.1);
     (s, stdin)
+}
+
+/// What an apply stages next to each path of the catalog (see `staged_glob`).
+fn leftover_globs(catalog: &Catalog) -> BTreeSet<String> {
+    let mut globs = BTreeSet::new();
+    for r in &catalog.resources {
+        match &r.spec {
+            Spec::File(f) => {
+                globs.insert(staged_glob(&f.path));
+                if let Some(tree) = f.validate.as_ref().and_then(|v| v.tree.as_ref()) {
+                    globs.insert(staged_glob(tree));
+                }
+            }
+            Spec::Symlink(l) => {
+                globs.insert(staged_glob(&l.path));
+            }
+            _ => {}
+        }
+    }
+    globs
+}
+
+/// Paths the site declares as symlinks: a managed path may lie below one of them.
+fn declared_links(catalog: &Catalog) -> BTreeSet<&RemotePath> {
+    catalog
+        .resources
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::Symlink(l) if l.ensure == Presence::Present => Some(&l.path),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Refuses, on the node, a path whose parent chain holds a symlink the site did not
+/// declare (`/tmp/x/evil` with `/tmp/x -> /etc/cron.d`): nothing is written through it.
+/// Only shell builtins: no process per directory.
+fn parent_check(r: &Resource, links: &BTreeSet<&RemotePath>) -> String {
+    match &r.spec {
+        Spec::File(f) => chain_check(&f.path, links),
+        Spec::Directory(d) => chain_check(&d.path, links),
+        Spec::Symlink(l) => chain_check(&l.path, links),
+        _ => String::new(),
+    }
+}
+
+/// `parent_check` for one path (a managed path, or the tree a staged copy is made of).
+fn chain_check(path: &RemotePath, links: &BTreeSet<&RemotePath>) -> String {
+    let mut shell = String::new();
+    let mut ancestor = path.parent();
+    let mut chain = Vec::new();
+    while ancestor.as_str() != "/" {
+        chain.push(ancestor.clone());
+        ancestor = ancestor.parent();
+    }
+    for dir in chain.iter().rev().filter(|d| !links.contains(d)) {
+        shell.push_str(&format!(
+            "if [ -L {} ]; then fail {}; fi\n",
+            quote_str(dir.as_str()),
+            quote_str(&format!(
+                "refusing to write `{path}`: its parent `{dir}` is a symlink the site does not declare"
+            ))
+        ));
+    }
+    shell
 }
 
 /// Changed files validated together: a copy of the tree with all of them written into it.
@@ -147,8 +264,18 @@ struct TreeGroup {
     shell: String,
 }
 
-fn tree_groups(planned: &[(usize, &Resource, StepOut)]) -> Vec<TreeGroup> {
-    let mut groups: Vec<(RemotePath, Vec<usize>, Vec<String>, String)> = Vec::new();
+fn tree_groups(
+    planned: &[(usize, &Resource, StepOut)],
+    links: &BTreeSet<&RemotePath>,
+) -> Vec<TreeGroup> {
+    struct Group {
+        tree: RemotePath,
+        members: Vec<usize>,
+        commands: Vec<String>,
+        writes: String,
+        sensitive: bool,
+    }
+    let mut groups: Vec<Group> = Vec::new();
     for (index, r, out) in planned {
         let Spec::File(file) = &r.spec else { continue };
         let Some(validate) = &file.validate else {
@@ -161,46 +288,91 @@ fn tree_groups(planned: &[(usize, &Resource, StepOut)]) -> Vec<TreeGroup> {
         let rel = file.path.as_str()[tree.as_str().len()..]
             .trim_start_matches('/')
             .to_string();
-        let write = format!(
-            "mkdir -p -- \"$(dirname -- \"$t\"/{q})\"\ncat -- \"$W/b{}\" > \"$t\"/{q}\n",
+        let rel_dir = rel.rsplit_once('/').map_or("", |(d, _)| d);
+        let mut write = String::new();
+        if !rel_dir.is_empty() {
+            write.push_str(&format!(
+                "mkdir -p -- \"$t\"/{} || fail {}\n",
+                quote_str(rel_dir),
+                quote_str(&format!(
+                    "cannot create `{rel_dir}` in the staged tree `{tree}`"
+                ))
+            ));
+        }
+        write.push_str(&format!(
+            "cat -- \"$W/b{}\" > \"$t\"/{} || fail {}\n",
             out.blob_base,
-            q = quote_str(&rel)
-        );
+            quote_str(&rel),
+            quote_str(&format!(
+                "cannot write `{}` into the staged tree",
+                file.path
+            ))
+        ));
         let command = validate
             .command
             .replace("{staged}", &format!("\"$t\"/{}", quote_str(&rel)))
             .replace("{tree}", "\"$t\"");
-        match groups.iter_mut().find(|g| &g.0 == tree) {
+        let sensitive = file.content.as_ref().is_some_and(|c| c.is_sensitive());
+        match groups.iter_mut().find(|g| &g.tree == tree) {
             Some(g) => {
-                g.1.push(*index);
-                g.3.push_str(&write);
-                if !g.2.contains(&command) {
-                    g.2.push(command);
+                g.members.push(*index);
+                g.writes.push_str(&write);
+                g.sensitive |= sensitive;
+                if !g.commands.contains(&command) {
+                    g.commands.push(command);
                 }
             }
-            None => groups.push((tree.clone(), vec![*index], vec![command], write)),
+            None => groups.push(Group {
+                tree: tree.clone(),
+                members: vec![*index],
+                commands: vec![command],
+                writes: write,
+                sensitive,
+            }),
         }
     }
     groups
         .into_iter()
-        .map(|(tree, members, commands, writes)| {
+        .map(|g| {
+            let tree = &g.tree;
             let stage = quote_str(&format!(
                 "{}/.{}.tandem-XXXXXX",
                 tree.parent().as_str().trim_end_matches('/'),
                 tree.file_name()
             ));
-            let mut shell = format!(
-                "t=$(mktemp -d -- {stage})\ntrap 'rm -rf -- \"$t\"' EXIT\n\
-                 if [ -d {q} ]; then cp -a -- {q}/. \"$t\"/; fi\n{writes}",
-                q = quote_str(tree.as_str())
-            );
-            for command in commands {
+            let q = quote_str(tree.as_str());
+            // The staged copy is made beside the tree: not through an undeclared link.
+            let mut shell = chain_check(tree, links);
+            shell.push_str(&format!(
+                "t=$(mktemp -d -- {stage}) || fail {}\ntrap 'rm -rf -- \"$t\"' EXIT\n\
+                 if [ -d {q} ]; then cp -a -- {q}/. \"$t\"/; fi || fail {}\n{}",
+                quote_str(&format!("cannot create a staged copy of `{tree}`")),
+                quote_str(&format!("cannot copy `{tree}` into its staged copy")),
+                g.writes
+            ));
+            for command in g.commands {
+                // Output of commands run on secret-bearing files is withheld.
+                let (redirect, note) = if g.sensitive {
+                    (
+                        " >/dev/null 2>&1",
+                        " (its output is withheld: the tree holds secrets)",
+                    )
+                } else {
+                    ("", "")
+                };
                 shell.push_str(&format!(
-                    "if ! {{ {command}\n}}; then echo {}; exit 1; fi\n",
-                    quote_str(&format!("validation of tree `{tree}` failed"))
+                    "{{ {command}\n}}{redirect} || fail {}\n",
+                    quote_str(&format!("validation of tree `{tree}` failed{note}"))
                 ));
             }
-            TreeGroup { members, shell }
+            TreeGroup {
+                members: g.members,
+                shell,
+            }
         })
         .collect()
 }
+
+#[cfg(test)]
+#[path = "script_tests.rs"]
+mod tests;

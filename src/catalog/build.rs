@@ -224,21 +224,25 @@ impl Attrs<'_, '_> {
         } else if raw.source.is_some() {
             let path = self.module_file("source", "files", raw.source.as_ref())?;
             let line = self.decl.line_of("source");
-            let text = self
+            // Verbatim files are bytes: a certificate or keystore need not be UTF-8.
+            let bytes = self
                 .compiler
-                .source(&path)
+                .verbatim(&path)
                 .map_err(|source| template_error(&self.decl.file, line, "source", source))?;
             let secrets = self
                 .compiler
                 .secrets()
-                .found_in(&text)
+                .found_in(&String::from_utf8_lossy(&bytes))
                 .into_iter()
                 .map(|s| s.fingerprint().clone())
-                .collect();
-            crate::template::Rendered {
-                text: text.to_string(),
+                .collect::<Vec<_>>();
+            let keyed_digest =
+                (!secrets.is_empty()).then(|| self.compiler.secrets().content_digest(&bytes));
+            return Ok(Some(Content {
+                bytes: bytes.to_vec(),
                 secrets,
-            }
+                keyed_digest,
+            }));
         } else {
             return Ok(None);
         };

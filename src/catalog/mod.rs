@@ -161,6 +161,8 @@ pub struct Compiler<'s> {
     templates: Templates,
     scopes: HashMap<(RoleName, DatacenterName), (usize, Map<String, Value>)>,
     sources: Mutex<HashMap<PathBuf, Arc<str>>>,
+    /// Verbatim `source` files: bytes, not text (a DER certificate, a keystore).
+    verbatim: Mutex<HashMap<PathBuf, Arc<[u8]>>>,
     rendered: Mutex<HashMap<RenderKey, Rendered>>,
     /// Whether secret-bearing files go into the ledger (see `secret::ledger`): yes when
     /// the catalogs may be planned or applied, no for `check`, which writes nothing.
@@ -215,6 +217,7 @@ impl<'s> Compiler<'s> {
             templates,
             scopes,
             sources: Mutex::new(HashMap::new()),
+            verbatim: Mutex::new(HashMap::new()),
             rendered: Mutex::new(HashMap::new()),
             record_secret_bearing: record,
         })
@@ -351,6 +354,25 @@ impl<'s> Compiler<'s> {
         self.rendered
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The bytes of a verbatim `source` file, read once per compiler.
+    fn verbatim(&self, path: &std::path::Path) -> Result<Arc<[u8]>, TemplateError> {
+        let mut files = self
+            .verbatim
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(bytes) = files.get(path) {
+            return Ok(Arc::clone(bytes));
+        }
+        let bytes: Arc<[u8]> = std::fs::read(path)
+            .map_err(|err| TemplateError::Read {
+                path: path.to_path_buf(),
+                reason: err.to_string(),
+            })?
+            .into();
+        files.insert(path.to_path_buf(), Arc::clone(&bytes));
+        Ok(bytes)
     }
 
     /// The text of a template file, read once per compiler.

@@ -1,16 +1,18 @@
 //! Facts: what is read from a node. All facts of a node come from ONE generated shell
-//! script (see `script`), whose output is a sequence of sections, each introduced by a
-//! line `<token> <name>` where the token is random per run, so file content printed by
-//! the probe cannot forge a section. Parsing is pure: `NodeFacts::parse` turns recorded
-//! output into typed facts that resource modules read.
+//! script (see `script`), whose output is a sequence of sections (see `protocol`: each is
+//! introduced by a line `<token> <name>` where the token is random per run, so file
+//! content printed by the probe cannot forge a section). Parsing is pure:
+//! `NodeFacts::parse` turns recorded output into typed facts that resource modules read.
 
+pub mod protocol;
 pub mod script;
 
 use std::collections::HashMap;
 
 use serde::Serialize;
 
-pub use script::{ProbeBuilder, Token};
+pub use protocol::{Mark, Section, Token};
+pub use script::ProbeBuilder;
 
 /// The size above which a differing file's current content is not fetched for a diff.
 pub const CONTENT_CAP: usize = 256 * 1024;
@@ -63,42 +65,54 @@ pub struct NodeFacts {
     pub sums: HashMap<String, String>,
     /// Installed version by package name.
     pub packages: HashMap<String, String>,
-    /// Per-resource sections (`r<index>`, `c<index>`): raw bytes for the resource's parser.
-    pub sections: HashMap<String, Vec<u8>>,
+    /// Per-resource sections (`r<index>`, `c<index>`, `l<index>`): raw bytes for the
+    /// resource's parser.
+    pub sections: HashMap<Section, Vec<u8>>,
+    /// Staged files and work directories that a killed earlier run left on the node.
+    pub leftovers: Vec<String>,
 }
 
 impl NodeFacts {
     /// Parses a probe's stdout produced with `token`.
     pub fn parse(output: &[u8], token: &Token) -> Result<NodeFacts, FactError> {
-        let sections = split_sections(output, token);
-        if !sections.iter().any(|(name, _)| *name == "end") {
+        let sections = protocol::split(output, token);
+        if !sections.iter().any(|(name, _)| *name == Section::End) {
             return Err(FactError::Incomplete);
         }
         let mut facts = NodeFacts::default();
-        for (name, body) in sections {
-            match name {
-                "os" => parse_os(body, &mut facts),
-                "stat" => parse_stat(body, &mut facts.stats)?,
-                "sha" => parse_sums(body, &mut facts.sums),
-                "pkg" => parse_packages(body, &mut facts.packages),
-                "units" => parse_units(body, &mut facts.sections)?,
-                "end" => {}
-                other => {
-                    facts.sections.insert(other.to_string(), body.to_vec());
+        for (section, body) in sections {
+            match section {
+                Section::Os => parse_os(body, &mut facts),
+                Section::Stat => parse_stat(body, &mut facts.stats)?,
+                Section::Sha => parse_sums(body, &mut facts.sums),
+                Section::Pkg => parse_packages(body, &mut facts.packages),
+                Section::Units => parse_units(body, &mut facts.sections)?,
+                Section::Leftovers => {
+                    facts.leftovers.extend(
+                        String::from_utf8_lossy(body)
+                            .lines()
+                            .filter(|l| !l.is_empty())
+                            .map(str::to_string),
+                    );
                 }
+                Section::Resource(_) | Section::Content(_) | Section::Lines(_) => {
+                    facts.sections.insert(section, body.to_vec());
+                }
+                // The end, and the apply script's own sections (not in a probe's output).
+                _ => {}
             }
         }
         Ok(facts)
     }
 
-    pub fn section(&self, name: &str) -> Option<&[u8]> {
-        self.sections.get(name).map(Vec::as_slice)
+    pub fn section(&self, section: Section) -> Option<&[u8]> {
+        self.sections.get(&section).map(Vec::as_slice)
     }
 
     /// A section as `key=value` lines (resource sections use this shape).
-    pub fn keyed(&self, name: &str) -> HashMap<String, String> {
+    pub fn keyed(&self, section: Section) -> HashMap<String, String> {
         let mut map = HashMap::new();
-        if let Some(body) = self.section(name) {
+        if let Some(body) = self.section(section) {
             for line in String::from_utf8_lossy(body).lines() {
                 if let Some((k, v)) = line.split_once('=') {
                     map.insert(k.to_string(), v.to_string());
@@ -107,37 +121,6 @@ impl NodeFacts {
         }
         map
     }
-}
-
-/// Splits output into `(name, body)` pairs. A section starts at `\n<token> ` and its name
-/// runs to the end of that line; its body is every byte up to the next section start.
-pub fn split_sections<'a>(output: &'a [u8], token: &Token) -> Vec<(&'a str, &'a [u8])> {
-    let marker = format!("\n{} ", token.as_str());
-    let marker = marker.as_bytes();
-    let mut starts = Vec::new();
-    let mut i = 0;
-    while let Some(pos) = find(&output[i..], marker) {
-        starts.push(i + pos);
-        i += pos + marker.len();
-    }
-    let mut out = Vec::with_capacity(starts.len());
-    for (n, &start) in starts.iter().enumerate() {
-        let header_start = start + marker.len();
-        let end = starts.get(n + 1).copied().unwrap_or(output.len());
-        let rest = &output[header_start..end];
-        let (name, body) = match rest.iter().position(|&b| b == b'\n') {
-            Some(nl) => (&rest[..nl], &rest[nl + 1..]),
-            None => (rest, &rest[rest.len()..]),
-        };
-        if let Ok(name) = std::str::from_utf8(name) {
-            out.push((name, body));
-        }
-    }
-    out
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 fn parse_os(body: &[u8], facts: &mut NodeFacts) {
@@ -154,7 +137,7 @@ fn parse_os(body: &[u8], facts: &mut NodeFacts) {
 /// Records of `%n\1%a\1%U\1%G\1%s\1%F\0`; split from the right so a path may hold `\1`.
 fn parse_stat(body: &[u8], stats: &mut HashMap<String, PathStat>) -> Result<(), FactError> {
     let malformed = |reason: String| FactError::Malformed {
-        section: "stat".into(),
+        section: Section::Stat.to_string(),
         reason,
     };
     for record in body.split(|&b| b == 0) {
@@ -200,26 +183,36 @@ fn parse_stat(body: &[u8], stats: &mut HashMap<String, PathStat>) -> Result<(), 
 /// `active=`/`enabled=` shape `systemctl is-active`/`is-enabled` would print (an absent
 /// `UnitFileState`, a unit that does not exist, reads as `enabled=`). An empty section
 /// means no systemd; blocks that do not pair up with the names are an error, not a guess.
-fn parse_units(body: &[u8], sections: &mut HashMap<String, Vec<u8>>) -> Result<(), FactError> {
+fn parse_units(body: &[u8], sections: &mut HashMap<Section, Vec<u8>>) -> Result<(), FactError> {
     let text = String::from_utf8_lossy(body);
     let text = text.trim_start_matches('\n');
     let Some((names, blocks)) = text.split_once('\n') else {
         return Ok(());
     };
-    let names: Vec<&str> = names.split_whitespace().collect();
+    let malformed = |reason: String| FactError::Malformed {
+        section: Section::Units.to_string(),
+        reason,
+    };
+    let names = names
+        .split_whitespace()
+        .map(|n| match Section::parse(n) {
+            Some(s @ Section::Resource(_)) => Ok(s),
+            _ => Err(malformed(format!(
+                "`{}` is not a resource section",
+                n.escape_debug()
+            ))),
+        })
+        .collect::<Result<Vec<Section>, FactError>>()?;
     let blocks: Vec<&str> = blocks
         .split("\n\n")
         .filter(|b| !b.trim().is_empty())
         .collect();
     if names.len() != blocks.len() {
-        return Err(FactError::Malformed {
-            section: "units".into(),
-            reason: format!(
-                "`systemctl show` printed {} units for {} services",
-                blocks.len(),
-                names.len()
-            ),
-        });
+        return Err(malformed(format!(
+            "`systemctl show` printed {} units for {} services",
+            blocks.len(),
+            names.len()
+        )));
     }
     for (name, block) in names.iter().zip(blocks) {
         let mut active = "";
@@ -232,7 +225,7 @@ fn parse_units(body: &[u8], sections: &mut HashMap<String, Vec<u8>>) -> Result<(
             }
         }
         sections.insert(
-            (*name).to_string(),
+            *name,
             format!("active={active}\nenabled={enabled}\n").into_bytes(),
         );
     }
@@ -287,15 +280,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sections_cannot_be_forged_without_the_token() {
+    fn a_probe_without_its_end_is_incomplete() {
         let token = Token::fixed("TOK");
         let out = b"\nTOK os\nsystemd=1\n\nTOK c1\nfake\nOTHER end\n\nTOK end\n";
-        let s = split_sections(out, &token);
-        let names: Vec<_> = s.iter().map(|(n, _)| *n).collect();
-        assert_eq!(names, ["os", "c1", "end"]);
-        assert_eq!(s[1].1, b"fake\nOTHER end\n");
         let facts = NodeFacts::parse(out, &token).unwrap();
         assert!(facts.systemd);
+        assert_eq!(
+            facts.section(Section::Content(1)),
+            Some(&b"fake\nOTHER end\n"[..])
+        );
         assert_eq!(
             NodeFacts::parse(b"\nTOK os\n", &token),
             Err(FactError::Incomplete)
@@ -343,20 +336,20 @@ mod tests {
         // that does not exist has no UnitFileState.
         let out = b"\nTOK units\nr2 r5\nId=nginx.service\nActiveState=active\nUnitFileState=enabled\n\nActiveState=inactive\nId=gone.service\n\nTOK end\n";
         let facts = NodeFacts::parse(out, &token).unwrap();
-        let nginx = facts.keyed("r2");
+        let nginx = facts.keyed(Section::Resource(2));
         assert_eq!(nginx.get("active").map(String::as_str), Some("active"));
         assert_eq!(nginx.get("enabled").map(String::as_str), Some("enabled"));
-        let gone = facts.keyed("r5");
+        let gone = facts.keyed(Section::Resource(5));
         assert_eq!(gone.get("active").map(String::as_str), Some("inactive"));
         assert_eq!(gone.get("enabled").map(String::as_str), Some(""));
         // No systemd: the section is empty and no service section appears.
         let facts = NodeFacts::parse(b"\nTOK units\n\nTOK end\n", &token).unwrap();
-        assert!(facts.section("r2").is_none());
+        assert!(facts.section(Section::Resource(2)).is_none());
         // A block missing is an error, not a service silently read as stopped.
         let short = b"\nTOK units\nr2 r5\nId=nginx.service\nActiveState=active\n\nTOK end\n";
         assert!(matches!(
             NodeFacts::parse(short, &token),
-            Err(FactError::Malformed { section, .. }) if section == "units"
+            Err(FactError::Malformed { section, .. }) if section == Section::Units.to_string()
         ));
     }
 }

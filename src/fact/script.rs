@@ -5,51 +5,11 @@
 //! resources: on a loaded node every process spawned costs milliseconds.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use sha2::{Digest, Sha256};
-
+use crate::fact::protocol::{preamble, Section, Token};
 use crate::fact::CONTENT_CAP;
 use crate::path::RemotePath;
 use crate::transport::quote::quote_str;
-
-/// The per-run section delimiter. Unpredictable, so content a node prints (a file being
-/// diffed) cannot contain a section header.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Token(String);
-
-impl Token {
-    /// A fresh random token: SHA-256 of the time, the process id and a counter. No
-    /// secret depends on it; it only has to be unguessable to file authors.
-    pub fn random() -> Token {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let seed = format!("{nanos}/{}/{n}/{:p}", std::process::id(), &n);
-        Token(format!("T{}", &hex::encode(Sha256::digest(seed))[..24]))
-    }
-
-    /// A given token, for recorded fixtures.
-    pub fn fixed(token: &str) -> Token {
-        Token(token.to_string())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// Shell that prints a section header; `m NAME` in generated scripts.
-pub(crate) fn preamble(token: &Token) -> String {
-    format!(
-        "T={}\nm(){{ printf '\\n%s %s\\n' \"$T\" \"$1\"; }}\n",
-        quote_str(token.as_str())
-    )
-}
 
 /// Collects what resources want read and produces the script.
 #[derive(Debug)]
@@ -59,10 +19,12 @@ pub struct ProbeBuilder {
     sum_paths: BTreeSet<String>,
     packages: BTreeSet<String>,
     /// `(section, unit)`: the resource section that gets the unit's state.
-    units: Vec<(String, String)>,
+    units: Vec<(Section, String)>,
     /// `(section, path, wanted sha256, sensitive length)`: print the file (or, for
     /// secret-bearing content, only changed line numbers) when its sum differs.
-    contents: Vec<(String, RemotePath, String, Option<usize>)>,
+    contents: Vec<(Section, RemotePath, String, Option<usize>)>,
+    /// Shell globs (quoted directory, unquoted pattern) of what killed runs leave.
+    leftovers: BTreeSet<String>,
     sections: String,
     stdin: Vec<u8>,
 }
@@ -76,6 +38,7 @@ impl ProbeBuilder {
             packages: BTreeSet::new(),
             units: Vec::new(),
             contents: Vec::new(),
+            leftovers: BTreeSet::new(),
             sections: String::new(),
             stdin: Vec::new(),
         }
@@ -104,15 +67,20 @@ impl ProbeBuilder {
     /// `systemctl is-active` and `is-enabled` name them), read by the one `systemctl show`
     /// for all units; on a node without systemd the section is absent.
     pub fn unit(&mut self, index: usize, name: &str) {
-        self.units.push((format!("r{index}"), name.to_string()));
+        self.units
+            .push((Section::Resource(index), name.to_string()));
     }
 
     /// Section `c<index>` holds the file's current content (at most `CONTENT_CAP` + 1
     /// bytes) when its sum is not `want`, so a plan with diffs is still one round trip.
     pub fn content_if_differs(&mut self, index: usize, path: &RemotePath, want: &str) {
         self.sum(path);
-        self.contents
-            .push((format!("c{index}"), path.clone(), want.to_string(), None));
+        self.contents.push((
+            Section::Content(index),
+            path.clone(),
+            want.to_string(),
+            None,
+        ));
     }
 
     /// For secret-bearing content: section `l<index>` lists changed line numbers only
@@ -122,7 +90,7 @@ impl ProbeBuilder {
         self.sum(path);
         self.stdin.extend_from_slice(want);
         self.contents.push((
-            format!("l{index}"),
+            Section::Lines(index),
             path.clone(),
             sum.to_string(),
             Some(want.len()),
@@ -131,19 +99,30 @@ impl ProbeBuilder {
 
     /// Section `r<index>` holds what `shell` prints. `shell` must quote every value.
     pub fn section(&mut self, index: usize, shell: &str) {
-        self.sections.push_str(&format!("m r{index}\n{shell}\n"));
+        self.sections.push_str(&Section::Resource(index).emit());
+        self.sections.push('\n');
+        self.sections.push_str(shell);
+        self.sections.push('\n');
+    }
+
+    /// The `leftovers` section lists what an apply killed mid-way left staged for `path`
+    /// (see [`staged_glob`]): globbed by the shell itself, no process per path.
+    pub fn leftovers_of(&mut self, path: &RemotePath) {
+        self.leftovers.insert(staged_glob(path));
     }
 
     /// The script and the bytes to feed it on stdin.
     pub fn finish(self) -> (String, Vec<u8>) {
         let mut s = preamble(&self.token);
+        s.push_str(&Section::Os.emit());
         s.push_str(
-            "m os\n[ -d /run/systemd/system ] && echo systemd=1\n\
+            "\n[ -d /run/systemd/system ] && echo systemd=1\n\
              if command -v dpkg-query >/dev/null 2>&1; then echo pkg=apt; P=apt\n\
              elif command -v rpm >/dev/null 2>&1; then echo pkg=dnf; P=dnf; fi\n",
         );
         if !self.stat_paths.is_empty() {
-            s.push_str("m stat\nstat --printf '%n\\001%a\\001%U\\001%G\\001%s\\001%F\\000' --");
+            s.push_str(&Section::Stat.emit());
+            s.push_str("\nstat --printf '%n\\001%a\\001%U\\001%G\\001%s\\001%F\\000' --");
             for p in &self.stat_paths {
                 s.push(' ');
                 s.push_str(&quote_str(p));
@@ -156,7 +135,10 @@ impl ProbeBuilder {
                 s.push(' ');
                 s.push_str(&quote_str(p));
             }
-            s.push_str(" 2>/dev/null)\nm sha\nprintf '%s\\n' \"$S\"\n");
+            s.push_str(&format!(
+                " 2>/dev/null)\n{}\nprintf '%s\\n' \"$S\"\n",
+                Section::Sha.emit()
+            ));
         }
         for (section, path, want, sensitive) in &self.contents {
             let q = quote_str(path.as_str());
@@ -164,12 +146,14 @@ impl ProbeBuilder {
             let same = quote_str(&format!("{want}  {}\n", path.as_str()));
             match sensitive {
                 None => s.push_str(&format!(
-                    "case \"$S\n\" in *{same}*) ;; *) [ -f {q} ] && [ ! -L {q} ] && {{ m {section}; head -c {} -- {q}; }};; esac\n",
+                    "case \"$S\n\" in *{same}*) ;; *) [ -f {q} ] && [ ! -L {q} ] && {{ {}; head -c {} -- {q}; }};; esac\n",
+                    section.emit(),
                     CONTENT_CAP + 1
                 )),
                 // The desired bytes are always consumed from stdin, used or not.
                 Some(len) => s.push_str(&format!(
-                    "case \"$S\n\" in *{same}*) head -c {len} >/dev/null;; *) if [ -f {q} ] && [ ! -L {q} ]; then m {section}; head -c {len} | diff --unchanged-line-format= --old-line-format='-%dn\n' --new-line-format='+%dn\n' -- {q} - 2>/dev/null; else head -c {len} >/dev/null; fi;; esac\n"
+                    "case \"$S\n\" in *{same}*) head -c {len} >/dev/null;; *) if [ -f {q} ] && [ ! -L {q} ]; then {}; head -c {len} | diff --unchanged-line-format= --old-line-format='-%dn\n' --new-line-format='+%dn\n' -- {q} - 2>/dev/null; else head -c {len} >/dev/null; fi;; esac\n",
+                    section.emit()
                 )),
             }
         }
@@ -177,19 +161,21 @@ impl ProbeBuilder {
             let names: Vec<String> = self.packages.iter().map(|p| quote_str(p)).collect();
             let names = names.join(" ");
             s.push_str(&format!(
-                "m pkg\ncase $P in\n\
+                "{}\ncase $P in\n\
                  apt) dpkg-query -W -f='${{Package}}\\t${{db:Status-Abbrev}}\\t${{Version}}\\n' -- {names} 2>/dev/null;;\n\
                  dnf) rpm -q --qf '%{{NAME}}\\t%{{VERSION}}-%{{RELEASE}}\\n' -- {names} 2>/dev/null;;\n\
-                 esac\n"
+                 esac\n",
+                Section::Pkg.emit()
             ));
         }
         if !self.units.is_empty() {
             // The section names first (one line), then one `show` block per unit, in
             // argument order: `fact::parse_units` pairs them up.
-            let names: Vec<&str> = self.units.iter().map(|(n, _)| n.as_str()).collect();
+            let names: Vec<String> = self.units.iter().map(|(n, _)| n.to_string()).collect();
             s.push_str(&format!(
-                "m units\nif [ -d /run/systemd/system ]; then echo {}\n\
+                "{}\nif [ -d /run/systemd/system ]; then echo {}\n\
                  systemctl show --property=Id,ActiveState,UnitFileState --",
+                Section::Units.emit(),
                 quote_str(&names.join(" "))
             ));
             for (_, unit) in &self.units {
@@ -198,10 +184,39 @@ impl ProbeBuilder {
             }
             s.push_str(" 2>/dev/null; fi\n");
         }
+        if !self.leftovers.is_empty() {
+            let globs: Vec<&str> = self.leftovers.iter().map(String::as_str).collect();
+            s.push_str(&format!(
+                "{}\nfor f in {}; do if [ -e \"$f\" ] || [ -L \"$f\" ]; then printf '%s\\n' \"$f\"; fi; done\n",
+                Section::Leftovers.emit(),
+                globs.join(" ")
+            ));
+        }
         s.push_str(&self.sections);
-        s.push_str("m end\n");
+        s.push_str(&Section::End.emit());
+        s.push('\n');
         (s, self.stdin)
     }
+}
+
+/// Probe shell that lists the work directories killed applies left in the node's state
+/// directory, in the `leftovers` section (globbed by the shell: no process).
+pub fn state_leftovers(state_dir: &RemotePath) -> String {
+    format!(
+        "{}\nfor f in {}/run.??????; do if [ -e \"$f\" ]; then printf '%s\\n' \"$f\"; fi; done\n",
+        Section::Leftovers.emit(),
+        quote_str(state_dir.as_str())
+    )
+}
+
+/// A shell glob matching what an apply stages next to `path` (`.NAME.tandem-XXXXXX`, the
+/// `mktemp` names, and `.NAME.tandem-link`): the directory quoted, the pattern not.
+pub(crate) fn staged_glob(path: &RemotePath) -> String {
+    format!(
+        "{}/{}*",
+        quote_str(path.parent().as_str().trim_end_matches('/')),
+        quote_str(&format!(".{}.tandem-", path.file_name()))
+    )
 }
 
 #[cfg(test)]

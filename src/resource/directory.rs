@@ -51,13 +51,26 @@ impl Operations for DirectorySpec {
     fn apply(&self, change: &Change, _facts: &NodeFacts, out: &mut StepOut) {
         let p = quote_str(self.path.as_str());
         match change.action {
-            Action::Remove => out.line(format!("rmdir -- {p}")),
+            Action::Remove => out.run(
+                format!("rmdir -- {p}"),
+                format!("cannot remove the directory `{}`", self.path),
+            ),
             _ => {
                 if change.action == Action::Create || change.touches("type") {
                     // Fails on a non-directory in the way: replacing a file is not implied.
-                    out.line(format!("( umask 022; mkdir -p -- {p} )"));
+                    out.run(
+                        format!("( umask 022; mkdir -p -- {p} )"),
+                        format!("cannot create the directory `{}`", self.path),
+                    );
                 }
-                metadata_shell(out, &p, self.mode, self.owner.as_ref(), self.group.as_ref());
+                metadata_shell(
+                    out,
+                    &p,
+                    &format!("`{}`", self.path),
+                    self.mode,
+                    self.owner.as_ref(),
+                    self.group.as_ref(),
+                );
             }
         }
     }

@@ -3,7 +3,7 @@
 //! commands run only when notified.
 
 use super::change::{Action, Assessment, Change, Detail};
-use crate::fact::{FactError, NodeFacts, ProbeBuilder};
+use crate::fact::{FactError, NodeFacts, ProbeBuilder, Section};
 use crate::resource::{wrap_command, Context, ExecSpec, Operations, StepOut};
 use crate::transport::quote::quote_str;
 
@@ -29,7 +29,7 @@ impl Operations for ExecSpec {
     }
 
     fn assess(&self, ctx: &Context<'_>) -> Result<Assessment, FactError> {
-        let kv = ctx.facts.keyed(&format!("r{}", ctx.index));
+        let kv = ctx.facts.keyed(Section::Resource(ctx.index));
         let created = kv.contains_key("creates");
         let unless_ok = kv.get("unless").map(|v| v == "0");
         let onlyif_ok = kv.get("onlyif").map(|v| v == "0");
@@ -51,10 +51,9 @@ impl Operations for ExecSpec {
     }
 
     fn apply(&self, _change: &Change, _facts: &NodeFacts, out: &mut StepOut) {
-        out.line(wrap_command(
-            &self.command,
-            self.user.as_ref(),
-            self.cwd.as_ref(),
-        ));
+        out.run(
+            wrap_command(&self.command, self.user.as_ref(), self.cwd.as_ref()),
+            format!("the command `{}` failed", self.command),
+        );
     }
 }

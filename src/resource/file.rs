@@ -1,11 +1,13 @@
 //! `file`: content, owner, group and mode of a regular file. Facts: the batched `stat`
 //! and `sha256sum`, plus the current content (or, for secret-bearing content, only the
 //! changed line numbers) when it differs. Writes are atomic: staged next to the target
-//! with a private mode, fsynced, validated, backed up, renamed, directory fsynced.
+//! with a private mode, given its owner, group and mode, fsynced, its sha256 checked on
+//! the node, validated, backed up, renamed, directory fsynced; each command checked, so
+//! any failure before the rename leaves the old file as it was.
 
 use super::change::{Action, Assessment, Change, Detail};
 use super::diff::{self, Diff};
-use crate::fact::{EntryKind, FactError, NodeFacts, ProbeBuilder, CONTENT_CAP};
+use crate::fact::{EntryKind, FactError, NodeFacts, ProbeBuilder, Section, CONTENT_CAP};
 use crate::resource::{
     metadata_details, metadata_shell, observed_stat, Context, FileSpec, Operations, Presence,
     StepOut, Validate,
@@ -22,9 +24,16 @@ const UNIT_DIRS: [&str; 3] = [
 impl Operations for FileSpec {
     fn probe(&self, index: usize, probe: &mut ProbeBuilder) {
         probe.stat(&self.path);
+        probe.leftovers_of(&self.path);
+        if let Some(tree) = self.validate.as_ref().and_then(|v| v.tree.as_ref()) {
+            probe.leftovers_of(tree);
+        }
         if let (Presence::Present, Some(content)) = (self.ensure, &self.content) {
             if content.is_sensitive() {
                 probe.lines_if_differs(index, &self.path, &content.bytes, &content.sha256());
+            } else if std::str::from_utf8(&content.bytes).is_err() {
+                // Bytes, not text: digests tell the change, no diff needs the old content.
+                probe.sum(&self.path);
             } else {
                 probe.content_if_differs(index, &self.path, &content.sha256());
             }
@@ -83,30 +92,40 @@ impl Operations for FileSpec {
     fn apply(&self, change: &Change, _facts: &NodeFacts, out: &mut StepOut) {
         let p = quote_str(self.path.as_str());
         let parent = quote_str(self.path.parent().as_str());
+        let path = &self.path;
         out.unit_file = UNIT_DIRS.iter().any(|d| self.path.as_str().starts_with(d));
         if change.action == Action::Remove {
             self.backup(out, &p);
-            out.line(format!("rm -f -- {p}"));
-            out.line(format!("sync -- {parent}"));
+            out.run(format!("rm -f -- {p}"), format!("cannot remove `{path}`"));
+            out.run(
+                format!("sync -- {parent}"),
+                format!("cannot fsync the directory of `{path}`"),
+            );
             return;
         }
         let content = match &self.content {
             Some(c) if change.touches("content") || change.touches("type") => c,
             None if change.touches("type") => {
-                out.line(format!(
-                    "echo {} >&2; exit 1",
-                    quote_str(&format!(
-                        "`{}` is not a regular file and no content is declared to replace it",
-                        self.path
-                    ))
+                out.fail(format!(
+                    "`{path}` is not a regular file and no content is declared to replace it"
                 ));
                 return;
             }
             _ => {
                 if change.action == Action::Create {
-                    out.line(format!("( umask 022; : > {p} )"));
+                    out.run(
+                        format!("( umask 022; : > {p} )"),
+                        format!("cannot create `{path}`"),
+                    );
                 }
-                metadata_shell(out, &p, self.mode, self.owner.as_ref(), self.group.as_ref());
+                metadata_shell(
+                    out,
+                    &p,
+                    &format!("`{path}`"),
+                    self.mode,
+                    self.owner.as_ref(),
+                    self.group.as_ref(),
+                );
                 return;
             }
         };
@@ -116,47 +135,95 @@ impl Operations for FileSpec {
             self.path.parent().as_str().trim_end_matches('/'),
             self.path.file_name()
         ));
-        // Staged files of an interrupted earlier run (killed before its cleanup ran):
-        // safe to remove, the node lock is held.
-        out.line(format!(
-            "rm -f -- {}/{}??????",
-            quote_str(self.path.parent().as_str().trim_end_matches('/')),
-            quote_str(&format!(".{}.tandem-", self.path.file_name()))
-        ));
-        out.line(format!("st=$(mktemp -- {stage})"));
-        out.line("trap 'rm -f -- \"$st\"' EXIT");
-        out.line(format!("cat -- {blob} > \"$st\""));
-        // Unmanaged metadata is kept from the file being replaced, or defaults to 0644.
+        // Staged with mktemp's private mode; the old file is not touched until the
+        // staged one is complete, fsynced, verified and has its metadata.
+        out.run(
+            format!("st=$(mktemp -- {stage})"),
+            format!("cannot create a staged file next to `{path}`"),
+        );
+        out.trap("rm -f -- \"$st\"");
+        out.run(
+            format!("cat -- {blob} > \"$st\""),
+            format!("cannot write the staged file for `{path}`"),
+        );
+        // Unmanaged metadata is kept from the file being replaced, or defaults to 0644
+        // (0600 for secret-bearing content).
         if self.owner.is_none() || self.group.is_none() {
-            out.line(format!(
-                "if [ -f {p} ]; then chown --reference={p} -- \"$st\"; fi"
-            ));
+            out.run(
+                format!("if [ -f {p} ]; then chown --reference={p} -- \"$st\"; fi"),
+                format!("cannot copy the owner of `{path}` to its staged file"),
+            );
         }
         if self.mode.is_none() {
-            out.line(format!(
-                "if [ -f {p} ]; then chmod --reference={p} -- \"$st\"; else chmod 0644 \"$st\"; fi"
-            ));
+            // A new secret-bearing file is readable by its owner only.
+            let new_mode = if content.is_sensitive() {
+                "0600"
+            } else {
+                "0644"
+            };
+            out.run(
+                format!(
+                    "if [ -f {p} ]; then chmod --reference={p} -- \"$st\"; else chmod {new_mode} \"$st\"; fi"
+                ),
+                format!("cannot set the mode of the staged file for `{path}`"),
+            );
         }
         metadata_shell(
             out,
             "\"$st\"",
+            &format!("the staged file for `{path}`"),
             self.mode,
             self.owner.as_ref(),
             self.group.as_ref(),
         );
-        out.line("sync -- \"$st\"");
+        out.run(
+            "sync -- \"$st\"",
+            format!("cannot fsync the staged file for `{path}`"),
+        );
+        // What is on the node's disk is what was sent, checked on the node.
+        out.run(
+            "h=$(sha256sum < \"$st\")",
+            format!("cannot checksum the staged file for `{path}`"),
+        );
+        out.run(
+            format!(
+                "[ \"$h\" = {} ]",
+                quote_str(&format!("{}  -", content.sha256()))
+            ),
+            format!("the staged file for `{path}` does not hold the content sent (sha256 differs)"),
+        );
         // A tree is validated as a whole before this step (see `apply::script`).
         let in_tree = |v: &&Validate| v.tree.as_ref().is_some_and(|t| self.path.starts_with(t));
         if let Some(validate) = self.validate.as_ref().filter(|v| !in_tree(v)) {
             let command = validate.command.replace("{staged}", "\"$st\"");
-            out.line(format!(
-                "if ! {{ {command}\n}} >&2; then echo {} >&2; exit 1; fi",
-                quote_str(&format!("validation failed: `{}`", validate.command))
-            ));
+            if content.is_sensitive() {
+                // Its output could carry the file's secrets (or a transformation of
+                // them no redaction recognises): only the status comes back.
+                out.run_redirected(
+                    &command,
+                    " >/dev/null 2>&1",
+                    format!(
+                        "validation failed: `{}` (its output is withheld: the file holds secrets)",
+                        validate.command
+                    ),
+                );
+            } else {
+                out.run_redirected(
+                    &command,
+                    " >&2",
+                    format!("validation failed: `{}`", validate.command),
+                );
+            }
         }
         self.backup(out, &p);
-        out.line(format!("mv -Tf -- \"$st\" {p}"));
-        out.line(format!("sync -- {parent}"));
+        out.run(
+            format!("mv -Tf -- \"$st\" {p}"),
+            format!("cannot rename the staged file into place as `{path}`"),
+        );
+        out.run(
+            format!("sync -- {parent}"),
+            format!("cannot fsync the directory of `{path}`"),
+        );
     }
 }
 
@@ -168,14 +235,24 @@ impl FileSpec {
             };
         };
         if content.is_sensitive() {
-            return match ctx.facts.section(&format!("l{}", ctx.index)) {
+            return match ctx.facts.section(Section::Lines(ctx.index)) {
                 Some(lines) => diff::redacted(lines, &content.secrets),
                 None => diff::redacted_new(&content.bytes, &content.secrets),
             };
         }
+        if std::str::from_utf8(&content.bytes).is_err() {
+            let old = ctx
+                .facts
+                .sums
+                .get(self.path.as_str())
+                .map_or("none", String::as_str);
+            return Diff::Unavailable {
+                reason: format!("binary content, sha256 {old} -> {}", content.sha256()),
+            };
+        }
         let node_sum = ctx.facts.sums.get(self.path.as_str()).map(String::as_str);
         let old_was_secret = ctx.secrets.was_secret_bearing(self.path.as_str(), node_sum);
-        match ctx.facts.section(&format!("c{}", ctx.index)) {
+        match ctx.facts.section(Section::Content(ctx.index)) {
             Some(old) if old.len() > CONTENT_CAP => Diff::Unavailable {
                 reason: format!("current content is larger than {CONTENT_CAP} bytes"),
             },
@@ -201,8 +278,11 @@ impl FileSpec {
             "\"$STATE/backup\"{}\".$(date -u +%Y%m%dT%H%M%SZ)\"",
             quote_str(self.path.as_str())
         );
-        out.line(format!(
-            "if [ -f {p} ] && [ ! -L {p} ]; then b={dest}; mkdir -p -- \"${{b%/*}}\"; cp -p -- {p} \"$b\"; fi"
-        ));
+        out.run(
+            format!(
+                "if [ -f {p} ] && [ ! -L {p} ]; then b={dest} && mkdir -p -- \"${{b%/*}}\" && cp -p -- {p} \"$b\"; fi"
+            ),
+            format!("cannot back up `{}`", self.path),
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! `groupdel`.
 
 use super::change::{Action, Assessment, Change, Detail};
-use crate::fact::{FactError, NodeFacts, ProbeBuilder};
+use crate::fact::{FactError, NodeFacts, ProbeBuilder, Section};
 use crate::resource::{Context, GroupSpec, Operations, Presence, StepOut};
 use crate::transport::quote::quote_str;
 
@@ -16,7 +16,7 @@ impl Operations for GroupSpec {
     }
 
     fn assess(&self, ctx: &Context<'_>) -> Result<Assessment, FactError> {
-        let kv = ctx.facts.keyed(&format!("r{}", ctx.index));
+        let kv = ctx.facts.keyed(Section::Resource(ctx.index));
         let entry = kv.get("g").filter(|g| !g.is_empty());
         let observed = format!("{entry:?}");
         let change = match (self.ensure, entry) {
@@ -45,13 +45,23 @@ impl Operations for GroupSpec {
     fn apply(&self, change: &Change, _facts: &NodeFacts, out: &mut StepOut) {
         let n = quote_str(&self.name);
         let gid = self.gid.map(|g| format!(" -g {g}")).unwrap_or_default();
+        let name = &self.name;
         match change.action {
-            Action::Remove => out.line(format!("groupdel -- {n}")),
+            Action::Remove => out.run(
+                format!("groupdel -- {n}"),
+                format!("groupdel `{name}` failed"),
+            ),
             Action::Create => {
                 let system = if self.system { " -r" } else { "" };
-                out.line(format!("groupadd{system}{gid} -- {n}"));
+                out.run(
+                    format!("groupadd{system}{gid} -- {n}"),
+                    format!("groupadd `{name}` failed"),
+                );
             }
-            _ => out.line(format!("groupmod{gid} -- {n}")),
+            _ => out.run(
+                format!("groupmod{gid} -- {n}"),
+                format!("groupmod `{name}` failed"),
+            ),
         }
     }
 }

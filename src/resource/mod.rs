@@ -35,9 +35,14 @@ pub struct Context<'a> {
 }
 
 /// Shell for one resource's change, and what the executor must know about it.
+///
+/// POSIX shells ignore `set -e` inside `if`, `&&`/`||` lists and `!`, so nothing relies
+/// on it: every command is added with [`StepOut::run`], which tests its status and ends
+/// the step with a message when it fails. The step runs in a subshell with stdin closed;
+/// `fail WHAT` (from `protocol::preamble`) ends it.
 #[derive(Debug, Default)]
 pub struct StepOut {
-    /// Commands, one per line, run under `set -e` in a subshell with stdin closed.
+    /// Shell lines, each one checked command (or a `fail`/`trap` line).
     pub shell: String,
     /// Data the step reads: blob `n` is in the file `"$W/b<n>"` on the node.
     pub blobs: Vec<Vec<u8>>,
@@ -50,9 +55,36 @@ pub struct StepOut {
 }
 
 impl StepOut {
-    pub fn line(&mut self, line: impl AsRef<str>) {
-        self.shell.push_str(line.as_ref());
-        self.shell.push('\n');
+    /// `command` (one command, a pipeline or a compound command whose status is that of
+    /// all of it); when it exits non-zero the step fails with `what` and the status.
+    pub fn run(&mut self, command: impl AsRef<str>, what: impl AsRef<str>) {
+        let command = command.as_ref();
+        if command.contains('\n') {
+            self.run_redirected(command, "", what);
+        } else {
+            let what = quote_str(what.as_ref());
+            self.shell.push_str(&format!("{command} || fail {what}\n"));
+        }
+    }
+
+    /// As `run`, with `redirect` (`>&2`, `>/dev/null 2>&1`) applied to all of `command`,
+    /// which may be several lines of manifest shell.
+    pub fn run_redirected(&mut self, command: &str, redirect: &str, what: impl AsRef<str>) {
+        let what = quote_str(what.as_ref());
+        self.shell
+            .push_str(&format!("{{ {command}\n}}{redirect} || fail {what}\n"));
+    }
+
+    /// Ends the step as failed with `message`, running nothing.
+    pub fn fail(&mut self, message: impl AsRef<str>) {
+        self.shell
+            .push_str(&format!("fail {}\n", quote_str(message.as_ref())));
+    }
+
+    /// A `trap` (or another line that cannot fail): the one unchecked kind of line.
+    pub fn trap(&mut self, action: &str) {
+        self.shell
+            .push_str(&format!("trap {} EXIT\n", quote_str(action)));
     }
 
     /// Registers data for the step; returns the shell word naming its file on the node.
@@ -133,10 +165,12 @@ pub(crate) fn metadata_details(
     details
 }
 
-/// `chown`/`chmod` lines for `target` (a shell word), only for what the spec manages.
+/// `chown`/`chmod` lines for `target` (a shell word; `what` names it in errors), only
+/// for what the spec manages.
 pub(crate) fn metadata_shell(
     out: &mut StepOut,
     target: &str,
+    what: &str,
     mode: Option<Mode>,
     owner: Option<&String>,
     group: Option<&String>,
@@ -148,13 +182,16 @@ pub(crate) fn metadata_shell(
         (None, None) => None,
     };
     if let Some(spec) = spec {
-        out.line(format!("chown -h -- {} {target}", quote_str(&spec)));
+        out.run(
+            format!("chown -h -- {} {target}", quote_str(&spec)),
+            format!("cannot set owner `{spec}` on {what}"),
+        );
     }
     if let Some(mode) = mode {
-        out.line(format!(
-            "chmod -- {} {target}",
-            quote_str(&mode.to_string())
-        ));
+        out.run(
+            format!("chmod -- {} {target}", quote_str(&mode.to_string())),
+            format!("cannot set mode `{mode}` on {what}"),
+        );
     }
 }
 

@@ -56,8 +56,8 @@ impl Operations for PackageSpec {
                     PackageState::Version(v) => format!("{name}={v}"),
                     _ => name.clone(),
                 };
-                for line in apt_lines(remove, &quote_str(&arg)) {
-                    out.line(line);
+                for (command, what) in apt_commands(remove, &quote_str(&arg), &arg) {
+                    out.run(command, what);
                 }
             }
             Some(Packager::Dnf) => {
@@ -66,41 +66,46 @@ impl Operations for PackageSpec {
                     _ => name.clone(),
                 };
                 let verb = if remove { "remove" } else { "install" };
-                out.line(format!("dnf {verb} -y -q -- {}", quote_str(&arg)));
+                out.run(
+                    format!("dnf {verb} -y -q -- {}", quote_str(&arg)),
+                    format!("dnf {verb} `{arg}` failed"),
+                );
             }
-            None => out.line(format!(
-                "echo {} >&2; exit 1",
-                quote_str(&format!(
-                    "no supported package manager for `{name}` (apt or dnf)"
-                ))
+            None => out.fail(format!(
+                "no supported package manager for `{name}` (apt or dnf)"
             )),
         }
     }
 }
 
-/// apt's side of a step. Noninteractive (`DEBIAN_FRONTEND`, `-y`, old config files kept),
-/// waits a bounded time for a dpkg lock held by another apt run instead of failing at
-/// once, refreshes the package lists only when the wanted package or version cannot be
-/// resolved from the ones the node has (a fresh node has none), and allows downgrades,
-/// since a pinned version may be older than the installed one. apt's progress goes to
-/// /dev/null so that the step's captured output is its errors. The step runs without
-/// `set -e` taking effect (inside `if`), so each command's status is checked.
-fn apt_lines(remove: bool, arg: &str) -> Vec<String> {
-    const APT: &str = "apt-get -y -q -o DPkg::Lock::Timeout=60";
-    let mut lines = vec!["export DEBIAN_FRONTEND=noninteractive".to_string()];
+/// apt's side of a step, as (command, what failed) pairs, each command checked by the
+/// step. Noninteractive (`DEBIAN_FRONTEND`, `-y`, old config files kept), waits a bounded
+/// time for a dpkg lock held by another apt run instead of failing at once, refreshes
+/// the package lists only when the wanted package or version cannot be resolved from
+/// the ones the node has (a fresh node has none), and allows downgrades, since a pinned
+/// version may be older than the installed one. apt's progress goes to /dev/null so
+/// that the step's captured output is its errors.
+fn apt_commands(remove: bool, quoted: &str, arg: &str) -> Vec<(String, String)> {
+    const APT: &str = "DEBIAN_FRONTEND=noninteractive apt-get -y -q -o DPkg::Lock::Timeout=60";
     if remove {
-        lines.push(format!("{APT} remove -- {arg} >/dev/null"));
-    } else {
-        lines.push(format!(
-            "if ! {APT} install -s -- {arg} >/dev/null 2>&1; then \
-             {APT} update >/dev/null || {{ echo 'apt-get update failed' >&2; exit 1; }}; fi"
-        ));
-        lines.push(format!(
-            "{APT} install --allow-downgrades \
-             -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -- {arg} >/dev/null"
-        ));
+        return vec![(
+            format!("{APT} remove -- {quoted} >/dev/null"),
+            format!("apt-get remove `{arg}` failed"),
+        )];
     }
-    lines
+    vec![
+        (
+            format!("{APT} install -s -- {quoted} >/dev/null 2>&1 || {APT} update >/dev/null"),
+            "apt-get update failed".to_string(),
+        ),
+        (
+            format!(
+                "{APT} install --allow-downgrades -o Dpkg::Options::=--force-confdef \
+                 -o Dpkg::Options::=--force-confold -- {quoted} >/dev/null"
+            ),
+            format!("apt-get install `{arg}` failed"),
+        ),
+    ]
 }
 
 #[cfg(test)]
@@ -109,27 +114,47 @@ mod tests {
 
     #[test]
     fn apt_install_refreshes_lists_only_when_unresolved_and_allows_downgrades() {
-        let lines = apt_lines(false, "'hello=2.10-3'");
-        assert_eq!(lines[0], "export DEBIAN_FRONTEND=noninteractive");
-        assert!(
-            lines[1].starts_with(
-                "if ! apt-get -y -q -o DPkg::Lock::Timeout=60 install -s -- 'hello=2.10-3'"
-            ),
-            "{}",
-            lines[1]
-        );
-        assert!(lines[1].contains("update >/dev/null || {"), "{}", lines[1]);
+        let apt = "DEBIAN_FRONTEND=noninteractive apt-get -y -q -o DPkg::Lock::Timeout=60";
+        let install = apt_commands(false, "'hello=2.10-3'", "hello=2.10-3");
         assert_eq!(
-            lines[2],
-            "apt-get -y -q -o DPkg::Lock::Timeout=60 install --allow-downgrades \
-             -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -- 'hello=2.10-3' >/dev/null"
+            install[0].0,
+            format!(
+                "{apt} install -s -- 'hello=2.10-3' >/dev/null 2>&1 || {apt} update >/dev/null"
+            )
         );
         assert_eq!(
-            apt_lines(true, "'hello'"),
-            [
-                "export DEBIAN_FRONTEND=noninteractive",
-                "apt-get -y -q -o DPkg::Lock::Timeout=60 remove -- 'hello' >/dev/null"
-            ]
+            install[1].0,
+            format!(
+                "{apt} install --allow-downgrades -o Dpkg::Options::=--force-confdef \
+                 -o Dpkg::Options::=--force-confold -- 'hello=2.10-3' >/dev/null"
+            )
         );
+        assert_eq!(install[1].1, "apt-get install `hello=2.10-3` failed");
+        let remove = apt_commands(true, "'hello'", "hello");
+        assert_eq!(
+            remove,
+            [(
+                format!("{apt} remove -- 'hello' >/dev/null"),
+                "apt-get remove `hello` failed".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn every_apt_command_of_a_step_is_checked() {
+        let spec = PackageSpec {
+            name: "hello".into(),
+            state: PackageState::Version("2.10-3".into()),
+        };
+        let change = Change::new(&"package:hello".parse().unwrap(), Action::Create);
+        let facts = NodeFacts {
+            packager: Some(Packager::Apt),
+            ..NodeFacts::default()
+        };
+        let mut out = StepOut::default();
+        spec.apply(&change, &facts, &mut out);
+        let shell = &out.shell;
+        assert_eq!(shell.matches("|| fail ").count(), 2, "{shell}");
+        assert!(shell.contains("install --allow-downgrades"), "{shell}");
     }
 }

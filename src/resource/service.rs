@@ -3,7 +3,7 @@
 //! one reload (or restart) per run, placed after everything the service depends on.
 
 use super::change::{Action, Assessment, Change, Detail};
-use crate::fact::{FactError, NodeFacts, ProbeBuilder};
+use crate::fact::{FactError, NodeFacts, ProbeBuilder, Section};
 use crate::resource::{Context, Operations, ServiceSpec, StepOut};
 use crate::transport::quote::quote_str;
 
@@ -25,8 +25,7 @@ impl Operations for ServiceSpec {
     }
 
     fn assess(&self, ctx: &Context<'_>) -> Result<Assessment, FactError> {
-        let section = format!("r{}", ctx.index);
-        let kv = ctx.facts.keyed(&section);
+        let kv = ctx.facts.keyed(Section::Resource(ctx.index));
         let (running, enabled) = match (&self.commands, ctx.facts.systemd) {
             (Some(_), _) => (kv.get("running").map(|v| v == "1"), None),
             (None, true) => (
@@ -88,28 +87,43 @@ impl Operations for ServiceSpec {
     fn apply(&self, change: &Change, facts: &NodeFacts, out: &mut StepOut) {
         let detail = |attr: &str| change.details.iter().find(|d| d.attr == attr);
         let wants = |attr: &str| detail(attr).and_then(|d| d.to.as_deref()) == Some("true");
+        let name = &self.name;
         if let Some(c) = &self.commands {
+            let start = || {
+                (
+                    format!("( {}\n)", c.start),
+                    format!("the start command of `{name}` failed"),
+                )
+            };
+            let stop = || {
+                (
+                    format!("( {}\n)", c.stop),
+                    format!("the stop command of `{name}` failed"),
+                )
+            };
             if detail("running").is_some() {
-                out.line(if wants("running") { &c.start } else { &c.stop });
+                let (command, what) = if wants("running") { start() } else { stop() };
+                out.run(command, what);
             }
             if detail("refresh").is_some() {
                 match (&c.reload, self.reload) {
-                    (Some(reload), true) => out.line(reload),
+                    (Some(reload), true) => out.run(
+                        format!("( {reload}\n)"),
+                        format!("the reload command of `{name}` failed"),
+                    ),
                     _ => {
-                        out.line(&c.stop);
-                        out.line(&c.start);
+                        let (command, what) = stop();
+                        out.run(command, what);
+                        let (command, what) = start();
+                        out.run(command, what);
                     }
                 }
             }
             return;
         }
         if !facts.systemd {
-            out.line(format!(
-                "echo {} >&2; exit 1",
-                quote_str(&format!(
-                    "service `{}`: no systemd and no service commands",
-                    self.name
-                ))
+            out.fail(format!(
+                "service `{name}`: no systemd and no service commands"
             ));
             return;
         }
@@ -121,11 +135,17 @@ impl Operations for ServiceSpec {
             } else {
                 "disable"
             };
-            out.line(format!("systemctl {verb} -- {u}"));
+            out.run(
+                format!("systemctl {verb} -- {u}"),
+                format!("systemctl {verb} `{name}` failed"),
+            );
         }
         if detail("running").is_some() {
             let verb = if wants("running") { "start" } else { "stop" };
-            out.line(format!("systemctl {verb} -- {u}"));
+            out.run(
+                format!("systemctl {verb} -- {u}"),
+                format!("systemctl {verb} `{name}` failed"),
+            );
         }
         if detail("refresh").is_some() {
             let verb = if self.reload {
@@ -133,7 +153,10 @@ impl Operations for ServiceSpec {
             } else {
                 "restart"
             };
-            out.line(format!("systemctl {verb} -- {u}"));
+            out.run(
+                format!("systemctl {verb} -- {u}"),
+                format!("systemctl {verb} `{name}` failed"),
+            );
         }
     }
 }

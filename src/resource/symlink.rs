@@ -2,20 +2,21 @@
 //! new link is made beside it and renamed over it.
 
 use super::change::{Action, Assessment, Change, Detail};
-use crate::fact::{EntryKind, FactError, NodeFacts, ProbeBuilder};
+use crate::fact::{EntryKind, FactError, NodeFacts, ProbeBuilder, Section};
 use crate::resource::{observed_stat, Context, Operations, Presence, StepOut, SymlinkSpec};
 use crate::transport::quote::quote_str;
 
 impl Operations for SymlinkSpec {
     fn probe(&self, index: usize, probe: &mut ProbeBuilder) {
         probe.stat(&self.path);
+        probe.leftovers_of(&self.path);
         let p = quote_str(self.path.as_str());
         probe.section(index, &format!("[ -L {p} ] && readlink -- {p}"));
     }
 
     fn assess(&self, ctx: &Context<'_>) -> Result<Assessment, FactError> {
         let stat = ctx.facts.stats.get(self.path.as_str());
-        let target = ctx.facts.section(&format!("r{}", ctx.index)).map(|body| {
+        let target = ctx.facts.section(Section::Resource(ctx.index)).map(|body| {
             let body = body.strip_suffix(b"\n").unwrap_or(body);
             String::from_utf8_lossy(body).into_owned()
         });
@@ -56,13 +57,14 @@ impl Operations for SymlinkSpec {
     fn apply(&self, change: &Change, _facts: &NodeFacts, out: &mut StepOut) {
         let p = quote_str(self.path.as_str());
         if change.action == Action::Remove {
-            out.line(format!(
-                "if [ -L {p} ]; then rm -f -- {p}; else echo {} >&2; exit 1; fi",
-                quote_str(&format!(
-                    "`{}` is not a symlink; not removing it",
-                    self.path
-                ))
-            ));
+            out.run(
+                format!("[ -L {p} ]"),
+                format!("`{}` is not a symlink; not removing it", self.path),
+            );
+            out.run(
+                format!("rm -f -- {p}"),
+                format!("cannot remove the symlink `{}`", self.path),
+            );
             return;
         }
         let tmp = quote_str(&format!(
@@ -70,9 +72,19 @@ impl Operations for SymlinkSpec {
             self.path.parent().as_str().trim_end_matches('/'),
             self.path.file_name()
         ));
-        out.line(format!("rm -f -- {tmp}"));
-        out.line(format!("ln -s -- {} {tmp}", quote_str(&self.target)));
+        let path = &self.path;
+        out.run(
+            format!("rm -f -- {tmp}"),
+            format!("cannot remove a stale staged link next to `{path}`"),
+        );
+        out.run(
+            format!("ln -s -- {} {tmp}", quote_str(&self.target)),
+            format!("cannot create the staged link for `{path}`"),
+        );
         // `mv -T` refuses to replace a directory, which is what we want.
-        out.line(format!("mv -Tf -- {tmp} {p}"));
+        out.run(
+            format!("mv -Tf -- {tmp} {p}"),
+            format!("cannot rename the staged link into place as `{path}`"),
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! adds on its own are left alone.
 
 use super::change::{Action, Assessment, Change, Detail};
-use crate::fact::{FactError, NodeFacts, ProbeBuilder};
+use crate::fact::{FactError, NodeFacts, ProbeBuilder, Section};
 use crate::resource::{Context, Operations, Presence, StepOut, UserSpec};
 use crate::transport::quote::quote_str;
 
@@ -21,7 +21,7 @@ impl Operations for UserSpec {
     }
 
     fn assess(&self, ctx: &Context<'_>) -> Result<Assessment, FactError> {
-        let kv = ctx.facts.keyed(&format!("r{}", ctx.index));
+        let kv = ctx.facts.keyed(Section::Resource(ctx.index));
         let passwd = kv.get("p").filter(|p| !p.is_empty());
         let observed = format!("{passwd:?} {:?} {:?}", kv.get("g"), kv.get("pg"));
         let change = match (self.ensure, passwd) {
@@ -81,7 +81,10 @@ impl Operations for UserSpec {
     fn apply(&self, change: &Change, _facts: &NodeFacts, out: &mut StepOut) {
         let n = quote_str(&self.name);
         if change.action == Action::Remove {
-            out.line(format!("userdel -- {n}"));
+            out.run(
+                format!("userdel -- {n}"),
+                format!("userdel `{}` failed", self.name),
+            );
             return;
         }
         let create = change.action == Action::Create;
@@ -110,9 +113,20 @@ impl Operations for UserSpec {
             if self.home.is_some() {
                 args.push("-m".into());
             }
-            out.line(format!("useradd {} -- {n}", args.join(" ")));
+            out.run(
+                format!("useradd {}-- {n}", words(&args)),
+                format!("useradd `{}` failed", self.name),
+            );
         } else {
-            out.line(format!("usermod {} -- {n}", args.join(" ")));
+            out.run(
+                format!("usermod {}-- {n}", words(&args)),
+                format!("usermod `{}` failed", self.name),
+            );
         }
     }
+}
+
+/// Arguments followed by a space each: `-u '990' -r ` (or nothing).
+fn words(args: &[String]) -> String {
+    args.iter().map(|a| format!("{a} ")).collect()
 }

@@ -2,6 +2,7 @@
 //! a temporary directory: only paths below it are touched, never the machine's services,
 //! packages or users.
 
+mod binary;
 mod fixtures;
 mod scripts;
 

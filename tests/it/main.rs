@@ -10,6 +10,7 @@ mod fleet_safety;
 mod inventory;
 mod layering;
 mod names;
+mod node_faults;
 mod rollout;
 mod runs;
 mod safety;

@@ -6,6 +6,11 @@
 //! Recordings are real: `record_fixtures` (ignored; run it with `--ignored` to refresh)
 //! runs each case's `setup.sh` in `/tmp/tandem-fixture`, then the real probe script
 //! through the local transport, and saves what it printed.
+//!
+//! Each case also holds the commands: `probe.sh`, the probe script generated for the
+//! resource, and `step.sh`, the shell of the step its change generates (empty when in
+//! sync). Both are compared byte for byte; a reviewed change to the generated shell is
+//! written back with `TANDEM_BLESS=1`, and the diff then shows in review.
 
 use std::path::{Path, PathBuf};
 
@@ -62,6 +67,9 @@ struct Expect {
     /// Substrings the rendered text and JSON must not contain.
     #[serde(default)]
     hides: Vec<String>,
+    /// What killed applies left that the probe lists, sorted.
+    #[serde(default)]
+    leftovers: Vec<String>,
 }
 
 fn path(m: &Mirror) -> RemotePath {
@@ -220,6 +228,20 @@ fn every_fixture_plans_as_expected() {
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let action = plan.changes.first().map_or("none", |c| c.action.as_str());
         assert_eq!(action, case.expect.action, "{name}: {:?}", plan.changes);
+        let mut leftovers = facts.leftovers.clone();
+        leftovers.sort();
+        assert_eq!(leftovers, case.expect.leftovers, "{name}");
+        let (probe, _) = tandem::plan::probe_script(&catalog, Token::fixed("TOKEN"));
+        expect_file(&dir, "probe.sh", &probe);
+        let step = match plan.changes.first() {
+            Some(change) => {
+                let mut out = StepOut::default();
+                operations(&catalog.resources[0].spec).apply(change, &facts, &mut out);
+                out.shell
+            }
+            None => String::new(),
+        };
+        expect_file(&dir, "step.sh", &step);
         let results = [NodeResult::Planned(plan)];
         let text = render::text(&results);
         let json = render::json(&results).to_string();
@@ -233,6 +255,26 @@ fn every_fixture_plans_as_expected() {
             );
         }
     }
+}
+
+/// Compares `generated` with the case's file `name` (rewrites it with `TANDEM_BLESS=1`).
+fn expect_file(dir: &Path, name: &str, generated: &str) {
+    let path = dir.join(name);
+    if std::env::var_os("TANDEM_BLESS").is_some() {
+        std::fs::write(&path, generated).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; write it with TANDEM_BLESS=1 and review it",
+            path.display()
+        )
+    });
+    assert!(
+        want == generated,
+        "{}: the generated commands differ\n--- want\n{want}--- generated\n{generated}---",
+        path.display()
+    );
 }
 
 #[tokio::test]

@@ -1,0 +1,279 @@
+//! The apply script's shape: every command of every step checked, symlinked parents
+//! refused, validate output of secret-bearing files withheld, leftovers removed.
+
+use super::*;
+use crate::node::{DatacenterName, Node, NodeName, RoleName};
+use crate::resource::*;
+use crate::secret::Fingerprint;
+
+fn rp(p: &str) -> RemotePath {
+    RemotePath::parse(p).unwrap()
+}
+
+fn res(spec: Spec, name: &str) -> Resource {
+    Resource {
+        id: ResourceId::new(spec.kind(), name),
+        spec,
+        origin: Origin {
+            file: "modules/test/module.toml".into(),
+            line: 1,
+        },
+        after: Vec::new(),
+        notify: Vec::new(),
+    }
+}
+
+fn file(path: &str, text: &str, secret: bool, validate: Option<&str>) -> Resource {
+    res(
+        Spec::File(FileSpec {
+            path: rp(path),
+            ensure: Presence::Present,
+            content: Some(Content {
+                bytes: text.as_bytes().to_vec(),
+                secrets: if secret {
+                    vec![Fingerprint::of(b"s3cret")]
+                } else {
+                    Vec::new()
+                },
+                keyed_digest: secret.then(|| "k1".to_string()),
+            }),
+            owner: Some("app".into()),
+            group: Some("app".into()),
+            mode: Some(Mode(0o640)),
+            validate: validate.map(|command| Validate {
+                command: command.into(),
+                tree: None,
+            }),
+            backup: true,
+        }),
+        path,
+    )
+}
+
+fn link(path: &str, target: &str) -> Resource {
+    res(
+        Spec::Symlink(SymlinkSpec {
+            path: rp(path),
+            ensure: Presence::Present,
+            target: target.into(),
+        }),
+        path,
+    )
+}
+
+/// The script for `resources` on a systemd/apt node where none of them exist yet.
+fn script(resources: Vec<Resource>) -> String {
+    let catalog = Catalog {
+        node: Node {
+            name: NodeName::new("n").unwrap(),
+            datacenter: DatacenterName::new("dc").unwrap(),
+            role: RoleName::new("frontend").unwrap(),
+            address: "127.0.0.1".into(),
+            port: 22,
+            user: None,
+            facts: Default::default(),
+            vars: Default::default(),
+        },
+        resources,
+    };
+    let token = Token::fixed("TOK");
+    let facts = NodeFacts::parse(b"\nTOK os\nsystemd=1\npkg=apt\n\nTOK end\n", &token).unwrap();
+    let plan = crate::plan::plan_node(&catalog, &facts, &Default::default()).unwrap();
+    assert_eq!(plan.changes.len(), catalog.resources.len(), "{plan:?}");
+    let params = ScriptParams {
+        token: &token,
+        state_dir: &rp("/var/lib/tandem"),
+        lock_wait: Duration::from_secs(1),
+        verify: (String::new(), Vec::new()),
+    };
+    build(&catalog, &plan, &facts, params).0
+}
+
+/// The bodies of the step subshells: `( ...\n) >"$W/e"`.
+fn step_bodies(script: &str) -> Vec<&str> {
+    script
+        .split("if true; then\n( ")
+        .skip(1)
+        .filter_map(|rest| rest.split_once(") >\"$W/e\"").map(|(body, _)| body))
+        .collect()
+}
+
+fn every_type() -> Vec<Resource> {
+    vec![
+        res(
+            Spec::Group(GroupSpec {
+                name: "app".into(),
+                ensure: Presence::Present,
+                gid: Some(990),
+                system: true,
+            }),
+            "app",
+        ),
+        res(
+            Spec::User(UserSpec {
+                name: "app".into(),
+                ensure: Presence::Present,
+                uid: Some(990),
+                group: Some("app".into()),
+                groups: vec!["adm".into()],
+                home: Some(rp("/home/app")),
+                shell: None,
+                system: true,
+            }),
+            "app",
+        ),
+        res(
+            Spec::Directory(DirectorySpec {
+                path: rp("/etc/app"),
+                ensure: Presence::Present,
+                owner: Some("root".into()),
+                group: Some("app".into()),
+                mode: Some(Mode(0o750)),
+            }),
+            "/etc/app",
+        ),
+        file(
+            "/etc/app/app.conf",
+            "a=1\n",
+            false,
+            Some("app --check {staged}"),
+        ),
+        link("/etc/app/current", "app.conf"),
+        res(
+            Spec::Package(PackageSpec {
+                name: "nginx".into(),
+                state: PackageState::Present,
+            }),
+            "nginx",
+        ),
+        res(
+            Spec::Service(ServiceSpec {
+                name: "app".into(),
+                running: Some(true),
+                enabled: Some(true),
+                reload: true,
+                commands: None,
+            }),
+            "app",
+        ),
+        res(
+            Spec::Exec(ExecSpec {
+                command: "app migrate".into(),
+                creates: None,
+                unless: None,
+                onlyif: None,
+                refresh_only: false,
+                user: None,
+                cwd: None,
+            }),
+            "migrate",
+        ),
+    ]
+}
+
+#[test]
+fn every_command_of_every_step_is_checked() {
+    let script = script(every_type());
+    let bodies = step_bodies(&script);
+    assert_eq!(bodies.len(), every_type().len(), "{script}");
+    for body in bodies {
+        // A `{ ...` group (manifest shell of several lines) is checked at its `}`.
+        let mut in_group = false;
+        for line in body.lines() {
+            let checked = line.contains(" || fail '") && line.ends_with('\'');
+            if in_group {
+                in_group = !line.starts_with('}');
+                assert!(
+                    in_group || checked,
+                    "unchecked group end `{line}` in:\n{body}"
+                );
+                continue;
+            }
+            if line.starts_with("{ ") && !checked {
+                in_group = true;
+                continue;
+            }
+            let allowed = line.starts_with("fail '")
+                || line.starts_with("trap '")
+                || (line.starts_with("if [ -L ") && line.contains("; then fail '"));
+            assert!(checked || allowed, "unchecked line `{line}` in:\n{body}");
+        }
+        assert!(!in_group, "unclosed group in:\n{body}");
+    }
+    assert!(!script.contains("set -e"), "{script}");
+    // The staged file: written, owned, fsynced and its digest verified before the rename.
+    let order = [
+        "st=$(mktemp",
+        "cat -- \"$W/b0\" > \"$st\"",
+        "chown -h -- 'app:app' \"$st\"",
+        "chmod -- '0640' \"$st\"",
+        "sync -- \"$st\"",
+        "h=$(sha256sum < \"$st\")",
+        "app --check \"$st\"",
+        "mv -Tf -- \"$st\" '/etc/app/app.conf'",
+    ];
+    let at: Vec<usize> = order
+        .iter()
+        .map(|s| {
+            script
+                .find(s)
+                .unwrap_or_else(|| panic!("no `{s}` in\n{script}"))
+        })
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{at:?}\n{script}");
+    let out = std::process::Command::new("sh")
+        .args(["-n", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}\n{script}");
+}
+
+#[test]
+fn an_undeclared_symlinked_parent_is_refused_and_a_declared_one_is_not() {
+    let script_for = |declared: bool| {
+        let mut resources = vec![file("/tmp/x/evil", "* * * * * root id\n", false, None)];
+        if declared {
+            resources.insert(0, link("/tmp/x", "/etc/cron.d"));
+        }
+        script(resources)
+    };
+    let refused = script_for(false);
+    assert!(refused.contains("if [ -L '/tmp' ]; then fail"), "{refused}");
+    assert!(
+        refused.contains("if [ -L '/tmp/x' ]; then fail 'refusing to write `/tmp/x/evil`: its parent `/tmp/x` is a symlink the site does not declare'; fi"),
+        "{refused}"
+    );
+    let declared = script_for(true);
+    assert!(!declared.contains("if [ -L '/tmp/x' ]"), "{declared}");
+    assert!(declared.contains("if [ -L '/tmp' ]"), "{declared}");
+}
+
+#[test]
+fn validate_output_of_secret_bearing_files_is_withheld() {
+    let plain = script(vec![file(
+        "/etc/a.conf",
+        "x\n",
+        false,
+        Some("cat {staged}"),
+    )]);
+    assert!(plain.contains("{ cat \"$st\"\n} >&2 || fail"), "{plain}");
+    let secret = script(vec![file("/etc/a.conf", "x\n", true, Some("cat {staged}"))]);
+    assert!(
+        secret.contains("{ cat \"$st\"\n} >/dev/null 2>&1 || fail 'validation failed: `cat {staged}` (its output is withheld: the file holds secrets)'"),
+        "{secret}"
+    );
+}
+
+#[test]
+fn leftovers_of_killed_runs_are_removed_under_the_lock() {
+    let script = script(vec![
+        file("/etc/nginx/nginx.conf", "x\n", false, None),
+        link("/etc/current", "nginx"),
+    ]);
+    let lock = script.find("flock -w").unwrap();
+    let clean = script
+        .find("rm -rf -- \"$STATE\"/run.?????? '/etc'/'.current.tandem-'* '/etc/nginx'/'.nginx.conf.tandem-'* ||")
+        .unwrap_or_else(|| panic!("{script}"));
+    let work = script.find("W=$(mktemp -d").unwrap();
+    assert!(lock < clean && clean < work, "{script}");
+}
