@@ -11,6 +11,7 @@ mod inventory;
 mod layering;
 mod names;
 mod node_faults;
+mod pipeline;
 mod rollout;
 mod runs;
 mod safety;
