@@ -289,6 +289,108 @@ impl Attrs<'_, '_> {
     }
 }
 
+/// The raw manifest values by key, for the resource types' `build`.
+impl Attrs<'_, '_> {
+    fn raw_text(&self, key: &str) -> Option<&String> {
+        let raw = &self.decl.raw;
+        match key {
+            "name" => raw.name.as_ref(),
+            "path" => raw.path.as_ref(),
+            "ensure" => raw.ensure.as_ref(),
+            "content" => raw.content.as_ref(),
+            "template" => raw.template.as_ref(),
+            "source" => raw.source.as_ref(),
+            "owner" => raw.owner.as_ref(),
+            "group" => raw.group.as_ref(),
+            "mode" => raw.mode.as_ref(),
+            "validate" => raw.validate.as_ref(),
+            "validate_tree" => raw.validate_tree.as_ref(),
+            "target" => raw.target.as_ref(),
+            "version" => raw.version.as_ref(),
+            "home" => raw.home.as_ref(),
+            "shell" => raw.shell.as_ref(),
+            "command" => raw.command.as_ref(),
+            "creates" => raw.creates.as_ref(),
+            "unless" => raw.unless.as_ref(),
+            "onlyif" => raw.onlyif.as_ref(),
+            "user" => raw.user.as_ref(),
+            "cwd" => raw.cwd.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+impl Attributes for Attrs<'_, '_> {
+    type Error = CompileError;
+
+    fn text(&self, key: &'static str) -> Result<Option<String>, CompileError> {
+        Attrs::text(self, key, self.raw_text(key))
+    }
+
+    fn required(&self, key: &'static str) -> Result<String, CompileError> {
+        Attrs::required(self, key, self.raw_text(key))
+    }
+
+    fn path(&self, key: &'static str) -> Result<Option<RemotePath>, CompileError> {
+        Attrs::path(self, key, self.raw_text(key))
+    }
+
+    fn required_path(&self, key: &'static str) -> Result<RemotePath, CompileError> {
+        Attrs::required_path(self, key, self.raw_text(key))
+    }
+
+    fn list(&self, key: &'static str) -> Result<Vec<String>, CompileError> {
+        let raw = &self.decl.raw;
+        let list = match key {
+            "groups" => raw.groups.as_ref(),
+            _ => None,
+        };
+        Attrs::list(self, key, list)
+    }
+
+    fn flag(&self, key: &'static str) -> Option<bool> {
+        let raw = &self.decl.raw;
+        match key {
+            "backup" => raw.backup,
+            "running" => raw.running,
+            "enabled" => raw.enabled,
+            "reload" => raw.reload,
+            "system" => raw.system,
+            "refresh_only" => raw.refresh_only,
+            _ => None,
+        }
+    }
+
+    fn number(&self, key: &'static str) -> Option<u32> {
+        let raw = &self.decl.raw;
+        match key {
+            "uid" => raw.uid,
+            "gid" => raw.gid,
+            _ => None,
+        }
+    }
+
+    fn mode(&self) -> Result<Option<Mode>, CompileError> {
+        Attrs::mode(self)
+    }
+
+    fn presence(&self) -> Result<Presence, CompileError> {
+        Attrs::presence(self)
+    }
+
+    fn content(&self) -> Result<Option<Content>, CompileError> {
+        Attrs::content(self)
+    }
+
+    fn commands(&self) -> Result<Option<ServiceCommands>, CompileError> {
+        Attrs::commands(self, self.decl.raw.commands.as_ref())
+    }
+
+    fn invalid(&self, key: &'static str, message: String) -> CompileError {
+        self.attribute(key, message)
+    }
+}
+
 /// Builds the resource `decl` declares, in `ctx`.
 pub(crate) fn resource(
     compiler: &Compiler<'_>,
@@ -303,120 +405,13 @@ pub(crate) fn resource(
         ctx,
     };
     let raw = &decl.raw;
-    let spec = match decl.kind {
-        ResourceKind::File => Spec::File(secret_bearing(
-            compiler,
-            FileSpec {
-                path: a.required_path("path", raw.path.as_ref())?,
-                ensure: a.presence()?,
-                content: a.content()?,
-                owner: a.text("owner", raw.owner.as_ref())?,
-                group: a.text("group", raw.group.as_ref())?,
-                mode: a.mode()?,
-                validate: match a.text("validate", raw.validate.as_ref())? {
-                    Some(command) => {
-                        let tree = a.path("validate_tree", raw.validate_tree.as_ref())?;
-                        let names_target = command.contains("{staged}")
-                            || (tree.is_some() && command.contains("{tree}"));
-                        if !names_target {
-                            return Err(a.attribute(
-                                "validate",
-                                "the command must name the staged file as `{staged}` \
-                             (or, with `validate_tree`, the staged tree as `{tree}`)"
-                                    .to_string(),
-                            ));
-                        }
-                        if tree.is_none() && command.contains("{tree}") {
-                            return Err(a.attribute(
-                                "validate",
-                                "`{tree}` needs `validate_tree`".to_string(),
-                            ));
-                        }
-                        Some(Validate { command, tree })
-                    }
-                    None => None,
-                },
-                backup: raw.backup.unwrap_or(true),
-            },
-        )),
-        ResourceKind::Directory => Spec::Directory(DirectorySpec {
-            path: a.required_path("path", raw.path.as_ref())?,
-            ensure: a.presence()?,
-            owner: a.text("owner", raw.owner.as_ref())?,
-            group: a.text("group", raw.group.as_ref())?,
-            mode: a.mode()?,
-        }),
-        ResourceKind::Symlink => Spec::Symlink(SymlinkSpec {
-            path: a.required_path("path", raw.path.as_ref())?,
-            ensure: a.presence()?,
-            target: a.required("target", raw.target.as_ref())?,
-        }),
-        ResourceKind::Package => Spec::Package(PackageSpec {
-            name: a.required("name", raw.name.as_ref())?,
-            state: match (
-                a.text("ensure", raw.ensure.as_ref())?.as_deref(),
-                a.text("version", raw.version.as_ref())?,
-            ) {
-                (None | Some("present"), Some(version)) => PackageState::Version(version),
-                (None | Some("present"), None) => PackageState::Present,
-                (Some("absent"), None) => PackageState::Absent,
-                (Some(other), _) => {
-                    return Err(a.attribute(
-                        "ensure",
-                        format!(
-                        "`{other}` is not `present` or `absent` (with `version`, only `present`)"
-                    ),
-                    ))
-                }
-            },
-        }),
-        ResourceKind::Service => Spec::Service(ServiceSpec {
-            name: a.required("name", raw.name.as_ref())?,
-            running: raw.running,
-            enabled: raw.enabled,
-            reload: raw.reload.unwrap_or(false),
-            commands: a.commands(raw.commands.as_ref())?,
-        }),
-        ResourceKind::User => Spec::User(UserSpec {
-            name: a.required("name", raw.name.as_ref())?,
-            ensure: a.presence()?,
-            uid: raw.uid,
-            group: a.text("group", raw.group.as_ref())?,
-            groups: a.list("groups", raw.groups.as_ref())?,
-            home: a.path("home", raw.home.as_ref())?,
-            shell: a.text("shell", raw.shell.as_ref())?,
-            system: raw.system.unwrap_or(false),
-        }),
-        ResourceKind::Group => Spec::Group(GroupSpec {
-            name: a.required("name", raw.name.as_ref())?,
-            ensure: a.presence()?,
-            gid: raw.gid,
-            system: raw.system.unwrap_or(false),
-        }),
-        ResourceKind::Exec => Spec::Exec(ExecSpec {
-            command: a.required("command", raw.command.as_ref())?,
-            creates: a.path("creates", raw.creates.as_ref())?,
-            unless: a.text("unless", raw.unless.as_ref())?,
-            onlyif: a.text("onlyif", raw.onlyif.as_ref())?,
-            refresh_only: raw.refresh_only.unwrap_or(false),
-            user: a.text("user", raw.user.as_ref())?,
-            cwd: a.path("cwd", raw.cwd.as_ref())?,
-        }),
-    };
+    let mut spec = Spec::build(decl.kind, &a)?;
+    if let Spec::File(file) = &mut spec {
+        secret_bearing(compiler, file);
+    }
     spec.check_names()
         .map_err(|problem| a.attribute(problem.key, problem.error.to_string()))?;
-    let name = match &spec {
-        Spec::File(s) => s.path.to_string(),
-        Spec::Directory(s) => s.path.to_string(),
-        Spec::Symlink(s) => s.path.to_string(),
-        Spec::Package(s) => s.name.clone(),
-        Spec::Service(s) => s.name.clone(),
-        Spec::User(s) => s.name.clone(),
-        Spec::Group(s) => s.name.clone(),
-        Spec::Exec(s) => a
-            .text("name", raw.name.as_ref())?
-            .unwrap_or_else(|| s.command.clone()),
-    };
+    let name = spec.name(&a)?;
     Ok(Pending {
         resource: Resource {
             id: ResourceId::new(decl.kind, name),
@@ -440,7 +435,7 @@ pub(crate) fn resource(
 /// the site declares one (the node would otherwise get 0644, readable by every local
 /// user), and an entry in the secret-bearing ledger so that the node's copy is never
 /// diffed in clear later, after the site stops putting the secret there.
-fn secret_bearing(compiler: &Compiler<'_>, mut file: FileSpec) -> FileSpec {
+fn secret_bearing(compiler: &Compiler<'_>, file: &mut FileSpec) {
     if let Some(content) = file.content.as_ref().filter(|c| c.is_sensitive()) {
         if file.mode.is_none() {
             file.mode = Some(Mode(0o600));
@@ -451,7 +446,6 @@ fn secret_bearing(compiler: &Compiler<'_>, mut file: FileSpec) -> FileSpec {
                 .record_secret_bearing(file.path.as_str(), &content.sha256());
         }
     }
-    file
 }
 
 /// The name of the secret an attribute template asks for with the `secret` helper

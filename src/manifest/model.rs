@@ -149,7 +149,7 @@ impl ResourceDecl {
             .iter()
             .map(|key| (*key, key_line(text, line, key).unwrap_or(line)))
             .collect();
-        let allowed = allowed_keys(kind);
+        let allowed = kind.keys();
         for key in &keys {
             if !allowed.contains(key) && !RELATIONS.contains(key) {
                 return Err(invalid(
@@ -158,7 +158,7 @@ impl ResourceDecl {
                 ));
             }
         }
-        for key in required_keys(kind) {
+        for key in kind.required_keys() {
             if !keys.contains(key) {
                 return Err(invalid(
                     line,
@@ -198,54 +198,6 @@ impl ResourceDecl {
 }
 
 const RELATIONS: [&str; 4] = ["require", "before", "notify", "subscribe"];
-
-fn allowed_keys(kind: ResourceKind) -> &'static [&'static str] {
-    match kind {
-        ResourceKind::File => &[
-            "path",
-            "ensure",
-            "content",
-            "template",
-            "source",
-            "owner",
-            "group",
-            "mode",
-            "validate",
-            "validate_tree",
-            "backup",
-        ],
-        ResourceKind::Directory => &["path", "ensure", "owner", "group", "mode"],
-        ResourceKind::Symlink => &["path", "ensure", "target"],
-        ResourceKind::Package => &["name", "ensure", "version"],
-        ResourceKind::Service => &["name", "running", "enabled", "reload", "commands"],
-        ResourceKind::User => &[
-            "name", "ensure", "uid", "group", "groups", "home", "shell", "system",
-        ],
-        ResourceKind::Group => &["name", "ensure", "gid", "system"],
-        ResourceKind::Exec => &[
-            "name",
-            "command",
-            "creates",
-            "unless",
-            "onlyif",
-            "refresh_only",
-            "user",
-            "cwd",
-        ],
-    }
-}
-
-fn required_keys(kind: ResourceKind) -> &'static [&'static str] {
-    match kind {
-        ResourceKind::File | ResourceKind::Directory => &["path"],
-        ResourceKind::Symlink => &["path", "target"],
-        ResourceKind::Package
-        | ResourceKind::Service
-        | ResourceKind::User
-        | ResourceKind::Group => &["name"],
-        ResourceKind::Exec => &["command"],
-    }
-}
 
 /// The first line at or after `from` that assigns `key` (`key = ...`).
 fn key_line(text: &str, from: usize, key: &str) -> Option<usize> {

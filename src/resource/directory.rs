@@ -2,6 +2,8 @@
 //! Removal uses `rmdir`: tandem does not delete a tree it did not declare file by file.
 
 use super::change::{Action, Assessment, Change, Detail};
+use super::spec::{check_owner, NameProblem};
+use super::{Attributes, ResourceType};
 use crate::fact::{EntryKind, FactError, NodeFacts, ProbeBuilder};
 use crate::resource::{
     metadata_details, metadata_shell, observed_stat, Context, DirectorySpec, Operations, Presence,
@@ -73,5 +75,29 @@ impl Operations for DirectorySpec {
                 );
             }
         }
+    }
+}
+
+impl ResourceType for DirectorySpec {
+    const KEYS: &'static [&'static str] = &["path", "ensure", "owner", "group", "mode"];
+    const REQUIRED: &'static [&'static str] = &["path"];
+
+    fn build<A: Attributes>(a: &A) -> Result<Self, A::Error> {
+        Ok(DirectorySpec {
+            path: a.required_path("path")?,
+            ensure: a.presence()?,
+            owner: a.text("owner")?,
+            group: a.text("group")?,
+            mode: a.mode()?,
+        })
+    }
+
+    fn name<A: Attributes>(&self, _: &A) -> Result<String, A::Error> {
+        Ok(self.path.to_string())
+    }
+
+    fn check_names(&self) -> Result<(), NameProblem> {
+        check_owner("owner", &self.owner)?;
+        check_owner("group", &self.group)
     }
 }

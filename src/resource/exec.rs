@@ -3,7 +3,10 @@
 //! commands run only when notified.
 
 use super::change::{Action, Assessment, Change, Detail};
+use super::spec::{at, NameProblem};
+use super::{Attributes, ResourceType};
 use crate::fact::{FactError, NodeFacts, ProbeBuilder, Section};
+use crate::node::check_account;
 use crate::resource::{wrap_command, Context, ExecSpec, Operations, StepOut};
 use crate::transport::quote::quote_str;
 
@@ -55,5 +58,43 @@ impl Operations for ExecSpec {
             wrap_command(&self.command, self.user.as_ref(), self.cwd.as_ref()),
             format!("the command `{}` failed", self.command),
         );
+    }
+}
+
+impl ResourceType for ExecSpec {
+    const KEYS: &'static [&'static str] = &[
+        "name",
+        "command",
+        "creates",
+        "unless",
+        "onlyif",
+        "refresh_only",
+        "user",
+        "cwd",
+    ];
+    const REQUIRED: &'static [&'static str] = &["command"];
+
+    fn build<A: Attributes>(a: &A) -> Result<Self, A::Error> {
+        Ok(ExecSpec {
+            command: a.required("command")?,
+            creates: a.path("creates")?,
+            unless: a.text("unless")?,
+            onlyif: a.text("onlyif")?,
+            refresh_only: a.flag("refresh_only").unwrap_or(false),
+            user: a.text("user")?,
+            cwd: a.path("cwd")?,
+        })
+    }
+
+    /// `name` when given, else the command itself.
+    fn name<A: Attributes>(&self, a: &A) -> Result<String, A::Error> {
+        Ok(a.text("name")?.unwrap_or_else(|| self.command.clone()))
+    }
+
+    fn check_names(&self) -> Result<(), NameProblem> {
+        match &self.user {
+            Some(user) => check_account("user", user).map_err(at("user")),
+            None => Ok(()),
+        }
     }
 }

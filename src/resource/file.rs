@@ -7,6 +7,8 @@
 
 use super::change::{Action, Assessment, Change, Detail};
 use super::diff::{self, Diff};
+use super::spec::{check_owner, NameProblem};
+use super::{Attributes, ResourceType};
 use crate::fact::{EntryKind, FactError, NodeFacts, ProbeBuilder, Section, CONTENT_CAP};
 use crate::resource::{
     metadata_details, metadata_shell, observed_stat, Context, FileSpec, Operations, Presence,
@@ -284,5 +286,64 @@ impl FileSpec {
             ),
             format!("cannot back up `{}`", self.path),
         );
+    }
+}
+
+impl ResourceType for FileSpec {
+    const KEYS: &'static [&'static str] = &[
+        "path",
+        "ensure",
+        "content",
+        "template",
+        "source",
+        "owner",
+        "group",
+        "mode",
+        "validate",
+        "validate_tree",
+        "backup",
+    ];
+    const REQUIRED: &'static [&'static str] = &["path"];
+
+    fn build<A: Attributes>(a: &A) -> Result<Self, A::Error> {
+        let validate = match a.text("validate")? {
+            Some(command) => {
+                let tree = a.path("validate_tree")?;
+                let names_target =
+                    command.contains("{staged}") || (tree.is_some() && command.contains("{tree}"));
+                if !names_target {
+                    return Err(a.invalid(
+                        "validate",
+                        "the command must name the staged file as `{staged}` \
+                         (or, with `validate_tree`, the staged tree as `{tree}`)"
+                            .to_string(),
+                    ));
+                }
+                if tree.is_none() && command.contains("{tree}") {
+                    return Err(a.invalid("validate", "`{tree}` needs `validate_tree`".to_string()));
+                }
+                Some(Validate { command, tree })
+            }
+            None => None,
+        };
+        Ok(FileSpec {
+            path: a.required_path("path")?,
+            ensure: a.presence()?,
+            content: a.content()?,
+            owner: a.text("owner")?,
+            group: a.text("group")?,
+            mode: a.mode()?,
+            validate,
+            backup: a.flag("backup").unwrap_or(true),
+        })
+    }
+
+    fn name<A: Attributes>(&self, _: &A) -> Result<String, A::Error> {
+        Ok(self.path.to_string())
+    }
+
+    fn check_names(&self) -> Result<(), NameProblem> {
+        check_owner("owner", &self.owner)?;
+        check_owner("group", &self.group)
     }
 }

@@ -2,7 +2,10 @@
 //! `groupdel`.
 
 use super::change::{Action, Assessment, Change, Detail};
+use super::spec::{at, NameProblem};
+use super::{Attributes, ResourceType};
 use crate::fact::{FactError, NodeFacts, ProbeBuilder, Section};
+use crate::node::check_account;
 use crate::resource::{Context, GroupSpec, Operations, Presence, StepOut};
 use crate::transport::quote::quote_str;
 
@@ -63,5 +66,27 @@ impl Operations for GroupSpec {
                 format!("groupmod `{name}` failed"),
             ),
         }
+    }
+}
+
+impl ResourceType for GroupSpec {
+    const KEYS: &'static [&'static str] = &["name", "ensure", "gid", "system"];
+    const REQUIRED: &'static [&'static str] = &["name"];
+
+    fn build<A: Attributes>(a: &A) -> Result<Self, A::Error> {
+        Ok(GroupSpec {
+            name: a.required("name")?,
+            ensure: a.presence()?,
+            gid: a.number("gid"),
+            system: a.flag("system").unwrap_or(false),
+        })
+    }
+
+    fn name<A: Attributes>(&self, _: &A) -> Result<String, A::Error> {
+        Ok(self.name.clone())
+    }
+
+    fn check_names(&self) -> Result<(), NameProblem> {
+        check_account("group name", &self.name).map_err(at("name"))
     }
 }

@@ -1,7 +1,13 @@
 //! Resources: what a node should have (`spec`, produced by the catalog compiler) and how
 //! to get there from what was read. One module per resource type holds its facts (what
-//! it adds to the probe), its planning (facts -> change) and its operations (change ->
-//! shell). `operations` is the one place that maps a spec to its type's implementation.
+//! it adds to the probe), its planning (facts -> change), its operations (change ->
+//! shell) and its manifest side (keys, building its spec, its name).
+//!
+//! Adding a type: its spec struct in `spec.rs`, a module here implementing
+//! [`Operations`] and [`ResourceType`] for it, and one line in `registry.rs`'s
+//! `resource_types!` (which generates `ResourceKind`, `Spec` and every dispatch over
+//! them). A key no type had before also needs its field in `manifest/raw.rs` and its
+//! lookup in `catalog/build.rs`.
 
 pub mod change;
 pub mod diff;
@@ -10,11 +16,13 @@ pub mod exec;
 pub mod file;
 pub mod group;
 pub mod package;
+pub mod registry;
 pub mod service;
 pub mod spec;
 pub mod symlink;
 pub mod user;
 
+pub use registry::*;
 pub use spec::*;
 
 use crate::fact::{FactError, NodeFacts, PathStat, ProbeBuilder};
@@ -99,20 +107,6 @@ pub trait Operations {
     fn probe(&self, index: usize, probe: &mut ProbeBuilder);
     fn assess(&self, ctx: &Context<'_>) -> Result<Assessment, FactError>;
     fn apply(&self, change: &Change, facts: &NodeFacts, out: &mut StepOut);
-}
-
-/// The implementation for a spec's type.
-pub fn operations(spec: &Spec) -> &dyn Operations {
-    match spec {
-        Spec::File(s) => s,
-        Spec::Directory(s) => s,
-        Spec::Symlink(s) => s,
-        Spec::Package(s) => s,
-        Spec::Service(s) => s,
-        Spec::User(s) => s,
-        Spec::Group(s) => s,
-        Spec::Exec(s) => s,
-    }
 }
 
 /// The `type` difference when an existing path is not the kind `wanted` (`file`,

@@ -2,6 +2,8 @@
 //! detected per node by the probe. All packages of a node are read by one query.
 
 use super::change::{Action, Assessment, Change, Detail};
+use super::spec::{at, check_word, NameProblem};
+use super::{Attributes, ResourceType};
 use crate::fact::{FactError, NodeFacts, Packager, ProbeBuilder};
 use crate::resource::{Context, Operations, PackageSpec, PackageState, StepOut};
 use crate::transport::quote::quote_str;
@@ -106,6 +108,43 @@ fn apt_commands(remove: bool, quoted: &str, arg: &str) -> Vec<(String, String)> 
             format!("apt-get install `{arg}` failed"),
         ),
     ]
+}
+
+impl ResourceType for PackageSpec {
+    const KEYS: &'static [&'static str] = &["name", "ensure", "version"];
+    const REQUIRED: &'static [&'static str] = &["name"];
+
+    fn build<A: Attributes>(a: &A) -> Result<Self, A::Error> {
+        let state = match (a.text("ensure")?.as_deref(), a.text("version")?) {
+            (None | Some("present"), Some(version)) => PackageState::Version(version),
+            (None | Some("present"), None) => PackageState::Present,
+            (Some("absent"), None) => PackageState::Absent,
+            (Some(other), _) => {
+                return Err(a.invalid(
+                    "ensure",
+                    format!(
+                        "`{other}` is not `present` or `absent` (with `version`, only `present`)"
+                    ),
+                ))
+            }
+        };
+        Ok(PackageSpec {
+            name: a.required("name")?,
+            state,
+        })
+    }
+
+    fn name<A: Attributes>(&self, _: &A) -> Result<String, A::Error> {
+        Ok(self.name.clone())
+    }
+
+    fn check_names(&self) -> Result<(), NameProblem> {
+        check_word("package name", &self.name).map_err(at("name"))?;
+        match &self.state {
+            PackageState::Version(v) => check_word("version", v).map_err(at("version")),
+            _ => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]

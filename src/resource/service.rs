@@ -3,6 +3,8 @@
 //! one reload (or restart) per run, placed after everything the service depends on.
 
 use super::change::{Action, Assessment, Change, Detail};
+use super::spec::{at, check_unit, NameProblem};
+use super::{Attributes, ResourceType};
 use crate::fact::{FactError, NodeFacts, ProbeBuilder, Section};
 use crate::resource::{Context, Operations, ServiceSpec, StepOut};
 use crate::transport::quote::quote_str;
@@ -158,5 +160,28 @@ impl Operations for ServiceSpec {
                 format!("systemctl {verb} `{name}` failed"),
             );
         }
+    }
+}
+
+impl ResourceType for ServiceSpec {
+    const KEYS: &'static [&'static str] = &["name", "running", "enabled", "reload", "commands"];
+    const REQUIRED: &'static [&'static str] = &["name"];
+
+    fn build<A: Attributes>(a: &A) -> Result<Self, A::Error> {
+        Ok(ServiceSpec {
+            name: a.required("name")?,
+            running: a.flag("running"),
+            enabled: a.flag("enabled"),
+            reload: a.flag("reload").unwrap_or(false),
+            commands: a.commands()?,
+        })
+    }
+
+    fn name<A: Attributes>(&self, _: &A) -> Result<String, A::Error> {
+        Ok(self.name.clone())
+    }
+
+    fn check_names(&self) -> Result<(), NameProblem> {
+        check_unit(&self.name).map_err(at("name"))
     }
 }

@@ -9,49 +9,10 @@ use std::str::FromStr;
 use serde::{Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
+use super::registry::{ResourceKind, Spec};
 use crate::node::{check_account, check_no_control, NameError};
 use crate::path::RemotePath;
 use crate::secret::Fingerprint;
-
-/// The resource types of SPEC section 3. Adding a type starts here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ResourceKind {
-    File,
-    Directory,
-    Symlink,
-    Package,
-    Service,
-    User,
-    Group,
-    Exec,
-}
-
-impl ResourceKind {
-    pub const ALL: [ResourceKind; 8] = [
-        ResourceKind::File,
-        ResourceKind::Directory,
-        ResourceKind::Symlink,
-        ResourceKind::Package,
-        ResourceKind::Service,
-        ResourceKind::User,
-        ResourceKind::Group,
-        ResourceKind::Exec,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResourceKind::File => "file",
-            ResourceKind::Directory => "directory",
-            ResourceKind::Symlink => "symlink",
-            ResourceKind::Package => "package",
-            ResourceKind::Service => "service",
-            ResourceKind::User => "user",
-            ResourceKind::Group => "group",
-            ResourceKind::Exec => "exec",
-        }
-    }
-}
 
 impl fmt::Display for ResourceKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -63,7 +24,8 @@ impl FromStr for ResourceKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         ResourceKind::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .find(|k| k.as_str() == s)
             .ok_or_else(|| format!("unknown resource type `{s}`"))
     }
@@ -333,35 +295,6 @@ pub struct ExecSpec {
     pub cwd: Option<RemotePath>,
 }
 
-/// The typed desired state, one variant per `ResourceKind`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum Spec {
-    File(FileSpec),
-    Directory(DirectorySpec),
-    Symlink(SymlinkSpec),
-    Package(PackageSpec),
-    Service(ServiceSpec),
-    User(UserSpec),
-    Group(GroupSpec),
-    Exec(ExecSpec),
-}
-
-impl Spec {
-    pub fn kind(&self) -> ResourceKind {
-        match self {
-            Spec::File(_) => ResourceKind::File,
-            Spec::Directory(_) => ResourceKind::Directory,
-            Spec::Symlink(_) => ResourceKind::Symlink,
-            Spec::Package(_) => ResourceKind::Package,
-            Spec::Service(_) => ResourceKind::Service,
-            Spec::User(_) => ResourceKind::User,
-            Spec::Group(_) => ResourceKind::Group,
-            Spec::Exec(_) => ResourceKind::Exec,
-        }
-    }
-}
-
 /// A value of a spec that the node would refuse (or, worse, misread), found at compile
 /// time so that `check` reports it with the file, line and key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -370,53 +303,21 @@ pub struct NameProblem {
     pub error: NameError,
 }
 
-impl Spec {
-    /// Checks the names a node will be handed: users, groups and owners are portable
-    /// POSIX names (an owner or group may also be a numeric id), units are systemd
-    /// unit names, packages and versions are single words, and nothing holds a
-    /// control character.
-    pub fn check_names(&self) -> Result<(), NameProblem> {
-        let at = |key: &'static str| move |error: NameError| NameProblem { key, error };
-        let owner = |key: &'static str, value: &Option<String>| match value {
-            Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => Ok(()),
-            Some(v) => check_account(key, v).map_err(at(key)),
-            None => Ok(()),
-        };
-        match self {
-            Spec::File(s) => {
-                owner("owner", &s.owner)?;
-                owner("group", &s.group)
-            }
-            Spec::Directory(s) => {
-                owner("owner", &s.owner)?;
-                owner("group", &s.group)
-            }
-            Spec::Symlink(s) => check_no_control("target", &s.target).map_err(at("target")),
-            Spec::Package(s) => {
-                check_word("package name", &s.name).map_err(at("name"))?;
-                match &s.state {
-                    PackageState::Version(v) => check_word("version", v).map_err(at("version")),
-                    _ => Ok(()),
-                }
-            }
-            Spec::Service(s) => check_unit(&s.name).map_err(at("name")),
-            Spec::User(s) => {
-                check_account("user name", &s.name).map_err(at("name"))?;
-                owner("group", &s.group)?;
-                for group in &s.groups {
-                    check_account("group", group).map_err(at("groups"))?;
-                }
-                match &s.shell {
-                    Some(shell) => check_no_control("shell", shell).map_err(at("shell")),
-                    None => Ok(()),
-                }
-            }
-            Spec::Group(s) => check_account("group name", &s.name).map_err(at("name")),
-            Spec::Exec(s) => match &s.user {
-                Some(user) => check_account("user", user).map_err(at("user")),
-                None => Ok(()),
-            },
-        }
+/// `key`'s failed name check as a [`NameProblem`]. The names a node will be handed are
+/// checked by each type's [`super::ResourceType::check_names`]: users, groups and owners
+/// are portable POSIX names (an owner or group may also be a numeric id), units are
+/// systemd unit names, packages and versions are single words, and nothing holds a
+/// control character.
+pub(crate) fn at(key: &'static str) -> impl Fn(NameError) -> NameProblem {
+    move |error| NameProblem { key, error }
+}
+
+/// An owner or group attribute: a portable name or a numeric id.
+pub(crate) fn check_owner(key: &'static str, value: &Option<String>) -> Result<(), NameProblem> {
+    match value {
+        Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => Ok(()),
+        Some(v) => check_account(key, v).map_err(at(key)),
+        None => Ok(()),
     }
 }
 

@@ -2,7 +2,10 @@
 //! new link is made beside it and renamed over it.
 
 use super::change::{Action, Assessment, Change, Detail};
+use super::spec::{at, NameProblem};
+use super::{Attributes, ResourceType};
 use crate::fact::{EntryKind, FactError, NodeFacts, ProbeBuilder, Section};
+use crate::node::check_no_control;
 use crate::resource::{observed_stat, Context, Operations, Presence, StepOut, SymlinkSpec};
 use crate::transport::quote::quote_str;
 
@@ -86,5 +89,26 @@ impl Operations for SymlinkSpec {
             format!("mv -Tf -- {tmp} {p}"),
             format!("cannot rename the staged link into place as `{path}`"),
         );
+    }
+}
+
+impl ResourceType for SymlinkSpec {
+    const KEYS: &'static [&'static str] = &["path", "ensure", "target"];
+    const REQUIRED: &'static [&'static str] = &["path", "target"];
+
+    fn build<A: Attributes>(a: &A) -> Result<Self, A::Error> {
+        Ok(SymlinkSpec {
+            path: a.required_path("path")?,
+            ensure: a.presence()?,
+            target: a.required("target")?,
+        })
+    }
+
+    fn name<A: Attributes>(&self, _: &A) -> Result<String, A::Error> {
+        Ok(self.path.to_string())
+    }
+
+    fn check_names(&self) -> Result<(), NameProblem> {
+        check_no_control("target", &self.target).map_err(at("target"))
     }
 }

@@ -3,7 +3,10 @@
 //! adds on its own are left alone.
 
 use super::change::{Action, Assessment, Change, Detail};
+use super::spec::{at, check_owner, NameProblem};
+use super::{Attributes, ResourceType};
 use crate::fact::{FactError, NodeFacts, ProbeBuilder, Section};
+use crate::node::{check_account, check_no_control};
 use crate::resource::{Context, Operations, Presence, StepOut, UserSpec};
 use crate::transport::quote::quote_str;
 
@@ -129,4 +132,40 @@ impl Operations for UserSpec {
 /// Arguments followed by a space each: `-u '990' -r ` (or nothing).
 fn words(args: &[String]) -> String {
     args.iter().map(|a| format!("{a} ")).collect()
+}
+
+impl ResourceType for UserSpec {
+    const KEYS: &'static [&'static str] = &[
+        "name", "ensure", "uid", "group", "groups", "home", "shell", "system",
+    ];
+    const REQUIRED: &'static [&'static str] = &["name"];
+
+    fn build<A: Attributes>(a: &A) -> Result<Self, A::Error> {
+        Ok(UserSpec {
+            name: a.required("name")?,
+            ensure: a.presence()?,
+            uid: a.number("uid"),
+            group: a.text("group")?,
+            groups: a.list("groups")?,
+            home: a.path("home")?,
+            shell: a.text("shell")?,
+            system: a.flag("system").unwrap_or(false),
+        })
+    }
+
+    fn name<A: Attributes>(&self, _: &A) -> Result<String, A::Error> {
+        Ok(self.name.clone())
+    }
+
+    fn check_names(&self) -> Result<(), NameProblem> {
+        check_account("user name", &self.name).map_err(at("name"))?;
+        check_owner("group", &self.group)?;
+        for group in &self.groups {
+            check_account("group", group).map_err(at("groups"))?;
+        }
+        match &self.shell {
+            Some(shell) => check_no_control("shell", shell).map_err(at("shell")),
+            None => Ok(()),
+        }
+    }
 }
