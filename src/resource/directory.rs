@@ -1,15 +1,23 @@
 //! `directory`: existence, owner, group and mode of a directory, from the batched `stat`.
 //! Removal uses `rmdir`: tandem does not delete a tree it did not declare file by file.
 
+use serde::Serialize;
+use crate::path::RemotePath;
 use super::change::{Action, Assessment, Change, Detail};
 use super::spec::{check_owner, NameProblem};
 use super::{Attributes, ResourceType};
 use crate::fact::{EntryKind, FactError, NodeFacts, ProbeBuilder};
-use crate::resource::{
-    metadata_details, metadata_shell, observed_stat, Context, DirectorySpec, Operations, Presence,
-    StepOut,
-};
+use crate::resource::{Mode, metadata_details, metadata_shell, observed_stat, Context, Operations, Presence, StepOut};
 use crate::transport::quote::quote_str;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DirectorySpec {
+    pub path: RemotePath,
+    pub ensure: Presence,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    pub mode: Option<Mode>,
+}
 
 impl Operations for DirectorySpec {
     fn probe(&self, _index: usize, probe: &mut ProbeBuilder) {

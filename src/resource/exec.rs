@@ -2,13 +2,30 @@
 //! all evaluated in the probe, so planning knows whether it would run. `refresh_only`
 //! commands run only when notified.
 
+use serde::Serialize;
+use crate::path::RemotePath;
 use super::change::{Action, Assessment, Change, Detail};
 use super::spec::{at, NameProblem};
 use super::{Attributes, ResourceType};
 use crate::fact::{FactError, NodeFacts, ProbeBuilder, Section};
 use crate::node::check_account;
-use crate::resource::{wrap_command, Context, ExecSpec, Operations, StepOut};
+use crate::resource::{wrap_command, Context, Operations, StepOut};
 use crate::transport::quote::quote_str;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExecSpec {
+    pub command: String,
+    /// Skip when this path exists.
+    pub creates: Option<RemotePath>,
+    /// Skip when this command exits 0.
+    pub unless: Option<String>,
+    /// Run only when this command exits 0.
+    pub onlyif: Option<String>,
+    /// Run only when notified.
+    pub refresh_only: bool,
+    pub user: Option<String>,
+    pub cwd: Option<RemotePath>,
+}
 
 impl Operations for ExecSpec {
     fn probe(&self, index: usize, probe: &mut ProbeBuilder) {

@@ -5,16 +5,42 @@
 //! the node, validated, backed up, renamed, directory fsynced; each command checked, so
 //! any failure before the rename leaves the old file as it was.
 
+use serde::Serialize;
+use crate::path::RemotePath;
 use super::change::{Action, Assessment, Change, Detail};
 use super::diff::{self, Diff};
 use super::spec::{check_owner, NameProblem};
 use super::{Attributes, ResourceType};
 use crate::fact::{EntryKind, FactError, NodeFacts, ProbeBuilder, Section, CONTENT_CAP};
-use crate::resource::{
-    metadata_details, metadata_shell, observed_stat, Context, FileSpec, Operations, Presence,
-    StepOut, Validate,
-};
+use crate::resource::{Content, Mode, metadata_details, metadata_shell, observed_stat, Context, Operations, Presence, StepOut};
 use crate::transport::quote::quote_str;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FileSpec {
+    pub path: RemotePath,
+    pub ensure: Presence,
+    /// `None`: tandem manages only existence and metadata, not content.
+    pub content: Option<Content>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    pub mode: Option<Mode>,
+    pub validate: Option<Validate>,
+    /// Keep the replaced content in the node's tandem state directory.
+    pub backup: bool,
+}
+
+/// Validation of a staged file before it is renamed into place.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Validate {
+    /// Command with `{staged}` standing for the staged file's path (`nginx -t -c {staged}`)
+    /// and, with `tree`, `{tree}` for the staged copy of the tree, so that a file that is
+    /// only part of a config validates the whole (`nginx -t -c {tree}/nginx.conf`).
+    pub command: String,
+    /// When set, every changed file below this directory is staged together in a copy of
+    /// the tree and validated there, so a config that spans several files (nginx.conf
+    /// plus its includes) is checked as a whole. Templates then use relative includes.
+    pub tree: Option<RemotePath>,
+}
 
 /// Directories whose files are systemd units: changing one needs a daemon-reload.
 const UNIT_DIRS: [&str; 3] = [

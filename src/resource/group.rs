@@ -1,13 +1,22 @@
 //! `group`: a local group read with `getent group`, changed with `groupadd`/`groupmod`/
 //! `groupdel`.
 
+use serde::Serialize;
 use super::change::{Action, Assessment, Change, Detail};
 use super::spec::{at, NameProblem};
 use super::{Attributes, ResourceType};
 use crate::fact::{FactError, NodeFacts, ProbeBuilder, Section};
 use crate::node::check_account;
-use crate::resource::{Context, GroupSpec, Operations, Presence, StepOut};
+use crate::resource::{Context, Operations, Presence, StepOut};
 use crate::transport::quote::quote_str;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupSpec {
+    pub name: String,
+    pub ensure: Presence,
+    pub gid: Option<u32>,
+    pub system: bool,
+}
 
 impl Operations for GroupSpec {
     fn probe(&self, index: usize, probe: &mut ProbeBuilder) {

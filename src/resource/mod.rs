@@ -3,27 +3,31 @@
 //! it adds to the probe), its planning (facts -> change), its operations (change ->
 //! shell) and its manifest side (keys, building its spec, its name).
 //!
-//! Adding a type: its spec struct in `spec.rs`, a module here implementing
-//! [`Operations`] and [`ResourceType`] for it, and one line in `registry.rs`'s
-//! `resource_types!` (which generates `ResourceKind`, `Spec` and every dispatch over
-//! them). A key no type had before also needs its field in `manifest/raw.rs` and its
-//! lookup in `catalog/build.rs`.
+//! Adding a type: its own module (its spec struct, and [`Operations`] and
+//! [`ResourceType`] for it) and one line in the `resource_types!` list below, which
+//! declares the module and generates `ResourceKind`, `Spec` and every dispatch over
+//! them. A manifest key no type had before also needs its field in `manifest/raw.rs`
+//! and its lookup in `catalog/build.rs`.
 
 pub mod change;
 pub mod diff;
-pub mod directory;
-pub mod exec;
-pub mod file;
-pub mod group;
-pub mod package;
-pub mod registry;
-pub mod service;
+mod registry;
 pub mod spec;
-pub mod symlink;
-pub mod user;
 
-pub use registry::*;
+pub use registry::{Attributes, ResourceType};
 pub use spec::*;
+
+// The resource types: one line each (see `registry`).
+registry::resource_types! {
+    file::FileSpec as File = "file",
+    directory::DirectorySpec as Directory = "directory",
+    symlink::SymlinkSpec as Symlink = "symlink",
+    package::PackageSpec as Package = "package",
+    service::ServiceSpec as Service = "service",
+    user::UserSpec as User = "user",
+    group::GroupSpec as Group = "group",
+    exec::ExecSpec as Exec = "exec",
+}
 
 use crate::fact::{FactError, NodeFacts, PathStat, ProbeBuilder};
 use crate::path::RemotePath;

@@ -1,12 +1,27 @@
 //! `package`: installed or not, or at a version, through apt (dpkg-query) or dnf (rpm),
 //! detected per node by the probe. All packages of a node are read by one query.
 
+use serde::Serialize;
 use super::change::{Action, Assessment, Change, Detail};
 use super::spec::{at, check_word, NameProblem};
 use super::{Attributes, ResourceType};
 use crate::fact::{FactError, NodeFacts, Packager, ProbeBuilder};
-use crate::resource::{Context, Operations, PackageSpec, PackageState, StepOut};
+use crate::resource::{Context, Operations, StepOut};
 use crate::transport::quote::quote_str;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PackageState {
+    Present,
+    Absent,
+    Version(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PackageSpec {
+    pub name: String,
+    pub state: PackageState,
+}
 
 impl Operations for PackageSpec {
     fn probe(&self, _index: usize, probe: &mut ProbeBuilder) {

@@ -1,14 +1,10 @@
-//! The one list of resource types. A type is its own module (its spec's planning and
-//! operations, and its [`ResourceType`] impl: manifest keys, how its spec is built from
-//! them, its name, the names it hands the node) plus one line of [`resource_types!`]
-//! below; the kind enum, the spec enum and every dispatch over them are generated here.
+//! What a resource type implements for the manifest and the compiler ([`Attributes`],
+//! [`ResourceType`]), and [`resource_types!`], which `resource/mod.rs` invokes once with
+//! the list of types: from one line per type it declares the type's module, re-exports
+//! its spec, and generates the kind enum, the spec enum and every dispatch over them.
 
-use serde::Serialize;
-
-use super::spec::{
-    Content, DirectorySpec, ExecSpec, FileSpec, GroupSpec, Mode, NameProblem, PackageSpec,
-    Presence, ServiceCommands, ServiceSpec, SymlinkSpec, UserSpec,
-};
+use super::service::ServiceCommands;
+use super::spec::{Content, Mode, NameProblem, Presence};
 use super::Operations;
 use crate::path::RemotePath;
 
@@ -58,9 +54,12 @@ pub trait ResourceType: Operations + Sized {
 }
 
 macro_rules! resource_types {
-    ($($variant:ident = $text:literal => $spec:ident,)+) => {
+    ($($module:ident :: $spec:ident as $variant:ident = $text:literal,)+) => {
+        $(pub mod $module;)+
+        $(pub use $module::*;)+
+
         /// The resource types of SPEC section 3.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
         #[serde(rename_all = "lowercase")]
         pub enum ResourceKind {
             $($variant,)+
@@ -75,22 +74,22 @@ macro_rules! resource_types {
                 }
             }
 
-            /// The keys a declaration of this type may hold (see [`ResourceType::KEYS`]).
+            /// The keys a declaration of this type may hold (`ResourceType::KEYS`).
             pub fn keys(self) -> &'static [&'static str] {
                 match self {
-                    $(ResourceKind::$variant => <$spec as ResourceType>::KEYS,)+
+                    $(ResourceKind::$variant => <$spec as $crate::resource::ResourceType>::KEYS,)+
                 }
             }
 
             pub fn required_keys(self) -> &'static [&'static str] {
                 match self {
-                    $(ResourceKind::$variant => <$spec as ResourceType>::REQUIRED,)+
+                    $(ResourceKind::$variant => <$spec as $crate::resource::ResourceType>::REQUIRED,)+
                 }
             }
         }
 
         /// The typed desired state, one variant per [`ResourceKind`].
-        #[derive(Debug, Clone, PartialEq, Serialize)]
+        #[derive(Debug, Clone, PartialEq, serde::Serialize)]
         #[serde(tag = "type", rename_all = "lowercase")]
         pub enum Spec {
             $($variant($spec),)+
@@ -104,19 +103,25 @@ macro_rules! resource_types {
             }
 
             /// The spec a declaration of `kind` describes.
-            pub fn build<A: Attributes>(kind: ResourceKind, a: &A) -> Result<Spec, A::Error> {
+            pub fn build<A: $crate::resource::Attributes>(
+                kind: ResourceKind,
+                a: &A,
+            ) -> Result<Spec, A::Error> {
+                use $crate::resource::ResourceType as _;
                 match kind {
-                    $(ResourceKind::$variant => <$spec as ResourceType>::build(a).map(Spec::$variant),)+
+                    $(ResourceKind::$variant => $spec::build(a).map(Spec::$variant),)+
                 }
             }
 
-            pub fn name<A: Attributes>(&self, a: &A) -> Result<String, A::Error> {
+            pub fn name<A: $crate::resource::Attributes>(&self, a: &A) -> Result<String, A::Error> {
+                use $crate::resource::ResourceType as _;
                 match self {
                     $(Spec::$variant(s) => s.name(a),)+
                 }
             }
 
-            pub fn check_names(&self) -> Result<(), NameProblem> {
+            pub fn check_names(&self) -> Result<(), $crate::resource::NameProblem> {
+                use $crate::resource::ResourceType as _;
                 match self {
                     $(Spec::$variant(s) => s.check_names(),)+
                 }
@@ -124,7 +129,7 @@ macro_rules! resource_types {
         }
 
         /// The implementation for a spec's type.
-        pub fn operations(spec: &Spec) -> &dyn Operations {
+        pub fn operations(spec: &Spec) -> &dyn $crate::resource::Operations {
             match spec {
                 $(Spec::$variant(s) => s,)+
             }
@@ -132,13 +137,20 @@ macro_rules! resource_types {
     };
 }
 
-resource_types! {
-    File = "file" => FileSpec,
-    Directory = "directory" => DirectorySpec,
-    Symlink = "symlink" => SymlinkSpec,
-    Package = "package" => PackageSpec,
-    Service = "service" => ServiceSpec,
-    User = "user" => UserSpec,
-    Group = "group" => GroupSpec,
-    Exec = "exec" => ExecSpec,
+pub(crate) use resource_types;
+
+#[cfg(test)]
+mod tests {
+    use crate::resource::ResourceKind;
+
+    #[test]
+    fn every_registered_type_names_itself_and_requires_only_keys_it_allows() {
+        assert_eq!(ResourceKind::ALL.len(), 8);
+        for kind in ResourceKind::ALL {
+            assert_eq!(kind.as_str().parse::<ResourceKind>(), Ok(*kind));
+            for key in kind.required_keys() {
+                assert!(kind.keys().contains(key), "{kind}: `{key}`");
+            }
+        }
+    }
 }

@@ -2,12 +2,35 @@
 //! (`/run/systemd/system`), or through explicit `ServiceCommands`. Notification becomes
 //! one reload (or restart) per run, placed after everything the service depends on.
 
+use serde::Serialize;
 use super::change::{Action, Assessment, Change, Detail};
 use super::spec::{at, check_unit, NameProblem};
 use super::{Attributes, ResourceType};
 use crate::fact::{FactError, NodeFacts, ProbeBuilder, Section};
-use crate::resource::{Context, Operations, ServiceSpec, StepOut};
+use crate::resource::{Context, Operations, StepOut};
 use crate::transport::quote::quote_str;
+
+/// Explicit service commands for nodes without systemd.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceCommands {
+    pub start: String,
+    pub stop: String,
+    pub reload: Option<String>,
+    /// Exits 0 when the service is running.
+    pub status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceSpec {
+    pub name: String,
+    /// `Some(true)`: running; `Some(false)`: stopped; `None`: not managed.
+    pub running: Option<bool>,
+    pub enabled: Option<bool>,
+    /// When notified: reload (if the service can) rather than restart.
+    pub reload: bool,
+    /// Used instead of systemd when set, or when the node has no systemd.
+    pub commands: Option<ServiceCommands>,
+}
 
 const ENABLED: [&str; 4] = ["enabled", "enabled-runtime", "static", "alias"];
 

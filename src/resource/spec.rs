@@ -1,6 +1,8 @@
-//! The desired state of one resource, as the catalog compiler hands it to planning.
-//! Plain data: values are already rendered, paths already validated, relations already
-//! resolved to resource ids that exist in the same catalog.
+//! The desired state of one resource, as the catalog compiler hands it to planning:
+//! what every type's spec shares (ids, content, mode, presence, where it was declared,
+//! the name checks) and the catalog entry `Resource`; each type's own spec struct lives
+//! in its module. Plain data: values are already rendered, paths already validated,
+//! relations already resolved to resource ids that exist in the same catalog.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -9,9 +11,8 @@ use std::str::FromStr;
 use serde::{Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
-use super::registry::{ResourceKind, Spec};
+use super::{ResourceKind, Spec};
 use crate::node::{check_account, check_no_control, NameError};
-use crate::path::RemotePath;
 use crate::secret::Fingerprint;
 
 impl fmt::Display for ResourceKind {
@@ -179,122 +180,6 @@ impl Serialize for Content {
     }
 }
 
-/// Validation of a staged file before it is renamed into place.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Validate {
-    /// Command with `{staged}` standing for the staged file's path (`nginx -t -c {staged}`)
-    /// and, with `tree`, `{tree}` for the staged copy of the tree, so that a file that is
-    /// only part of a config validates the whole (`nginx -t -c {tree}/nginx.conf`).
-    pub command: String,
-    /// When set, every changed file below this directory is staged together in a copy of
-    /// the tree and validated there, so a config that spans several files (nginx.conf
-    /// plus its includes) is checked as a whole. Templates then use relative includes.
-    pub tree: Option<RemotePath>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FileSpec {
-    pub path: RemotePath,
-    pub ensure: Presence,
-    /// `None`: tandem manages only existence and metadata, not content.
-    pub content: Option<Content>,
-    pub owner: Option<String>,
-    pub group: Option<String>,
-    pub mode: Option<Mode>,
-    pub validate: Option<Validate>,
-    /// Keep the replaced content in the node's tandem state directory.
-    pub backup: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DirectorySpec {
-    pub path: RemotePath,
-    pub ensure: Presence,
-    pub owner: Option<String>,
-    pub group: Option<String>,
-    pub mode: Option<Mode>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SymlinkSpec {
-    pub path: RemotePath,
-    pub ensure: Presence,
-    /// What the link points to, verbatim (may be relative, like `ln -s` takes it).
-    pub target: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PackageState {
-    Present,
-    Absent,
-    Version(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PackageSpec {
-    pub name: String,
-    pub state: PackageState,
-}
-
-/// Explicit service commands for nodes without systemd.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ServiceCommands {
-    pub start: String,
-    pub stop: String,
-    pub reload: Option<String>,
-    /// Exits 0 when the service is running.
-    pub status: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ServiceSpec {
-    pub name: String,
-    /// `Some(true)`: running; `Some(false)`: stopped; `None`: not managed.
-    pub running: Option<bool>,
-    pub enabled: Option<bool>,
-    /// When notified: reload (if the service can) rather than restart.
-    pub reload: bool,
-    /// Used instead of systemd when set, or when the node has no systemd.
-    pub commands: Option<ServiceCommands>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct UserSpec {
-    pub name: String,
-    pub ensure: Presence,
-    pub uid: Option<u32>,
-    /// Primary group.
-    pub group: Option<String>,
-    pub groups: Vec<String>,
-    pub home: Option<RemotePath>,
-    pub shell: Option<String>,
-    pub system: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct GroupSpec {
-    pub name: String,
-    pub ensure: Presence,
-    pub gid: Option<u32>,
-    pub system: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ExecSpec {
-    pub command: String,
-    /// Skip when this path exists.
-    pub creates: Option<RemotePath>,
-    /// Skip when this command exits 0.
-    pub unless: Option<String>,
-    /// Run only when this command exits 0.
-    pub onlyif: Option<String>,
-    /// Run only when notified.
-    pub refresh_only: bool,
-    pub user: Option<String>,
-    pub cwd: Option<RemotePath>,
-}
-
 /// A value of a spec that the node would refuse (or, worse, misread), found at compile
 /// time so that `check` reports it with the file, line and key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -392,6 +277,8 @@ pub fn check_word(what: &'static str, value: &str) -> Result<(), NameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::path::RemotePath;
+    use crate::resource::{DirectorySpec, PackageSpec, PackageState, UserSpec};
 
     #[test]
     fn unit_names_follow_systemd() {

@@ -1,13 +1,23 @@
 //! `symlink`: a link and its target, read with `readlink`. Replacing a link is atomic: a
 //! new link is made beside it and renamed over it.
 
+use serde::Serialize;
+use crate::path::RemotePath;
 use super::change::{Action, Assessment, Change, Detail};
 use super::spec::{at, NameProblem};
 use super::{Attributes, ResourceType};
 use crate::fact::{EntryKind, FactError, NodeFacts, ProbeBuilder, Section};
 use crate::node::check_no_control;
-use crate::resource::{observed_stat, Context, Operations, Presence, StepOut, SymlinkSpec};
+use crate::resource::{observed_stat, Context, Operations, Presence, StepOut};
 use crate::transport::quote::quote_str;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SymlinkSpec {
+    pub path: RemotePath,
+    pub ensure: Presence,
+    /// What the link points to, verbatim (may be relative, like `ln -s` takes it).
+    pub target: String,
+}
 
 impl Operations for SymlinkSpec {
     fn probe(&self, index: usize, probe: &mut ProbeBuilder) {

@@ -2,13 +2,28 @@
 //! `useradd`/`usermod`/`userdel`. Supplementary groups are a minimum: groups the node
 //! adds on its own are left alone.
 
+use serde::Serialize;
+use crate::path::RemotePath;
 use super::change::{Action, Assessment, Change, Detail};
 use super::spec::{at, check_owner, NameProblem};
 use super::{Attributes, ResourceType};
 use crate::fact::{FactError, NodeFacts, ProbeBuilder, Section};
 use crate::node::{check_account, check_no_control};
-use crate::resource::{Context, Operations, Presence, StepOut, UserSpec};
+use crate::resource::{Context, Operations, Presence, StepOut};
 use crate::transport::quote::quote_str;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UserSpec {
+    pub name: String,
+    pub ensure: Presence,
+    pub uid: Option<u32>,
+    /// Primary group.
+    pub group: Option<String>,
+    pub groups: Vec<String>,
+    pub home: Option<RemotePath>,
+    pub shell: Option<String>,
+    pub system: bool,
+}
 
 impl Operations for UserSpec {
     fn probe(&self, index: usize, probe: &mut ProbeBuilder) {
