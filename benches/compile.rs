@@ -51,7 +51,7 @@ fn run(nodes: usize) {
         .collect();
     let compiled = t.elapsed();
     let t = Instant::now();
-    let parity = parity::check(&compiler, &site.nodes);
+    let parity = parity::check(&compiler, &site.nodes, &catalogs);
     assert!(
         parity.errors.is_empty() && parity.failures.is_empty(),
         "{parity:?}"

@@ -153,7 +153,7 @@ pub async fn check(global: &Global, args: &Args) -> Report {
     report.nodes = nodes.len();
     report.resources = catalogs.iter().map(|c| c.resources.len()).sum();
     // Every role in every datacenter, compared for what the datacenter changes.
-    let parity = parity::check(&compiler, &nodes);
+    let parity = parity::check(&compiler, &nodes, &catalogs);
     for failure in parity.failures {
         let label = if failure.stand_in {
             format!(
