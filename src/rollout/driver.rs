@@ -116,12 +116,17 @@ impl fmt::Display for RolloutReport {
             *counts.entry(node.outcome).or_default() += 1;
         }
         let summary: Vec<String> = counts.iter().map(|(o, n)| format!("{n} {o}")).collect();
-        writeln!(
-            f,
-            "rollout: {} nodes: {}",
-            self.nodes.len(),
-            summary.join(", ")
-        )?;
+        if self.nodes.is_empty() {
+            // Every node was planned in sync before the rollout (see `apply::deploy`).
+            writeln!(f, "rollout: no node had a change to roll out")?;
+        } else {
+            writeln!(
+                f,
+                "rollout: {} nodes: {}",
+                self.nodes.len(),
+                summary.join(", ")
+            )?;
+        }
         writeln!(
             f,
             "failure threshold: {} of max {} ({})",

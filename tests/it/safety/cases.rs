@@ -578,4 +578,25 @@ async fn a_rollout_batches_only_the_nodes_that_change() {
     let (status, nodes) = site.run_status(&report);
     assert_eq!(status, RunStatus::Succeeded);
     assert_eq!(nodes.len(), 4, "every node is recorded: {nodes:?}");
+
+    // Nothing to change anywhere: every node is verified, none is rolled out.
+    let mut policy = one_by_one(0);
+    policy.pause_seconds = 30;
+    let report = site
+        .deploy(
+            jobs(catalogs(Some("n3"))),
+            &site.options(),
+            policy,
+            "tandem apply",
+            Wait::FailFast,
+        )
+        .await
+        .unwrap();
+    assert!(report.nodes.iter().all(|n| n.outcome == Outcome::Unchanged));
+    let text = tandem::apply::render::text(&report, false);
+    assert!(
+        text.contains("rollout: no node had a change to roll out"),
+        "{text}"
+    );
+    assert!(text.contains("site: 4 nodes: 4 unchanged"), "{text}");
 }
