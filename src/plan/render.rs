@@ -197,48 +197,44 @@ pub fn tidy_error<'e>(node: &str, state: &str, error: &'e str) -> &'e str {
 }
 
 fn node_text(out: &mut String, r: &NodeResult) {
-    match r {
+    let (node, datacenter, label, state, error) = match r {
         NodeResult::Planned(plan) if plan.is_empty() => {
             let _ = writeln!(out, "{} ({}): in sync", plan.node, plan.datacenter);
+            return;
         }
         NodeResult::Planned(plan) => {
-            let _ = writeln!(
-                out,
-                "{} ({}): {} change{}",
-                plan.node,
-                plan.datacenter,
-                plan.changes.len(),
-                if plan.changes.len() == 1 { "" } else { "s" }
-            );
+            let n = plan.changes.len();
+            let s = if n == 1 { "" } else { "s" };
+            let _ = writeln!(out, "{} ({}): {n} change{s}", plan.node, plan.datacenter);
             for change in &plan.changes {
                 change_text(out, change);
             }
+            return;
         }
         NodeResult::Unreachable {
             node,
             datacenter,
             error,
-        } => {
-            let error = tidy_error(node.as_str(), "unreachable", error);
-            let _ = writeln!(out, "{node} ({datacenter}): unreachable: {error}");
-        }
+        } => (node, datacenter, "unreachable", "unreachable", error),
         NodeResult::HostKey {
             node,
             datacenter,
             error,
-        } => {
-            let error = tidy_error(node.as_str(), "host key not trusted", error);
-            let _ = writeln!(out, "{node} ({datacenter}): host key refused: {error}");
-        }
+        } => (
+            node,
+            datacenter,
+            "host key refused",
+            "host key not trusted",
+            error,
+        ),
         NodeResult::Failed {
             node,
             datacenter,
             error,
-        } => {
-            let error = tidy_error(node.as_str(), "failed", error);
-            let _ = writeln!(out, "{node} ({datacenter}): failed: {error}");
-        }
-    }
+        } => (node, datacenter, "failed", "failed", error),
+    };
+    let error = tidy_error(node.as_str(), state, error);
+    let _ = writeln!(out, "{node} ({datacenter}): {label}: {error}");
 }
 
 fn change_text(out: &mut String, change: &Change) {

@@ -18,7 +18,6 @@ use crate::exit::Status;
 use crate::inventory::{Inventory, InventoryError};
 use crate::manifest::source::{SiteSource, SourceError};
 use crate::manifest::{ManifestError, Site};
-use crate::node::DatacenterName;
 use crate::plan::saved::SavedPlanError;
 use crate::secret::{SecretError, SecretStore};
 use crate::selector::{Selector, SelectorError};
@@ -208,15 +207,6 @@ pub struct Workspace {
 pub struct Targets {
     pub catalogs: Vec<Catalog>,
     pub failures: Vec<InventoryError>,
-}
-
-impl Targets {
-    pub fn undiscovered(&self) -> Vec<&DatacenterName> {
-        self.failures
-            .iter()
-            .filter_map(InventoryError::datacenter)
-            .collect()
-    }
 }
 
 impl Workspace {
