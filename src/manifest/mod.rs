@@ -83,6 +83,8 @@ pub struct Site {
     pub nodes: Vec<Node>,
     /// `[rollout]` of `site.toml`.
     pub rollout: RolloutPolicy,
+    /// `[failover] epoch` of `site.toml` (0 when absent): raised by every promote.
+    pub epoch: u64,
     /// `[vars]` of `site.toml`.
     pub vars: VarLayer,
     /// `[datacenters.NAME.vars]`.
@@ -177,6 +179,7 @@ impl Site {
             datacenters,
             nodes,
             rollout: raw.rollout,
+            epoch: raw.failover.epoch,
             vars: Layer::from_raw(raw.vars, &site_path, &text),
             datacenter_vars,
             roles: roles.unwrap_or_default(),

@@ -23,6 +23,18 @@ pub struct RawSite {
     #[serde(default)]
     pub vars: RawVars,
     pub datacenters: BTreeMap<String, Spanned<RawDatacenter>>,
+    #[serde(default)]
+    pub failover: RawFailover,
+}
+
+/// `[failover]` of `site.toml`: the failover epoch (a number that only grows; each
+/// promote raises it, every apply writes it to the node, and a run from a checkout whose
+/// epoch is lower than a node's is refused).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFailover {
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 #[derive(Debug, Deserialize)]
