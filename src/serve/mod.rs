@@ -6,4 +6,8 @@
 //! worker) and the parts that report on it (metrics, log): the workers call an
 //! [`observe::Observer`], the metrics implement it.
 
+pub mod auth;
+pub mod html;
+pub mod metrics;
 pub mod observe;
+pub mod pages;
