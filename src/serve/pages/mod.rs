@@ -321,8 +321,7 @@ fn store_writable(path: &std::path::Path) -> Result<(), String> {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| fail(&format!("cannot open `{}`: {e}", path.display())))?;
-    conn.busy_timeout(READY_TIMEOUT - Duration::from_secs(1))
-        .map_err(|e| fail(&e))?;
+    conn.busy_timeout(READY_TIMEOUT / 2).map_err(|e| fail(&e))?;
     conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
         .map_err(|e| fail(&format!("`{}` takes no write lock: {e}", path.display())))
 }
