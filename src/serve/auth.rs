@@ -5,8 +5,10 @@
 //! that not even its length shows in the timing. `/healthz` stays open for liveness
 //! probes; the hook endpoints never serve run data, so they need no read token.
 
+use std::ffi::OsString;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -16,7 +18,10 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
-/// Environment variable the daemon reads the read token from.
+/// Environment variable naming a file that holds the read token (preferred: systemd's
+/// `LoadCredential=` puts it in one).
+pub const READ_TOKEN_FILE_ENV: &str = "TANDEM_SERVE_READ_TOKEN_FILE";
+/// Environment variable holding the read token itself.
 pub const READ_TOKEN_ENV: &str = "TANDEM_SERVE_READ_TOKEN";
 
 /// Shortest accepted token: 16 bytes of a random token's text.
@@ -34,7 +39,7 @@ impl fmt::Debug for ReadToken {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    #[error("`tandem serve` listens on `{addr}`, which is not a loopback address: set a read token for the status pages and metrics (environment variable `{READ_TOKEN_ENV}` or a token file), or listen on 127.0.0.1")]
+    #[error("`tandem serve` listens on `{addr}`, which is not a loopback address: set a read token for the status pages and metrics (a file named by `{READ_TOKEN_FILE_ENV}`, or `{READ_TOKEN_ENV}`), or listen on 127.0.0.1")]
     TokenRequired { addr: SocketAddr },
     #[error("the read token is {len} characters long: use at least {MIN_TOKEN_LEN} (for example `openssl rand -hex 32`)")]
     TooShort { len: usize },
@@ -42,6 +47,10 @@ pub enum AuthError {
         "the read token holds whitespace or control characters: it must be one printable word"
     )]
     NotPrintable,
+    #[error("cannot read the read token file `{path}` (from `{READ_TOKEN_FILE_ENV}`): {error}")]
+    File { path: PathBuf, error: String },
+    #[error("`{READ_TOKEN_ENV}` is not valid UTF-8")]
+    NotUtf8,
 }
 
 impl ReadToken {
@@ -64,6 +73,35 @@ impl ReadToken {
         let want = Sha256::digest(self.0.as_bytes());
         let got = Sha256::digest(offered);
         want.ct_eq(&got).into()
+    }
+}
+
+/// The read token from the environment: the file `TANDEM_SERVE_READ_TOKEN_FILE` names,
+/// else `TANDEM_SERVE_READ_TOKEN`; `None` when neither is set.
+pub fn read_token_from_env() -> Result<Option<ReadToken>, AuthError> {
+    read_token(
+        std::env::var_os(READ_TOKEN_FILE_ENV).filter(|v| !v.is_empty()),
+        std::env::var_os(READ_TOKEN_ENV).filter(|v| !v.is_empty()),
+    )
+}
+
+fn read_token(
+    file: Option<OsString>,
+    value: Option<OsString>,
+) -> Result<Option<ReadToken>, AuthError> {
+    if let Some(path) = file.map(PathBuf::from) {
+        let text = std::fs::read_to_string(&path).map_err(|error| AuthError::File {
+            path: path.clone(),
+            error: error.to_string(),
+        })?;
+        return ReadToken::new(&Zeroizing::new(text)).map(Some);
+    }
+    match value {
+        Some(value) => {
+            let text = Zeroizing::new(value.into_string().map_err(|_| AuthError::NotUtf8)?);
+            ReadToken::new(&text).map(Some)
+        }
+        None => Ok(None),
     }
 }
 
@@ -158,5 +196,27 @@ mod tests {
         assert!(!token.matches(b"0123456789abcdef0124"));
         assert!(!token.matches(b"0123456789abcdef012"));
         assert!(!format!("{token:?}").contains("0123"));
+    }
+
+    #[test]
+    fn the_token_comes_from_a_file_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("read-token");
+        std::fs::write(&file, "from-the-file-0123456789\n").unwrap();
+        let value = Some(OsString::from("from-the-variable-0123456789"));
+        let token = read_token(Some(file.clone().into()), value.clone())
+            .unwrap()
+            .unwrap();
+        assert!(token.matches(b"from-the-file-0123456789"));
+        let token = read_token(None, value).unwrap().unwrap();
+        assert!(token.matches(b"from-the-variable-0123456789"));
+        assert!(read_token(None, None).unwrap().is_none());
+        let missing = dir.path().join("missing");
+        let err = read_token(Some(missing.into()), None).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("cannot read the read token file `"),
+            "{err}"
+        );
     }
 }
