@@ -26,11 +26,16 @@ use super::auth::{self, ReadToken};
 use super::html::content_security_policy;
 use super::metrics::{Metrics, CONTENT_TYPE};
 use crate::store::{RunId, Store, StoreError};
-use view::{RunList, RunPage, RunSummary, VERSION};
+use view::{RunList, RunPage, RunSummary, Trigger, VERSION};
 
 /// Whether the site repository can be fetched now; `Err` says why not. Called on a
 /// blocking thread, bounded by [`READY_TIMEOUT`].
 pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// The deliveries that triggered a run, from the daemon's records in the history (the
+/// daemon maps its `Store::run_triggers` into [`Trigger`]s). Called on a blocking
+/// thread with the open history.
+pub type Triggers = Arc<dyn Fn(&Store, RunId) -> Result<Vec<Trigger>, StoreError> + Send + Sync>;
 
 /// How long `/readyz` waits for the store's write lock and for the repository check.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,6 +53,8 @@ pub struct PagesState {
     /// Required on every route but `/healthz` when set.
     pub read_token: Option<ReadToken>,
     pub repository_ready: Readiness,
+    /// What triggered each run; `None`: no trigger is shown.
+    pub triggers: Option<Triggers>,
 }
 
 impl std::fmt::Debug for PagesState {
@@ -175,12 +182,22 @@ async fn with_store<T: Send + 'static>(
     }
 }
 
+fn triggers_of(
+    triggers: Option<&Triggers>,
+    store: &Store,
+    id: RunId,
+) -> Result<Vec<Trigger>, StoreError> {
+    triggers.map_or(Ok(Vec::new()), |lookup| lookup(store, id))
+}
+
 async fn list(state: &PagesState, limit: usize) -> Result<Vec<RunSummary>, String> {
     let limit = limit.clamp(1, MAX_LIMIT);
+    let triggers = state.triggers.clone();
     let runs = with_store(state.history.clone(), move |store| {
         let mut out = Vec::new();
         for run in store.runs(limit)? {
-            out.push(RunSummary::of(&store.run(run.id)?));
+            let triggered = triggers_of(triggers.as_ref(), store, run.id)?;
+            out.push(RunSummary::of(&store.run(run.id)?, triggered));
         }
         Ok(out)
     })
@@ -237,15 +254,16 @@ async fn run(
     else {
         return not_found("a run id is a positive number, as `/runs` lists it".into());
     };
+    let triggers = state.triggers.clone();
     let detail = with_store(state.history.clone(), move |store| match store.run(id) {
-        Ok(detail) => Ok(Some(detail)),
+        Ok(detail) => Ok(Some((triggers_of(triggers.as_ref(), store, id)?, detail))),
         Err(StoreError::NoSuchRun { .. }) => Ok(None),
         Err(err) => Err(err),
     })
     .await;
     match detail {
-        Ok(Some(Some(detail))) => {
-            let page = RunPage::of(&detail);
+        Ok(Some(Some((triggered, detail)))) => {
+            let page = RunPage::of(&detail, triggered);
             if as_json {
                 json(StatusCode::OK, &page)
             } else {

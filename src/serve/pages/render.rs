@@ -78,6 +78,15 @@ fn datacenters_cell(run: &RunSummary) -> String {
     out
 }
 
+/// The first trigger in words, `+N more` after it; `-` for a run without.
+fn trigger_cell(run: &RunSummary) -> String {
+    match run.triggers.split_first() {
+        None => "<span class=\"muted\">-</span>".into(),
+        Some((first, [])) => escape(&first.words()),
+        Some((first, rest)) => format!("{} (+{} more)", escape(&first.words()), rest.len()),
+    }
+}
+
 /// `/runs`.
 pub fn runs(list: &[RunSummary]) -> String {
     let mut body = String::from("<h1>tandem runs</h1>\n");
@@ -87,19 +96,20 @@ pub fn runs(list: &[RunSummary]) -> String {
     }
     body.push_str(
         "<table id=\"runs\"><thead><tr><th>ID</th><th>KIND</th><th>STATUS</th><th>COMMIT</th>\
-         <th>BY</th><th>STARTED</th><th>FINISHED</th><th>DURATION</th><th>NODES</th></tr></thead><tbody>\n",
+         <th>TRIGGER</th><th>BY</th><th>STARTED</th><th>FINISHED</th><th>DURATION</th><th>NODES</th></tr></thead><tbody>\n",
     );
     for run in list {
         let _ = writeln!(
             body,
             "<tr data-run=\"{id}\"><td><a href=\"{url}\">{id}</a></td><td>{kind}</td><td>{status}</td>\
-             <td>{commit}</td><td>{by}</td><td>{started}</td><td>{finished}</td><td>{took}</td>\
+             <td>{commit}</td><td>{trigger}</td><td>{by}</td><td>{started}</td><td>{finished}</td><td>{took}</td>\
              <td>{nodes}</td></tr>",
             id = run.id,
             url = escape(&run.url),
             kind = escape(run.kind),
             status = status(run.status),
             commit = commit_cell(run),
+            trigger = trigger_cell(run),
             by = escape(&run.started_by),
             started = escape(&run.started_at),
             finished = escape(run.finished_at.as_deref().unwrap_or("-")),
@@ -167,6 +177,27 @@ pub fn run(run: &RunPage) -> String {
     }
     row("nodes", datacenters_cell(s));
     body.push_str("</dl>\n");
+
+    if !s.triggers.is_empty() {
+        let _ = writeln!(body, "<h2>triggered by ({})</h2>", s.triggers.len());
+        body.push_str(
+            "<table id=\"triggers\"><thead><tr><th>RECEIVED</th><th>RECEIVER</th><th>EVENT</th>\
+             <th>REF</th><th>PUSHER</th><th>DELIVERY</th></tr></thead><tbody>\n",
+        );
+        for t in &s.triggers {
+            let _ = writeln!(
+                body,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"mono\">{}</td></tr>",
+                escape(&t.received_at),
+                escape(&t.receiver),
+                escape(&t.event),
+                escape(t.git_ref.as_deref().unwrap_or("-")),
+                escape(t.pusher.as_deref().unwrap_or("-")),
+                escape(&t.delivery),
+            );
+        }
+        body.push_str("</tbody></table>\n");
+    }
 
     let _ = writeln!(
         body,

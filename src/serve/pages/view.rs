@@ -49,6 +49,37 @@ pub struct DatacenterCounts {
     pub counts: Counts,
 }
 
+/// A webhook delivery that asked for a run (several may share one run). Every field
+/// but `receiver` and `received_at` is as the sender's payload named it: shown, never
+/// trusted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Trigger {
+    /// `github`, `gitlab` or `generic`.
+    pub receiver: String,
+    /// The sender's delivery id.
+    pub delivery: String,
+    /// `push`, ...
+    pub event: String,
+    pub git_ref: Option<String>,
+    pub pusher: Option<String>,
+    /// RFC 3339, UTC.
+    pub received_at: String,
+}
+
+impl Trigger {
+    /// `github push of refs/heads/master by alice`.
+    pub fn words(&self) -> String {
+        let mut out = format!("{} {}", self.receiver, self.event);
+        if let Some(git_ref) = &self.git_ref {
+            out.push_str(&format!(" of {git_ref}"));
+        }
+        if let Some(pusher) = &self.pusher {
+            out.push_str(&format!(" by {pusher}"));
+        }
+        out
+    }
+}
+
 /// A run as the runs list shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RunSummary {
@@ -68,6 +99,9 @@ pub struct RunSummary {
     pub error: Option<String>,
     pub nodes: Counts,
     pub datacenters: Vec<DatacenterCounts>,
+    /// The deliveries that asked for this run, oldest first; empty for a run started
+    /// from the command line (or when the daemon's records are not wired in).
+    pub triggers: Vec<Trigger>,
 }
 
 /// `GET /runs.json`.
@@ -115,7 +149,7 @@ pub struct RunPage {
 }
 
 impl RunSummary {
-    pub fn of(detail: &RunDetail) -> RunSummary {
+    pub fn of(detail: &RunDetail, triggers: Vec<Trigger>) -> RunSummary {
         let run = &detail.run;
         let mut nodes = Counts::default();
         let mut by_dc: BTreeMap<Option<String>, Counts> = BTreeMap::new();
@@ -144,16 +178,17 @@ impl RunSummary {
                 .into_iter()
                 .map(|(datacenter, counts)| DatacenterCounts { datacenter, counts })
                 .collect(),
+            triggers,
         }
     }
 }
 
 impl RunPage {
-    pub fn of(detail: &RunDetail) -> RunPage {
+    pub fn of(detail: &RunDetail, triggers: Vec<Trigger>) -> RunPage {
         let run = &detail.run;
         RunPage {
             version: VERSION,
-            summary: RunSummary::of(detail),
+            summary: RunSummary::of(detail, triggers),
             command: run.command.clone(),
             host: run.host.clone(),
             pid: run.pid,
