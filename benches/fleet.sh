@@ -203,14 +203,15 @@ write_change_floors() {
 }
 
 # Runs "$@" and records its wall time in ms in the global `took`, and for tandem its
-# peak RSS in KiB in `rss` (0 otherwise); the exit status must be $1.
+# peak RSS in KiB in `rss` and its user+system CPU in ms in `cpu` (0 otherwise); the
+# exit status must be $1.
 timed() {
 	local want=$1 start status=0
 	shift
-	rss=0
+	rss=0 cpu=0
 	start=$(now_ms)
 	if [[ $1 == "$tandem" ]]; then
-		/usr/bin/time -f %M -o "$dir/last.rss" "$@" >"$dir/last.out" 2>"$dir/last.err" || status=$?
+		/usr/bin/time -f '%M %U %S' -o "$dir/last.rss" "$@" >"$dir/last.out" 2>"$dir/last.err" || status=$?
 	else
 		"$@" >"$dir/last.out" 2>"$dir/last.err" || status=$?
 	fi
@@ -219,7 +220,18 @@ timed() {
 		tail -n 20 "$dir/last.out" "$dir/last.err" >&2
 		die "\`$*\` exited $status, want $want"
 	}
-	[[ $1 != "$tandem" ]] || rss=$(tail -n 1 "$dir/last.rss")
+	if [[ $1 == "$tandem" ]]; then
+		read -r rss cpu <<<"$(tail -n 1 "$dir/last.rss" | awk '{ printf "%d %d", $1, ($2 + $3) * 1000 }')"
+	fi
+}
+
+# Waits (bounded) until every node's three apps listen: `systemctl restart` returns
+# once an app is forked, and the stand-in apps (Python) starting in the background
+# would otherwise take the CPU from whatever is measured next.
+settle_apps() {
+	on_all 'for i in $(seq 300); do
+		n=$(ss -Hltn "( sport = :8081 or sport = :8082 or sport = :8083 )" | wc -l)
+		[ "$n" -ge 3 ] && exit 0; sleep 0.1; done; echo "apps not listening" >&2; exit 1'
 }
 
 # All outcomes in the last JSON apply report must be $1.
@@ -233,10 +245,11 @@ outcomes_are() {
 	PY
 }
 
-declare -A samples rsses
+declare -A samples rsses cpus
 record() {
 	samples[$1]="${samples[$1]:-} $took"
 	rsses[$1]="${rsses[$1]:-} $rss"
+	cpus[$1]="${cpus[$1]:-} $cpu"
 }
 
 say "first converging apply on fresh hosts"
@@ -246,18 +259,26 @@ record converge
 cp "$dir/last.out" "$dir/converge.json"
 write_change_floors
 
-for rep in $(seq "$REPS"); do
-	say "repetition $rep/$REPS"
-	timed 0 floor && record floor
-	timed 0 "$tandem" check && record check
-	timed 0 "$tandem" plan && record plan
+noop_plan() { timed 0 "$tandem" plan && record plan; }
+noop_apply() {
 	timed 0 "$tandem" apply --format json && outcomes_are unchanged && record noop
 	cp "$dir/last.out" "$dir/noop.json"
+}
+for rep in $(seq "$REPS"); do
+	say "repetition $rep/$REPS"
+	settle_apps
+	timed 0 floor && record floor
+	timed 0 "$tandem" check && record check
+	# The no-op plan and apply take turns going first, so that neither always runs
+	# right after the same thing.
+	if ((rep % 2)); then noop_plan && noop_apply; else noop_apply && noop_plan; fi
 	on_all "$(printf 'echo "# drift" >> %s && ' "${MANAGED[@]}") true"
 	timed 0 "$tandem" apply --format json && outcomes_are changed && record changes
 	cp "$dir/last.out" "$dir/changes.json"
+	settle_apps
 	# On converged hosts: the same files, the same content, the same restarts.
 	timed 0 change_floor changes && record floor_changes
+	settle_apps
 	on_all "$(printf 'echo "# drift" >> %s && ' "${MANAGED[@]:0:2}") true"
 	timed 0 "$tandem" apply --format json && outcomes_are changed && record nginx
 	timed 0 change_floor nginx && record floor_nginx
@@ -286,19 +307,20 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
 commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 [[ -z $(git status --porcelain --untracked-files=no 2>/dev/null) ]] || commit="$commit-dirty"
 args=()
-for key in "${!samples[@]}"; do args+=("$key=${samples[$key]}|${rsses[$key]}"); done
+for key in "${!samples[@]}"; do args+=("$key=${samples[$key]}|${rsses[$key]}|${cpus[$key]}"); done
 mkdir -p target/bench/history
 python3 - "$N" "$REPS" "$PROFILE" "$load" "$dir" "$commit" target/bench "${counts[@]}" -- "${args[@]}" <<'PY'
 import datetime, json, os, shutil, statistics, sys
 n, reps, profile, load, fleet_dir, commit, out_dir, *rest = sys.argv[1:]
 sep = rest.index("--")
 counts = [tuple(map(int, c.split())) for c in rest[:sep]]
-samples, rss = {}, {}
+samples, rss, cpu = {}, {}, {}
 for arg in rest[sep + 1:]:
     key, value = arg.split("=", 1)
-    ms, kb = value.split("|")
+    ms, kb, cpu_ms = value.split("|")
     samples[key] = [int(v) for v in ms.split()]
     rss[key] = [int(v) for v in kb.split()]
+    cpu[key] = [int(v) for v in cpu_ms.split()]
 med = {k: statistics.median(v) for k, v in samples.items()}
 # label, key, the change floor it is compared with, target against that floor.
 rows = [
@@ -325,7 +347,7 @@ now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"
 print(f"\ntandem speed benchmark: {n} systemd hosts, {profile} build, commit {commit}, load average {load}")
 if prev:
     print(f"previous run (x prev): {prev.get('date')} commit {prev.get('commit')}, {prev.get('hosts')} hosts, {prev.get('profile')} build")
-print(f"{'measure':<38} {'runs':>4} {'best ms':>8} {'median ms':>10} {'x floor':>8} {'x change':>9} {'target':>11} {'peak MiB':>9} {'x prev':>7}")
+print(f"{'measure':<38} {'runs':>4} {'best ms':>8} {'median ms':>10} {'x floor':>8} {'x change':>9} {'target':>11} {'peak MiB':>9} {'cpu ms':>7} {'x prev':>7}")
 for label, key, change, target in rows:
     if key not in samples:
         continue
@@ -345,6 +367,7 @@ for label, key, change, target in rows:
         "change_floor": change,
         "target": target_of,
         "peak_rss_kib": max(rss[key]) if any(rss[key]) else None,
+        "cpu_ms": cpu[key] if any(cpu[key]) else None,
     }
     cases[key] = case
     prev_ratio = None
@@ -355,7 +378,8 @@ for label, key, change, target in rows:
     x_prev = "" if not prev_ratio else f"{now_ratio / prev_ratio:.2f}"
     print(f"{label:<38} {len(xs):>4} {min(xs):>8} {med[key]:>10.0f} {ratio:>8.2f} "
           f"{'' if x_change is None else f'{x_change:.2f}':>9} {verdict:>11} "
-          f"{'' if peak is None else f'{peak:.0f}':>9} {x_prev:>7}")
+          f"{'' if peak is None else f'{peak:.0f}':>9} "
+          f"{'' if not any(cpu[key]) else f'{statistics.median(cpu[key]):.0f}':>7} {x_prev:>7}")
 counted = json.load(open(f"{fleet_dir}/counted.json"))["nodes"]
 trips = [r["round_trips"] for r in counted]
 conns = [c[0] for c in counts]
