@@ -80,6 +80,9 @@ shared=$(for i in $(seq 32); do printf 'key_%02d = "a shared value, the same on 
 printf 'name = "{{node.name}}"\naddress = "{{node.address}}"\n' >"$site/modules/files/templates/node.conf.hbs"
 export TANDEM_SITE=$site
 export AWS_EC2_METADATA_DISABLED=true AWS_ENDPOINT_URL=http://127.0.0.1:9
+# The floor's OpenSSH gets ConnectTimeout=30; tandem the same bound per connection step
+# (1,000 key exchanges at once on two shared cores take longer than the 10 s default).
+export TANDEM_CONNECT_TIMEOUT=30s
 
 declare -A samples rsses cpus threads
 results=()
