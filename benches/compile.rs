@@ -1,10 +1,20 @@
 //! Catalog compilation at fleet scale: builds a synthetic site in a temporary directory
-//! (two datacenters, two roles, 50 resources per node: plain resources, rendered
-//! files, and an `each` module), compiles every node's catalog, checks parity, and
-//! prints the time of each phase and the peak resident memory (VmHWM).
+//! (two datacenters, two roles, 50 resources per node), compiles every node's catalog
+//! and checks parity the way `tandem check` does (`catalog::parity::Streaming`: each
+//! catalog compared and dropped), and prints the time and the peak resident memory
+//! (VmHWM). Two cases:
 //!
-//! `cargo bench --bench compile -- 1000 5000 10000` runs each size in its own process
-//! so that every peak is that size's own.
+//! - `shared` (default): plain resources, rendered files whose text most nodes share,
+//!   and an `each` module;
+//! - `per-node`: 25 plain resources and 25 files from templates naming `node.name` and
+//!   `node.address` (about 150 bytes each), so every node's content is its own.
+//!
+//! Every node has a variable of its own, so every node is a parity subject (compiled in
+//! both datacenters). `cargo bench --bench compile -- per-node 1000 5000 10000` runs
+//! each size in its own process so that every peak is that size's own;
+//! `cargo bench --bench compile -- write DIR per-node 10000` only writes the site to
+//! DIR (to time `tandem check` on it). Without a release build at hand, `cargo test
+//! --bench compile -- ...` runs the same in the debug profile (relative figures only).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -13,54 +23,79 @@ use std::time::Instant;
 use tandem::catalog::{parity, Compiler};
 use tandem::manifest::Site;
 
-fn main() {
-    let sizes: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    match sizes.as_slice() {
-        [] => run_each(&[1_000, 5_000, 10_000]),
-        [one] => run(*one),
-        many => run_each(many),
+#[derive(Clone, Copy, PartialEq)]
+enum Case {
+    Shared,
+    PerNode,
+}
+
+impl Case {
+    fn name(self) -> &'static str {
+        match self {
+            Case::Shared => "shared",
+            Case::PerNode => "per-node",
+        }
     }
 }
 
-fn run_each(sizes: &[usize]) {
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let case = if args.iter().any(|a| a == "per-node") {
+        Case::PerNode
+    } else {
+        Case::Shared
+    };
+    let sizes: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    if args.first().map(String::as_str) == Some("write") {
+        let dir = args.get(1).expect("write DIR [per-node] SIZE");
+        let size = sizes.first().copied().unwrap_or(10_000);
+        write_site(Path::new(dir), size, case);
+        println!("wrote a {} site of {size} nodes to {dir}", case.name());
+        return;
+    }
+    match sizes.as_slice() {
+        [] => run_each(&[1_000, 5_000, 10_000], case),
+        [one] => run(*one, case),
+        many => run_each(many, case),
+    }
+}
+
+fn run_each(sizes: &[usize], case: Case) {
     let exe = std::env::current_exe().expect("own executable");
     for size in sizes {
         let status = std::process::Command::new(&exe)
-            .arg(size.to_string())
+            .args([size.to_string(), case.name().to_string()])
             .status()
             .expect("run one size");
         assert!(status.success(), "size {size} failed");
     }
 }
 
-fn run(nodes: usize) {
+fn run(nodes: usize, case: Case) {
     let dir = tempfile::tempdir().expect("temp dir");
-    write_site(dir.path(), nodes);
+    write_site(dir.path(), nodes, case);
     let start = Instant::now();
     let site = Site::load(dir.path()).expect("load");
     let loaded = start.elapsed();
     let compiler = Compiler::new(&site).expect("compiler");
     let t = Instant::now();
-    let catalogs: Vec<_> = site
-        .nodes
-        .iter()
-        .map(|node| compiler.compile(node).expect("compile"))
-        .collect();
-    let compiled = t.elapsed();
-    let t = Instant::now();
-    let parity = parity::check(&compiler, &site.nodes, &catalogs);
+    // As `tandem check` does: each catalog counted, compared and dropped.
+    let mut resources = 0;
+    let mut streaming = parity::Streaming::new(&compiler, &site.nodes);
+    for node in &site.nodes {
+        let catalog = compiler.compile(node).expect("compile");
+        resources += catalog.resources.len();
+        streaming.own(&catalog, &mut |_| {});
+    }
+    let parity = streaming.finish(&mut |_| {});
     assert!(
         parity.errors.is_empty() && parity.failures.is_empty(),
         "{parity:?}"
     );
-    let resources: usize = catalogs.iter().map(|c| c.resources.len()).sum();
     println!(
-        "nodes {nodes:>6}  resources {resources:>7}  load {:>6.2}s  compile {:>6.2}s  parity {:>5.3}s  total {:>6.2}s  cpu {:>6.2}s  peak RSS {:>6} MiB",
+        "{:<8} nodes {nodes:>6}  resources {resources:>7}  load {:>6.2}s  compile+parity {:>6.2}s  total {:>6.2}s  cpu {:>6.2}s  peak RSS {:>6} MiB",
+        case.name(),
         loaded.as_secs_f64(),
-        compiled.as_secs_f64(),
         t.elapsed().as_secs_f64(),
         start.elapsed().as_secs_f64(),
         cpu_seconds(),
@@ -102,20 +137,25 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write");
 }
 
-/// 20 plain resources (module `base`), 10 rendered files (module `config`), and
-/// 5 instances of a 4-resource `each` module (`worker`): 50 per node.
-fn write_site(root: &Path, nodes: usize) {
+/// Shared: 20 plain resources (module `base`), 10 rendered files (module `config`), and
+/// 5 instances of a 4-resource `each` module (`worker`): 50 per node. Per-node: `base`,
+/// 5 more directories and 25 files naming the node (module `pernode`): 50 per node.
+fn write_site(root: &Path, nodes: usize, case: Case) {
     write(
         &root.join("manifests/site.toml"),
         "[site]\nname = \"bench\"\n[vars]\nenvironment = \"bench\"\n\
          [datacenters.east]\nprimary = true\nprovider = \"static\"\n\
          [datacenters.west]\nprovider = \"static\"\n",
     );
+    let modules = match case {
+        Case::Shared => "\"base\", \"config\", \"worker\"",
+        Case::PerNode => "\"base\", \"pernode\"",
+    };
     for role in ["web", "db"] {
         write(
             &root.join(format!("manifests/roles/{role}.toml")),
             &format!(
-                "modules = [\"base\", \"config\", \"worker\"]\n[vars]\nrole_port = 80\n\
+                "modules = [{modules}]\n[vars]\nrole_port = 80\n\
                  workers = [{{ name = \"{role}-a\" }}, {{ name = \"{role}-b\" }}, {{ name = \"{role}-c\" }}, {{ name = \"{role}-d\" }}, {{ name = \"{role}-e\" }}]\n"
             ),
         );
@@ -160,13 +200,43 @@ fn write_site(root: &Path, nodes: usize) {
          [[resource]]\ntype = \"exec\"\nname = \"daemon-reload-{{w.name}}\"\ncommand = \"systemctl daemon-reload\"\nrefresh_only = true\n\n\
          [[resource]]\ntype = \"service\"\nname = \"{{w.name}}\"\nrunning = true\nenabled = true\n",
     );
+    let mut pernode = String::from("requires = [\"base\"]\n[vars]\nlimit = 100\n\n");
+    for i in 0..5 {
+        let _ = write!(
+            pernode,
+            "[[resource]]\ntype = \"directory\"\npath = \"/srv/node/d{i}\"\nmode = \"0755\"\n\n"
+        );
+    }
+    for i in 0..25 {
+        let _ = write!(
+            pernode,
+            "[[resource]]\ntype = \"file\"\npath = \"/etc/node/p{i}.conf\"\ntemplate = \"p{i}.conf.hbs\"\nmode = \"0644\"\n\n"
+        );
+        // About 150 bytes once rendered, every line naming this node.
+        write(
+            &root.join(format!("modules/pernode/templates/p{i}.conf.hbs")),
+            &format!(
+                "# p{i}: {{{{node.name}}}} in {{{{environment}}}}\n\
+                 name = \"{{{{node.name}}}}\"\n\
+                 listen = \"{{{{node.address}}}}:{port}\"\n\
+                 peer = \"{{{{node.name}}}}.{i}.bench.internal\"\n\
+                 limit = {{{{limit}}}}\n",
+                port = 9000 + i
+            ),
+        );
+    }
+    write(&root.join("modules/pernode/module.toml"), &pernode);
     let mut list = String::new();
     for n in 0..nodes {
         let dc = if n % 2 == 0 { "east" } else { "west" };
         let role = if n % 4 < 2 { "web" } else { "db" };
+        let address = match case {
+            Case::Shared => "127.0.0.1".to_string(),
+            Case::PerNode => format!("10.{}.{}.{}", n >> 16, (n >> 8) & 255, n & 255),
+        };
         let _ = write!(
             list,
-            "[[node]]\nname = \"n{n:06}\"\ndatacenter = \"{dc}\"\nrole = \"{role}\"\naddress = \"127.0.0.1\"\n"
+            "[[node]]\nname = \"n{n:06}\"\ndatacenter = \"{dc}\"\nrole = \"{role}\"\naddress = \"{address}\"\n"
         );
         // Every node has a variable of its own that no template uses (it must not cost
         // a rendering), and one node in ten overrides `limit`, which every template

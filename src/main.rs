@@ -7,11 +7,19 @@ use clap::Parser;
 use tandem::cli::Cli;
 use tandem::exit::Status;
 
+/// Threads tokio may start for blocking work. Every node in flight holds one while it
+/// connects and while its command runs (libssh2 is blocking), so tokio's default of 512
+/// would silently cap a run at 512 nodes at once whatever `--parallel` says. Threads are
+/// started only when needed; this only lifts the cap.
+const MAX_BLOCKING_THREADS: usize = 4096;
+
 fn main() -> ExitCode {
     quiet_broken_pipe();
+    raise_open_file_limit();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .build()
     {
         Ok(runtime) => runtime,
@@ -50,4 +58,23 @@ fn quiet_broken_pipe() {
         }
         default(info);
     }));
+}
+
+/// One socket per node in flight, plus the run's own files: the usual soft limit of 1,024
+/// open files is reached before 1,000 nodes. The soft limit is raised to the hard limit,
+/// which needs no privilege; if that fails the run goes on with the limit it has (a
+/// node past it then fails with "too many open files", named in its report).
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }

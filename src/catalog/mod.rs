@@ -315,24 +315,28 @@ impl<'s> Compiler<'s> {
     ) -> Result<Rendered, TemplateError> {
         // Text renders the same for every node of a (role, datacenter) scope and module
         // instance, except through what the template can reach: node variables whose
-        // names it contains, and the node itself when it names `node`. A template that
-        // could reach everything (`this`, `@root`, partials) is keyed by all of them.
-        // A name a template computes at render time is the one way around this; no
-        // helper of ours does that.
+        // names it contains, and the node itself when it names `node`. A name a
+        // template computes at render time is the one way around this; no helper of
+        // ours does that.
         let everything =
             source.contains("this") || source.contains("@root") || source.contains("{{>");
+        // Text that names the node, or could reach it (`this`, `@root`, partials), is
+        // that node's own: no other node can use it and a run compiles each node once,
+        // so it is rendered and not kept (10,000 nodes of 25 such files would otherwise
+        // keep every one of their texts to the end of the run).
+        if everything || source.contains("node") {
+            return self
+                .templates
+                .render_str(source, origin, first_line, ctx.value);
+        }
         let mut context = ctx.key.clone();
         for (name, value) in ctx.node_vars {
-            if everything || source.contains(name.as_str()) {
+            if source.contains(name.as_str()) {
                 context.push('\u{0}');
                 context.push_str(name);
                 context.push('=');
                 context.push_str(&value.to_string());
             }
-        }
-        if everything || source.contains("node") {
-            context.push('\u{0}');
-            context.push_str(ctx.node);
         }
         let key = RenderKey {
             source: id.to_string(),

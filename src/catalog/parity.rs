@@ -17,7 +17,7 @@
 //! the first node exists).
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use serde::Serialize;
@@ -139,61 +139,153 @@ fn stand_in(role: &RoleName, dc: &DatacenterName) -> Node {
 /// Compiles every subject of `nodes` in every datacenter and compares, per subject, each
 /// datacenter's catalog with the primary's (or the first datacenter's). `compiled` are
 /// the nodes' own catalogs, already made: a subject's catalog in its own datacenter is
-/// taken from there rather than compiled again.
+/// taken from there rather than compiled again. Keeps every catalog it compiled (in
+/// `catalogs`); [`Streaming`] is the same check without holding any.
 pub fn check(compiler: &Compiler<'_>, nodes: &[Node], compiled: &[Catalog]) -> Parity {
-    let site = compiler.site();
-    let mut dcs: Vec<&DatacenterName> = site.datacenters.iter().map(|d| &d.name).collect();
-    dcs.sort_by_key(|dc| !site.datacenter(dc).is_some_and(|d| d.primary));
-    let own: std::collections::HashMap<&NodeName, &Catalog> =
-        compiled.iter().map(|c| (&c.node.name, c)).collect();
-    let mut parity = Parity::default();
-    let mut seen = BTreeSet::new();
-    for (subject, stand_in) in subjects(site, nodes) {
-        let mut catalogs: Vec<Cow<'_, Catalog>> = Vec::new();
-        for dc in &dcs {
-            let at_home = !stand_in && **dc == subject.datacenter;
-            if at_home {
-                // Its own errors are the node's compile errors, reported already.
-                if let Some(catalog) = own.get(&subject.name) {
-                    catalogs.push(Cow::Borrowed(*catalog));
-                    continue;
-                }
-            }
-            let mut node = subject.clone();
-            node.datacenter = (*dc).clone();
-            match compiler.compile(&node) {
-                Ok(catalog) => catalogs.push(Cow::Owned(catalog)),
-                Err(error) if !at_home => parity.failures.push(Failure {
-                    node,
-                    stand_in,
-                    error,
-                }),
-                Err(_) => {}
+    let mut streaming = Streaming::new(compiler, nodes);
+    let mut kept = Vec::new();
+    for catalog in compiled {
+        streaming.own(catalog, &mut |c| kept.push(c.clone()));
+    }
+    let mut parity = streaming.finish(&mut |c| kept.push(c.clone()));
+    parity.catalogs = kept;
+    parity
+}
+
+/// The parity check fed one node's own catalog at a time, as it is compiled: a
+/// subject's catalogs in the other datacenters are compiled, compared and dropped at
+/// once, so memory does not grow with the number of nodes (10,000 nodes with values of
+/// their own each are one subject each). `finish` does the subjects whose own catalog
+/// never came (it did not compile, or a stand-in). Errors and failures come out in the
+/// order of [`subjects`], as if every subject had been checked in that order.
+pub struct Streaming<'c, 's> {
+    compiler: &'c Compiler<'s>,
+    /// Primary first.
+    dcs: Vec<DatacenterName>,
+    subjects: Vec<(Node, bool)>,
+    /// Subject index by node name (stand-ins are not nodes and not here).
+    index: HashMap<NodeName, usize>,
+    done: Vec<bool>,
+    /// Errors with the rank of the subject that showed them, and their order in it.
+    errors: Vec<(usize, usize, ParityError)>,
+    failures: Vec<(usize, Failure)>,
+}
+
+impl<'c, 's> Streaming<'c, 's> {
+    pub fn new(compiler: &'c Compiler<'s>, nodes: &[Node]) -> Streaming<'c, 's> {
+        let site = compiler.site();
+        let mut dcs: Vec<DatacenterName> =
+            site.datacenters.iter().map(|d| d.name.clone()).collect();
+        dcs.sort_by_key(|dc| !site.datacenter(dc).is_some_and(|d| d.primary));
+        let subjects = subjects(site, nodes);
+        let index = subjects
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, stand_in))| !stand_in)
+            .map(|(i, (node, _))| (node.name.clone(), i))
+            .collect();
+        let done = vec![false; subjects.len()];
+        Streaming {
+            compiler,
+            dcs,
+            subjects,
+            index,
+            done,
+            errors: Vec::new(),
+            failures: Vec::new(),
+        }
+    }
+
+    /// A node's own catalog: when the node is a subject, it is compared with its
+    /// catalogs in every other datacenter, each shown to `observe` before it is dropped.
+    pub fn own(&mut self, catalog: &Catalog, observe: &mut dyn FnMut(&Catalog)) {
+        let Some(&rank) = self.index.get(&catalog.node.name) else {
+            return;
+        };
+        // The subject is this very node (same datacenter), not a namesake.
+        if self.done[rank] || self.subjects[rank].0.datacenter != catalog.node.datacenter {
+            return;
+        }
+        self.done[rank] = true;
+        self.subject(rank, Some(catalog), observe);
+    }
+
+    /// The subjects not done yet, then everything found.
+    pub fn finish(mut self, observe: &mut dyn FnMut(&Catalog)) -> Parity {
+        for rank in 0..self.subjects.len() {
+            if !self.done[rank] {
+                self.done[rank] = true;
+                self.subject(rank, None, observe);
             }
         }
-        if let Some((reference, others)) = catalogs.split_first() {
-            for other in others {
-                for error in compare(site, reference, other) {
-                    let key = (
-                        error.role.clone(),
-                        error.resource.to_string(),
-                        error.attribute.clone(),
-                        error.datacenters.clone(),
-                    );
-                    if seen.insert(key) {
-                        parity.errors.push(error);
+        self.errors.sort_by_key(|(rank, order, _)| (*rank, *order));
+        let mut seen = BTreeSet::new();
+        let errors = self
+            .errors
+            .into_iter()
+            .map(|(_, _, error)| error)
+            .filter(|error| {
+                seen.insert((
+                    error.role.clone(),
+                    error.resource.to_string(),
+                    error.attribute.clone(),
+                    error.datacenters.clone(),
+                ))
+            })
+            .collect();
+        self.failures.sort_by_key(|(rank, _)| *rank);
+        Parity {
+            errors,
+            failures: self.failures.into_iter().map(|(_, f)| f).collect(),
+            catalogs: Vec::new(),
+        }
+    }
+
+    /// Compiles subject `rank` in every datacenter (its own catalog, when given, stands
+    /// for its own datacenter) and compares each with the first.
+    fn subject(&mut self, rank: usize, own: Option<&Catalog>, observe: &mut dyn FnMut(&Catalog)) {
+        let (subject, stand_in) = &self.subjects[rank];
+        let mut reference: Option<Cow<'_, Catalog>> = None;
+        let mut order = 0;
+        for dc in &self.dcs {
+            let at_home = !stand_in && *dc == subject.datacenter;
+            let catalog = match own.filter(|_| at_home) {
+                Some(catalog) => Cow::Borrowed(catalog),
+                None => {
+                    let mut node = subject.clone();
+                    node.datacenter = dc.clone();
+                    match self.compiler.compile(&node) {
+                        Ok(catalog) => {
+                            observe(&catalog);
+                            Cow::Owned(catalog)
+                        }
+                        // Its own errors are the node's compile errors, reported already.
+                        Err(_) if at_home => continue,
+                        Err(error) => {
+                            self.failures.push((
+                                rank,
+                                Failure {
+                                    node,
+                                    stand_in: *stand_in,
+                                    error,
+                                },
+                            ));
+                            continue;
+                        }
+                    }
+                }
+            };
+            match &reference {
+                None => reference = Some(catalog),
+                Some(first) => {
+                    for error in compare(self.compiler.site(), first, &catalog) {
+                        self.errors.push((rank, order, error));
+                        order += 1;
                     }
                 }
             }
         }
-        parity
-            .catalogs
-            .extend(catalogs.into_iter().filter_map(|c| match c {
-                Cow::Owned(catalog) => Some(catalog),
-                Cow::Borrowed(_) => None,
-            }));
     }
-    parity
 }
 
 /// The differences between the catalogs of one node compiled in two datacenters.

@@ -28,7 +28,8 @@ pub struct Args {
     /// Node names, globs, `@role` or `dc:NAME`, comma separated
     #[arg(long, conflicts_with = "plan")]
     pub on: Option<String>,
-    /// Nodes worked on at once within a batch
+    /// Nodes worked on at once within a batch (each holds one SSH connection and one thread while in
+    /// flight; up to 4,096, e.g. `--parallel 1000` for a 1,000-node fleet at once)
     #[arg(long, default_value_t = 50)]
     pub parallel: usize,
     /// How long to wait for another run's site lock (`0s`: fail at once, naming it)

@@ -19,6 +19,7 @@ use crate::cli::{Format, Global};
 use crate::exit::Status;
 use crate::manifest::Site;
 use crate::node::Node;
+use crate::resource::ResourceId;
 use crate::secret::SecretStore;
 
 #[derive(Debug, clap::Args)]
@@ -142,18 +143,24 @@ pub async fn check(global: &Global, args: &Args) -> Report {
             });
         }
     }
+    // Each catalog is counted, compared and dropped as soon as it is compiled (see
+    // `parity::Streaming`): memory stays flat in the number of nodes.
     let mut errors = Errors::default();
-    let mut catalogs = Vec::with_capacity(nodes.len());
+    let mut overlays = OverlayKeys::new(&site);
+    let mut streaming = parity::Streaming::new(&compiler, &nodes);
     for node in &nodes {
         match compiler.compile(node) {
-            Ok(catalog) => catalogs.push(catalog),
+            Ok(catalog) => {
+                report.resources += catalog.resources.len();
+                overlays.saw(&catalog);
+                // Every role in every datacenter, compared for what the datacenter changes.
+                streaming.own(&catalog, &mut |c| overlays.saw(c));
+            }
             Err(err) => errors.add(err, node.name.to_string()),
         }
     }
     report.nodes = nodes.len();
-    report.resources = catalogs.iter().map(|c| c.resources.len()).sum();
-    // Every role in every datacenter, compared for what the datacenter changes.
-    let parity = parity::check(&compiler, &nodes, &catalogs);
+    let parity = streaming.finish(&mut |c| overlays.saw(c));
     for failure in parity.failures {
         let label = if failure.stand_in {
             format!(
@@ -169,8 +176,7 @@ pub async fn check(global: &Global, args: &Args) -> Report {
         errors.add(failure.error, label);
     }
     report.errors.extend(errors.into_problems());
-    catalogs.extend(parity.catalogs);
-    overlay_keys(&site, &catalogs, &mut report);
+    overlays.report(&mut report);
     report
         .errors
         .extend(parity.errors.into_iter().map(|e| Problem {
@@ -225,21 +231,46 @@ async fn discovered(global: &Global, site: &Site, report: &mut Report) -> Option
     }
 }
 
-/// A declared key that matches no resource anywhere is most likely a typo that would
-/// let the real difference through. Only meaningful when every catalog compiled: a
-/// failed one may be where the resource lives.
-fn overlay_keys(site: &Site, catalogs: &[Catalog], report: &mut Report) {
-    if !report.errors.is_empty() {
-        return;
+/// The resource ids the overlays declare, each with whether some catalog has it. A
+/// declared key that matches no resource anywhere is most likely a typo that would let
+/// the real difference through.
+struct OverlayKeys {
+    /// (overlay file, line, id, found)
+    keys: Vec<(std::path::PathBuf, usize, ResourceId, bool)>,
+}
+
+impl OverlayKeys {
+    fn new(site: &Site) -> OverlayKeys {
+        let keys = [&site.standby, &site.primary]
+            .into_iter()
+            .flatten()
+            .flat_map(|overlay| {
+                overlay
+                    .may_change_lines
+                    .iter()
+                    .map(|(id, line)| (overlay.file.clone(), *line, id.clone(), false))
+            })
+            .collect();
+        OverlayKeys { keys }
     }
-    for overlay in [&site.standby, &site.primary].into_iter().flatten() {
-        for (id, line) in &overlay.may_change_lines {
-            if !catalogs.iter().any(|c| c.resource(id).is_some()) {
-                report.errors.push(Problem::site_wide(format!(
-                    "{}:{line}: overlay declares `{id}`, which no catalog has",
-                    overlay.file.display()
-                )));
-            }
+
+    fn saw(&mut self, catalog: &Catalog) {
+        for (_, _, id, found) in self.keys.iter_mut().filter(|k| !k.3) {
+            *found = catalog.resource(id).is_some();
+        }
+    }
+
+    /// Only meaningful when every catalog compiled: a failed one may be where the
+    /// resource lives.
+    fn report(&self, report: &mut Report) {
+        if !report.errors.is_empty() {
+            return;
+        }
+        for (file, line, id, _) in self.keys.iter().filter(|k| !k.3) {
+            report.errors.push(Problem::site_wide(format!(
+                "{}:{line}: overlay declares `{id}`, which no catalog has",
+                file.display()
+            )));
         }
     }
 }

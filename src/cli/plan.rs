@@ -19,7 +19,8 @@ pub struct Args {
     /// Write the plan to FILE, for `tandem apply FILE` and `tandem show FILE`
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Nodes worked on at once
+    /// Nodes worked on at once (each holds one SSH connection and one thread while in
+    /// flight; up to 4,096, e.g. `--parallel 1000` for a 1,000-node fleet at once)
     #[arg(long, default_value_t = 50)]
     pub parallel: usize,
     /// Show every node, in sync ones included
