@@ -16,6 +16,7 @@ mod rollout;
 mod runs;
 mod safety;
 mod secrets;
+mod serve;
 mod site;
 mod snapshots;
 mod support;
