@@ -103,9 +103,8 @@ fn a_burst_during_a_run_is_one_run_of_the_newest_head_and_a_rewind_is_refused() 
         .inspect(|d| assert_eq!(d.superseded_by.as_deref(), Some(newest.as_str())))
         .map(|d| d.commit)
         .collect();
-    let mut expected: Vec<String> = burst[..4].to_vec();
-    expected.reverse();
-    assert_eq!(superseded, expected);
+    // Recorded newest first, so read back (newest record first) oldest first.
+    assert_eq!(superseded, burst[..4].to_vec());
 
     // A force push that rewinds master past the deployed commit.
     git(&git_server.work(), &["reset", "-q", "--hard", &burst[1]]);
