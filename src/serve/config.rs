@@ -393,10 +393,19 @@ mod tests {
 
     #[test]
     fn a_receiver_without_its_secret_is_refused_by_name() {
-        let err = parse(&format!("{BASE}[receivers.gitlab]\nsecret_env = \"UNSET\"\n")).unwrap_err();
-        assert!(err.contains("receiver `gitlab`") && err.contains("`UNSET`"), "{err}");
+        let err = parse(&format!(
+            "{BASE}[receivers.gitlab]\nsecret_env = \"UNSET\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("receiver `gitlab`") && err.contains("`UNSET`"),
+            "{err}"
+        );
         let err = parse(&format!("{BASE}[receivers.generic]\n")).unwrap_err();
-        assert!(err.contains("receiver `generic` is enabled but has no secret"), "{err}");
+        assert!(
+            err.contains("receiver `generic` is enabled but has no secret"),
+            "{err}"
+        );
         // Disabled receivers need nothing.
         let err = parse(&format!("{BASE}[receivers.generic]\nenabled = false\n")).unwrap_err();
         assert!(err.contains("no receiver is enabled"), "{err}");
@@ -408,14 +417,24 @@ mod tests {
             "{BASE}[deploy]\npolicy = \"apply\"\nrewind = true\n[receivers.github]\nsecret_env = \"SET\"\n"
         ))
         .unwrap_err();
-        assert!(err.starts_with("serve.toml:5:") && err.contains("rewind"), "{err}");
-        let err = parse("[repository]\nurl = \"ftp://x/y\"\n[receivers.github]\nsecret_env = \"SET\"\n")
-            .unwrap_err();
-        assert!(err.starts_with("serve.toml:2:") && err.contains("ftp"), "{err}");
+        assert!(
+            err.starts_with("serve.toml:5:") && err.contains("rewind"),
+            "{err}"
+        );
+        let err =
+            parse("[repository]\nurl = \"ftp://x/y\"\n[receivers.github]\nsecret_env = \"SET\"\n")
+                .unwrap_err();
+        assert!(
+            err.starts_with("serve.toml:2:") && err.contains("ftp"),
+            "{err}"
+        );
         let err = parse(&format!(
             "{BASE}[deploy]\nrequire_signed = true\n[receivers.github]\nsecret_env = \"SET\"\n"
         ))
         .unwrap_err();
-        assert!(err.starts_with("serve.toml:4:") && err.contains("allowed_signers"), "{err}");
+        assert!(
+            err.starts_with("serve.toml:4:") && err.contains("allowed_signers"),
+            "{err}"
+        );
     }
 }

@@ -111,7 +111,10 @@ fn receive(
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            eprintln!("serve: {receiver}: refused a delivery: body over the cap", receiver = receiver.as_str());
+            eprintln!(
+                "serve: {receiver}: refused a delivery: body over the cap",
+                receiver = receiver.as_str()
+            );
             return done(
                 DeliveryResult::TooLarge,
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -188,7 +191,10 @@ fn receive(
             )
         }
         Err(err) => {
-            eprintln!("serve: {}: cannot record a delivery: {err}", receiver.as_str());
+            eprintln!(
+                "serve: {}: cannot record a delivery: {err}",
+                receiver.as_str()
+            );
             return reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({"error": "cannot record the delivery; deliver again later"}),

@@ -34,6 +34,13 @@ pub enum RepoError {
     },
 }
 
+/// A commit's signature and the content it signs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    pub signature: Vec<u8>,
+    pub data: Vec<u8>,
+}
+
 /// The bare mirror of the site repository.
 #[derive(Debug, Clone)]
 pub struct Mirror {
@@ -138,11 +145,14 @@ impl Mirror {
     }
 
     /// The SSH signature and the signed content of `commit`, if it carries one.
-    pub fn signature(&self, commit: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>, RepoError> {
+    pub fn signature(&self, commit: &str) -> Result<Option<Signed>, RepoError> {
         let repo = self.open()?;
         let oid = Oid::from_str(commit).map_err(git(&self.path, "parse a commit id"))?;
         match repo.extract_signature(&oid, None) {
-            Ok((sig, data)) => Ok(Some((sig.to_vec(), data.to_vec()))),
+            Ok((sig, data)) => Ok(Some(Signed {
+                signature: sig.to_vec(),
+                data: data.to_vec(),
+            })),
             Err(err) if err.code() == git2::ErrorCode::NotFound => Ok(None),
             Err(error) => Err(git(&self.path, "read a commit signature")(error)),
         }
@@ -203,7 +213,11 @@ mod tests {
             .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
             .output()
             .unwrap();
-        assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
@@ -212,7 +226,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let work = dir.path().join("work");
         std::fs::create_dir_all(work.join("manifests")).unwrap();
-        sh(&work, "git init -q -b master && echo one > manifests/a && git add . && git commit -qm one");
+        sh(
+            &work,
+            "git init -q -b master && echo one > manifests/a && git add . && git commit -qm one",
+        );
         let one = sh(&work, "git rev-parse HEAD");
         sh(&work, "echo two > manifests/a && git commit -qam two && echo x > manifests/b && git add . && git commit -qm three");
         let three = sh(&work, "git rev-parse HEAD");
@@ -225,16 +242,25 @@ mod tests {
         let out = mirror
             .checkout(&one, &dir.path().join("checkouts"), &state)
             .unwrap();
-        assert_eq!(std::fs::read_to_string(out.join("manifests/a")).unwrap(), "one\n");
+        assert_eq!(
+            std::fs::read_to_string(out.join("manifests/a")).unwrap(),
+            "one\n"
+        );
         assert!(!out.join("manifests/b").exists());
         let source = crate::manifest::source::SiteSource::read(&out).unwrap();
         assert_eq!(source.commit.as_deref(), Some(one.as_str()));
         assert!(!source.dirty);
         // A rewind: the new head does not contain the fetched one.
-        sh(&work, "git reset -q --hard HEAD~2 && echo other > manifests/a && git commit -qam other");
+        sh(
+            &work,
+            "git reset -q --hard HEAD~2 && echo other > manifests/a && git commit -qam other",
+        );
         let other = mirror.fetch("master").unwrap();
         assert!(!mirror.contains(&other, &three).unwrap());
-        assert!(matches!(mirror.fetch("nope"), Err(RepoError::Fetch { .. } | RepoError::NoBranch { .. })));
+        assert!(matches!(
+            mirror.fetch("nope"),
+            Err(RepoError::Fetch { .. } | RepoError::NoBranch { .. })
+        ));
         assert_eq!(mirror.signature(&other).unwrap(), None);
     }
 }

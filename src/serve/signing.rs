@@ -25,10 +25,14 @@ pub enum SignatureError {
 /// Returns the principal that signed.
 pub fn verify(
     commit: &str,
-    signature: Option<(Vec<u8>, Vec<u8>)>,
+    signature: Option<super::repo::Signed>,
     allowed_signers: &Path,
 ) -> Result<String, SignatureError> {
-    let Some((sig, data)) = signature else {
+    let Some(super::repo::Signed {
+        signature: sig,
+        data,
+    }) = signature
+    else {
         return Err(SignatureError::Unsigned(commit.into()));
     };
     if !sig.starts_with(b"-----BEGIN SSH SIGNATURE-----") {

@@ -278,7 +278,11 @@ impl Worker {
         )
         .await?;
         drop(lock);
-        let planned_ok = planned.results.iter().filter(|r| matches!(r, crate::plan::render::NodeResult::Planned(_))).count();
+        let planned_ok = planned
+            .results
+            .iter()
+            .filter(|r| matches!(r, crate::plan::render::NodeResult::Planned(_)))
+            .count();
         let failure = undiscovered(&planned.failures)
             .or_else(|| (planned_ok == 0).then(|| "no node could be planned".to_string()));
         if let Some(failure) = failure {

@@ -308,7 +308,13 @@ mod tests {
         store.record_delivery(&delivery("d1")).unwrap();
         store.record_delivery(&delivery("d2")).unwrap();
         store
-            .attach_deliveries(run, &[("github".into(), "d1".into()), ("github".into(), "d2".into())])
+            .attach_deliveries(
+                run,
+                &[
+                    ("github".into(), "d1".into()),
+                    ("github".into(), "d2".into()),
+                ],
+            )
             .unwrap();
         let mut ran = CommitDecision::new("c2", Decision::Ran);
         ran.run = Some(run);
@@ -322,7 +328,10 @@ mod tests {
             ["d1", "d2"]
         );
         assert_eq!(store.decision_of_run(run).unwrap().unwrap().commit, "c2");
-        assert_eq!(store.decisions(10).unwrap()[0].decision, Decision::Superseded);
+        assert_eq!(
+            store.decisions(10).unwrap()[0].decision,
+            Decision::Superseded
+        );
         // A running apply reached no host yet: not the rewind guard's base.
         assert_eq!(store.last_deployed_commit().unwrap(), None);
         store

@@ -25,8 +25,8 @@ use crate::lock::{current_host, SiteLock};
 use crate::outcome::Outcome;
 use crate::rollout::RolloutReport;
 use crate::secret::SecretStore;
-use record::{now_millis, parse_rfc3339, rfc3339};
 pub use deliveries::{CommitDecision, Decision, Delivery};
+use record::{now_millis, parse_rfc3339, rfc3339};
 pub use record::{
     ChangeAction, NewRun, NodeRun, ResourceChange, Run, RunDetail, RunId, RunKind, RunStatus,
 };

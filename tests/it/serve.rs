@@ -36,8 +36,18 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
-        .args(["-c", "user.name=Ada", "-c", "user.email=ada@example.invalid"])
-        .args(["-c", "init.defaultBranch=master", "-c", "commit.gpgsign=false"])
+        .args([
+            "-c",
+            "user.name=Ada",
+            "-c",
+            "user.email=ada@example.invalid",
+        ])
+        .args([
+            "-c",
+            "init.defaultBranch=master",
+            "-c",
+            "commit.gpgsign=false",
+        ])
         .args(args)
         .output()
         .unwrap();
@@ -63,7 +73,10 @@ impl GitServer {
         let bare = base.path().join("site.git");
         let work = base.path().join("work");
         std::fs::create_dir_all(&work).unwrap();
-        git(base.path(), &["init", "-q", "--bare", bare.to_str().unwrap()]);
+        git(
+            base.path(),
+            &["init", "-q", "--bare", bare.to_str().unwrap()],
+        );
         git(&work, &["init", "-q"]);
         git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
         for (rel, text) in files {
@@ -74,7 +87,12 @@ impl GitServer {
         git(&work, &["push", "-q", "origin", "master"]);
         let port = free_port();
         let child = Command::new("git")
-            .args(["daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1"])
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--listen=127.0.0.1",
+            ])
             .arg(format!("--base-path={}", base.path().display()))
             .arg(format!("--port={port}"))
             .arg(base.path())
@@ -218,12 +236,19 @@ impl Daemon {
         )
     }
 
-    /// Waits for the newest run to finish; returns its id and status.
+    /// Waits until `count` runs are finished and the daemon is done with them (their
+    /// decisions and triggers recorded, which follows the run's own end); returns the
+    /// newest.
     pub fn wait_run(&self, count: usize, within: Duration) -> tandem::store::Run {
         let result = wait_for(within, &format!("{count} finished runs"), || {
-            let runs = self.store().runs(100).ok()?;
-            (runs.len() >= count && runs.iter().all(|r| r.status.as_str() != "running"))
-                .then(|| runs[0].clone())
+            let store = self.store();
+            let runs = store.runs(100).ok()?;
+            let done = runs.len() >= count
+                && runs.iter().all(|r| {
+                    r.status.as_str() != "running"
+                        && store.decision_of_run(r.id).ok().flatten().is_some()
+                });
+            done.then(|| runs[0].clone())
         });
         result.unwrap_or_else(|t| panic!("{t}\n{}", self.log()))
     }
@@ -235,8 +260,12 @@ impl Daemon {
             .status()
             .unwrap();
         assert!(sent.success());
-        let status = wait_for(within, "tandem serve to exit", || self.child.try_wait().unwrap());
-        status.unwrap_or_else(|t| panic!("{t}\n{}", self.log())).code()
+        let status = wait_for(within, "tandem serve to exit", || {
+            self.child.try_wait().unwrap()
+        });
+        status
+            .unwrap_or_else(|t| panic!("{t}\n{}", self.log()))
+            .code()
     }
 }
 
@@ -270,7 +299,9 @@ pub fn request(
     body: &[u8],
 ) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .ok()?;
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()

@@ -14,8 +14,14 @@ const CONF: &str = "/etc/serve-test.conf";
 
 fn fleet_env(fleet: &Fleet) -> Vec<(&'static str, String)> {
     vec![
-        ("TANDEM_INVENTORY", fleet.inventory_path().display().to_string()),
-        ("TANDEM_KNOWN_HOSTS", fleet.known_hosts_path().display().to_string()),
+        (
+            "TANDEM_INVENTORY",
+            fleet.inventory_path().display().to_string(),
+        ),
+        (
+            "TANDEM_KNOWN_HOSTS",
+            fleet.known_hosts_path().display().to_string(),
+        ),
         ("TANDEM_IDENTITY", fleet.key_path().display().to_string()),
     ]
 }
@@ -72,6 +78,19 @@ fn a_burst_during_a_run_is_one_run_of_the_newest_head_and_a_rewind_is_refused() 
         let (status, body) = daemon.github_push(&format!("d{n}"), "master");
         assert_eq!(status, 202, "{body}");
     }
+    // An operator's apply meanwhile is refused, naming the daemon's run as the holder.
+    let operator = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .arg("--site")
+        .arg(&site)
+        .arg("apply")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&operator.stderr);
+    assert_ne!(operator.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("site is locked by") && stderr.contains("tandem serve: apply of"),
+        "{stderr}"
+    );
     let first = store.runs(10).unwrap();
     assert_eq!(
         (first.len(), first[0].status.as_str()),
@@ -108,7 +127,11 @@ fn a_burst_during_a_run_is_one_run_of_the_newest_head_and_a_rewind_is_refused() 
 
     // A force push that rewinds master past the deployed commit.
     git(&git_server.work(), &["reset", "-q", "--hard", &burst[1]]);
-    let rewound = git_server.commit("modules/web/module.toml", &module(CONF, "rewound", 3), "rewound");
+    let rewound = git_server.commit(
+        "modules/web/module.toml",
+        &module(CONF, "rewound", 3),
+        "rewound",
+    );
     assert_eq!(daemon.github_push("d7", "master").0, 202);
     let refused = wait_for(Duration::from_secs(60), "the rewind to be refused", || {
         store
@@ -120,7 +143,10 @@ fn a_burst_during_a_run_is_one_run_of_the_newest_head_and_a_rewind_is_refused() 
     .unwrap_or_else(|t| panic!("{t}\n{}", daemon.log()));
     assert_eq!(refused.decision, Decision::Refused);
     assert!(
-        refused.reason.as_deref().is_some_and(|r| r.contains("rewind") && r.contains(&newest)),
+        refused
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("rewind") && r.contains(&newest)),
         "{refused:?}"
     );
     assert_eq!(store.runs(10).unwrap().len(), 2);
@@ -141,9 +167,11 @@ fn sigterm_lets_the_node_in_flight_finish_and_exits_zero() {
     let mut daemon = Daemon::start(&site, &fleet_env(&fleet));
     git_server.commit("modules/web/module.toml", &module(CONF, "c1", 4), "c1");
     assert_eq!(daemon.github_push("t1", "master").0, 202);
-    wait_until(Duration::from_secs(90), "the first node to get its file", || {
-        hosts.iter().any(|h| content(&fleet, h).is_some())
-    })
+    wait_until(
+        Duration::from_secs(90),
+        "the first node to get its file",
+        || hosts.iter().any(|h| content(&fleet, h).is_some()),
+    )
     .unwrap_or_else(|t| panic!("{t}\n{}", daemon.log()));
     let code = daemon.terminate(Duration::from_secs(120));
     assert_eq!(code, Some(0), "{}", daemon.log());
@@ -152,7 +180,12 @@ fn sigterm_lets_the_node_in_flight_finish_and_exits_zero() {
     let runs = store.runs(10).unwrap();
     assert_eq!(runs.len(), 1);
     let detail = store.run(runs[0].id).unwrap();
-    assert_eq!(detail.run.status.as_str(), "interrupted", "{}", daemon.log());
+    assert_eq!(
+        detail.run.status.as_str(),
+        "interrupted",
+        "{}",
+        daemon.log()
+    );
     let changed: Vec<&str> = detail
         .nodes
         .iter()
@@ -164,7 +197,10 @@ fn sigterm_lets_the_node_in_flight_finish_and_exits_zero() {
         let name = node.node.as_str();
         let want = (node.outcome.as_str() == "changed").then(|| "c1\n".to_string());
         assert_eq!(content(&fleet, name), want, "{name}: {:?}", node.outcome);
-        let staged = fleet.exec_ok(name, "ls -a /etc | grep -c '^.serve-test.conf.tandem-' || true");
+        let staged = fleet.exec_ok(
+            name,
+            "ls -a /etc | grep -c '^.serve-test.conf.tandem-' || true",
+        );
         assert_eq!(staged.trim(), "0", "staged files left on {name}");
     }
     let log = daemon.log();

@@ -97,7 +97,11 @@ fn forged_oversized_stale_and_replayed_deliveries_change_nothing() {
     let old = now() - 600;
     assert_eq!(
         daemon
-            .post("/hooks/generic", &generic("gen-old", old, gen_body), gen_body)
+            .post(
+                "/hooks/generic",
+                &generic("gen-old", old, gen_body),
+                gen_body
+            )
             .0,
         401
     );
@@ -109,17 +113,28 @@ fn forged_oversized_stale_and_replayed_deliveries_change_nothing() {
     assert!(!site.join(".tandem/serve/mirror.git").exists());
     assert!(!node.join("app.conf").exists());
     let log = daemon.log();
-    assert!(log.contains("refused a delivery: signature does not match"), "{log}");
+    assert!(
+        log.contains("refused a delivery: signature does not match"),
+        "{log}"
+    );
 
     // A ping answers 200; a push to another branch is recorded as ignored.
     assert_eq!(
         daemon
-            .post("/hooks/github", &github_headers("ping-1", "ping", b"{}"), b"{}")
+            .post(
+                "/hooks/github",
+                &github_headers("ping-1", "ping", b"{}"),
+                b"{}"
+            )
             .0,
         200
     );
     git(&repo.work(), &["checkout", "-qb", "feature"]);
-    repo.commit("modules/web/module.toml", &module(&format!("{}/app.conf", node.display()), "feature", 0), "feature");
+    repo.commit(
+        "modules/web/module.toml",
+        &module(&format!("{}/app.conf", node.display()), "feature", 0),
+        "feature",
+    );
     git(&repo.work(), &["checkout", "-q", "master"]);
     let (status, body) = daemon.github_push("other-branch-1", "feature");
     assert_eq!(status, 202, "{body}");
@@ -144,7 +159,10 @@ fn forged_oversized_stale_and_replayed_deliveries_change_nothing() {
         daemon.log()
     );
     assert_eq!(run.commit.as_deref(), Some(head.as_str()));
-    assert_eq!(std::fs::read_to_string(node.join("app.conf")).unwrap(), "version 2\n");
+    assert_eq!(
+        std::fs::read_to_string(node.join("app.conf")).unwrap(),
+        "version 2\n"
+    );
     let store = daemon.store();
     let triggers = store.run_triggers(run.id).unwrap();
     assert_eq!(triggers.len(), 1);
@@ -167,14 +185,24 @@ fn forged_oversized_stale_and_replayed_deliveries_change_nothing() {
     let second = daemon.wait_run(2, Duration::from_secs(60));
     let deliveries = store.deliveries(100).unwrap();
     let ids: Vec<&str> = deliveries.iter().map(|d| d.id.as_str()).collect();
-    assert_eq!(ids.iter().filter(|id| **id == "push-1").count(), 1, "{ids:?}");
+    assert_eq!(
+        ids.iter().filter(|id| **id == "push-1").count(),
+        1,
+        "{ids:?}"
+    );
     let first = deliveries.iter().find(|d| d.id == "push-1").unwrap();
     assert_eq!(first.run, Some(run.id), "the replay changed nothing");
-    let ignored = deliveries.iter().find(|d| d.id == "other-branch-1").unwrap();
+    let ignored = deliveries
+        .iter()
+        .find(|d| d.id == "other-branch-1")
+        .unwrap();
     assert_eq!((ignored.result.as_str(), ignored.run), ("ignored", None));
     assert!(second.id > run.id);
     // The feature branch's content never reached the node.
-    assert_eq!(std::fs::read_to_string(node.join("app.conf")).unwrap(), "version 2\n");
+    assert_eq!(
+        std::fs::read_to_string(node.join("app.conf")).unwrap(),
+        "version 2\n"
+    );
 
     // Restarted, the daemon still knows every delivery id.
     drop(daemon);
@@ -222,4 +250,54 @@ fn an_enabled_receiver_without_a_secret_stops_the_daemon_before_it_binds() {
     drop(holder);
     // And nothing listens there now.
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+#[test]
+fn a_run_that_converges_no_node_or_misses_a_datacenter_is_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = "/nonexistent/app.conf";
+    let mut files = site_files(conf, "v1", 0);
+    // Nothing listens on port 1: the node is unreachable.
+    files.push((
+        "manifests/nodes.toml",
+        "[[node]]\nname = \"w1\"\ndatacenter = \"dc1\"\nrole = \"web\"\naddress = \"127.0.0.1\"\nport = 1\n"
+            .into(),
+    ));
+    let repo = GitServer::start(&files);
+    let site = dir.path().join("operator");
+    write(
+        &site.join("manifests/serve.toml"),
+        &serve_toml(
+            &repo.url(),
+            "[receivers.github]\nsecret_env = \"TANDEM_GITHUB_SECRET\"\n",
+        ),
+    );
+    let known_hosts = dir.path().join("known_hosts");
+    write(&known_hosts, "");
+    let env = vec![
+        ("TANDEM_KNOWN_HOSTS", known_hosts.display().to_string()),
+        ("TANDEM_CONNECT_TIMEOUT", "2s".to_string()),
+    ];
+    let daemon = Daemon::start(&site, &env);
+    assert_eq!(daemon.github_push("z1", "master").0, 202);
+    let run = daemon.wait_run(1, Duration::from_secs(60));
+    assert_eq!(run.status.as_str(), "failed", "{}", daemon.log());
+    assert_eq!(run.error.as_deref(), Some("no node was converged"));
+
+    // A standby datacenter whose discovery fails (its cloud API is unreachable here).
+    let with_standby = format!(
+        "{}\n[datacenters.dc2]\nprovider = \"aws\"\n\n[datacenters.dc2.aws]\nregions = [\"us-east-1\"]\n\
+         tags = {{ site = \"t\" }}\nrole_tag = \"role\"\nname_tag = \"Name\"\naddress = \"private\"\n",
+        files[0].1
+    );
+    repo.commit("manifests/site.toml", &with_standby, "a standby");
+    assert_eq!(daemon.github_push("z2", "master").0, 202);
+    let run = daemon.wait_run(2, Duration::from_secs(120));
+    assert_eq!(run.status.as_str(), "failed", "{}", daemon.log());
+    assert!(
+        run.error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("discovery failed")),
+        "{run:?}"
+    );
 }

@@ -28,23 +28,36 @@ fn signed_commit(git_server: &GitServer, key: &Path, rel: &str, text: &str) -> S
     let out = Command::new("git")
         .arg("-C")
         .arg(&work)
-        .args(["-c", "user.name=Ada", "-c", "user.email=ada@example.invalid"])
+        .args([
+            "-c",
+            "user.name=Ada",
+            "-c",
+            "user.email=ada@example.invalid",
+        ])
         .args(["-c", "gpg.format=ssh"])
         .arg("-c")
         .arg(format!("user.signingkey={}", key.display()))
         .args(["commit", "-q", "-S", "-m", "signed"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     super::git(&work, &["push", "-q", "origin", "master"]);
     super::git(&work, &["rev-parse", "HEAD"])
 }
 
 fn newest_decision(daemon: &Daemon, count: usize) -> tandem::store::CommitDecision {
-    wait_for(Duration::from_secs(60), &format!("{count} decisions"), || {
-        let decisions = daemon.store().decisions(100).ok()?;
-        (decisions.len() >= count).then(|| decisions[0].clone())
-    })
+    wait_for(
+        Duration::from_secs(60),
+        &format!("{count} decisions"),
+        || {
+            let decisions = daemon.store().decisions(100).ok()?;
+            (decisions.len() >= count).then(|| decisions[0].clone())
+        },
+    )
     .unwrap_or_else(|t| panic!("{t}\n{}", daemon.log()))
 }
 
@@ -65,7 +78,10 @@ fn only_heads_signed_by_an_allowed_signer_are_planned_and_the_plan_applies() {
     let (stranger, _) = keygen(dir.path(), "stranger");
     let site = dir.path().join("operator");
     let signers = dir.path().join("allowed_signers");
-    write(&signers, &format!("ada@example.invalid namespaces=\"git\" {allowed_pub}\n"));
+    write(
+        &signers,
+        &format!("ada@example.invalid namespaces=\"git\" {allowed_pub}\n"),
+    );
     write(
         &site.join("manifests/serve.toml"),
         &format!(
@@ -83,26 +99,48 @@ fn only_heads_signed_by_an_allowed_signer_are_planned_and_the_plan_applies() {
     let refused = newest_decision(&daemon, 1);
     assert_eq!(refused.decision, Decision::Refused);
     assert!(
-        refused.reason.as_deref().is_some_and(|r| r.contains("is not signed")),
+        refused
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("is not signed")),
         "{refused:?}"
     );
     // Signed by a key that is not allowed.
-    let strange = signed_commit(&git_server, &stranger, "modules/web/module.toml", &module(&conf, "stranger", 0));
+    let strange = signed_commit(
+        &git_server,
+        &stranger,
+        "modules/web/module.toml",
+        &module(&conf, "stranger", 0),
+    );
     assert_eq!(daemon.github_push("d2", "master").0, 202);
     let refused = newest_decision(&daemon, 2);
-    assert_eq!((refused.decision, refused.commit.as_str()), (Decision::Refused, strange.as_str()));
+    assert_eq!(
+        (refused.decision, refused.commit.as_str()),
+        (Decision::Refused, strange.as_str())
+    );
     assert!(
-        refused.reason.as_deref().is_some_and(|r| r.contains("not signed by an allowed signer")),
+        refused
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("not signed by an allowed signer")),
         "{refused:?}"
     );
     assert_eq!(daemon.store().runs(10).unwrap().len(), 0);
     assert!(!node.join("app.conf").exists());
 
     // Signed by the allowed signer: planned, saved, not applied.
-    let good = signed_commit(&git_server, &allowed, "modules/web/module.toml", &module(&conf, "version 2", 0));
+    let good = signed_commit(
+        &git_server,
+        &allowed,
+        "modules/web/module.toml",
+        &module(&conf, "version 2", 0),
+    );
     assert_eq!(daemon.github_push("d3", "master").0, 202);
     let run = daemon.wait_run(1, Duration::from_secs(60));
-    assert_eq!((run.kind.as_str(), run.commit.as_deref()), ("plan", Some(good.as_str())));
+    assert_eq!(
+        (run.kind.as_str(), run.commit.as_deref()),
+        ("plan", Some(good.as_str()))
+    );
     assert_eq!(run.status.as_str(), "pending", "{}", daemon.log());
     assert!(!node.join("app.conf").exists(), "a plan-only run applied");
     let decision = daemon.store().decision_of_run(run.id).unwrap().unwrap();
@@ -125,7 +163,10 @@ fn only_heads_signed_by_an_allowed_signer_are_planned_and_the_plan_applies() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(std::fs::read_to_string(node.join("app.conf")).unwrap(), "version 2\n");
+    assert_eq!(
+        std::fs::read_to_string(node.join("app.conf")).unwrap(),
+        "version 2\n"
+    );
     // Recorded in the same history as the daemon's runs, as the deployed commit.
     assert_eq!(
         daemon.store().last_deployed_commit().unwrap().as_deref(),
