@@ -84,6 +84,8 @@ struct RawConfig {
 struct RawRepository {
     url: toml::Spanned<String>,
     branch: Option<String>,
+    deploy_key: Option<PathBuf>,
+    host_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -151,10 +153,20 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// How an `ssh://` repository is reached: a deploy key, and the server's host key
+/// pinned (any other key fails the fetch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshRemote {
+    pub deploy_key: PathBuf,
+    /// The key blob (the base64 part of a known_hosts line, decoded).
+    pub host_key: Vec<u8>,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub url: String,
+    pub ssh: Option<SshRemote>,
     pub branch: String,
     pub policy: Policy,
     pub allow_rewind: bool,
@@ -199,6 +211,38 @@ impl Config {
         };
         let url = raw.repository.url.get_ref().trim().to_string();
         check_url(&url).map_err(|m| invalid(raw.repository.url.span().start, m))?;
+        let repo_line = key_line(text, "url");
+        let ssh = match (
+            url.starts_with("ssh://"),
+            &raw.repository.deploy_key,
+            &raw.repository.host_key,
+        ) {
+            (true, Some(key), Some(host_key)) => Some(SshRemote {
+                deploy_key: site.join(key),
+                host_key: host_key_blob(host_key).ok_or_else(|| ManifestError::Invalid {
+                    path: path.to_path_buf(),
+                    line: key_line(text, "host_key"),
+                    message: "`host_key` is not an OpenSSH public key (`ssh-ed25519 AAAA...` or a known_hosts line)".into(),
+                })?,
+            }),
+            (true, _, _) => {
+                return Err(ManifestError::Invalid {
+                    path: path.to_path_buf(),
+                    line: repo_line,
+                    message: "an `ssh://` repository needs `deploy_key` and `host_key` (the server's key, pinned)".into(),
+                }
+                .into())
+            }
+            (false, None, None) => None,
+            (false, _, _) => {
+                return Err(ManifestError::Invalid {
+                    path: path.to_path_buf(),
+                    line: repo_line,
+                    message: "`deploy_key` and `host_key` are for `ssh://` repositories only".into(),
+                }
+                .into())
+            }
+        };
         let duration = |key: &str, value: Option<&String>, default: Duration| {
             value.map_or(Ok(default), |v| {
                 humantime::parse_duration(v).map_err(|err| ManifestError::Invalid {
@@ -262,6 +306,7 @@ impl Config {
         };
         Ok(Config {
             url,
+            ssh,
             branch: raw.repository.branch.unwrap_or_else(|| "master".into()),
             policy: raw.deploy.policy.unwrap_or(Policy::Apply),
             allow_rewind: raw.deploy.allow_rewind.unwrap_or(false),
@@ -300,17 +345,17 @@ fn key_line(text: &str, key: &str) -> usize {
         .map_or(1, |i| i + 1)
 }
 
-/// git:// and local paths are fetched by this build; ssh:// and https:// need libgit2
-/// transports this build leaves out, so they are refused at start, not at first push.
+/// git://, ssh:// and local paths are fetched by this build; https:// needs a libgit2
+/// TLS transport this build leaves out, so it is refused at start, not at first push.
 fn check_url(url: &str) -> Result<(), String> {
     if url.is_empty() {
         return Err("`url` is empty".into());
     }
     if let Some((scheme, _)) = url.split_once("://") {
         return match scheme {
-            "git" | "file" => Ok(()),
-            "ssh" | "https" => Err(format!(
-                "`url`: `{scheme}://` is not supported by this build of tandem (it fetches over `git://`, `file://` and local paths)"
+            "git" | "file" | "ssh" => Ok(()),
+            "https" | "http" => Err(format!(
+                "`url`: `{scheme}://` is not supported by this build of tandem (it fetches over `git://`, `ssh://`, `file://` and local paths)"
             )),
             other => Err(format!("`url`: unknown scheme `{other}://`")),
         };
@@ -321,6 +366,19 @@ fn check_url(url: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The key blob of `ssh-TYPE BASE64 [comment]` or of a known_hosts line.
+fn host_key_blob(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let at = fields
+        .iter()
+        .position(|f| f.starts_with("ssh-") || f.starts_with("ecdsa-"))?;
+    base64::engine::general_purpose::STANDARD
+        .decode(fields.get(at + 1)?)
+        .ok()
+        .filter(|blob| blob.len() > 16)
 }
 
 fn receiver_secret(
@@ -436,5 +494,22 @@ mod tests {
             err.starts_with("serve.toml:4:") && err.contains("allowed_signers"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_ssh_repository_needs_a_deploy_key_and_a_pinned_host_key() {
+        let err = parse("[repository]\nurl = \"ssh://git@h/site.git\"\n[receivers.github]\nsecret_env = \"SET\"\n")
+            .unwrap_err();
+        assert!(
+            err.starts_with("serve.toml:2:") && err.contains("host_key"),
+            "{err}"
+        );
+        let config = parse(
+            "[repository]\nurl = \"ssh://git@h/site.git\"\ndeploy_key = \"/k\"\nhost_key = \"10.0.0.1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBbq2Zy6tYFxPOfTn6o2nHA3Cpi1SUMDWTYsXe+wMfWd\"\n[receivers.github]\nsecret_env = \"SET\"\n",
+        )
+        .unwrap();
+        let ssh = config.ssh.unwrap();
+        assert_eq!(ssh.deploy_key, PathBuf::from("/k"));
+        assert_eq!(&ssh.host_key[4..15], b"ssh-ed25519");
     }
 }

@@ -111,7 +111,7 @@ pub async fn run(
         config.body_limit,
     );
     let worker = Arc::new(worker::Worker {
-        mirror: repo::Mirror::new(&config.state_dir, &url),
+        mirror: repo::Mirror::new(&config.state_dir, &url, config.ssh.clone()),
         config,
         settings,
         queue,

@@ -13,7 +13,12 @@
 
 use std::path::{Path, PathBuf};
 
-use git2::{build::CheckoutBuilder, FetchOptions, Oid, Repository};
+use git2::{
+    build::CheckoutBuilder, CertificateCheckStatus, Cred, FetchOptions, Oid, RemoteCallbacks,
+    Repository,
+};
+
+use super::config::SshRemote;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
@@ -46,6 +51,8 @@ pub struct Signed {
 pub struct Mirror {
     pub path: PathBuf,
     pub url: String,
+    /// For `ssh://`: the deploy key and the pinned host key.
+    pub ssh: Option<SshRemote>,
 }
 
 fn git(path: &Path, action: impl Into<String>) -> impl FnOnce(git2::Error) -> RepoError {
@@ -64,11 +71,39 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RepoError {
 }
 
 impl Mirror {
-    pub fn new(state_dir: &Path, url: &str) -> Mirror {
+    pub fn new(state_dir: &Path, url: &str, ssh: Option<SshRemote>) -> Mirror {
         Mirror {
             path: state_dir.join("mirror.git"),
             url: url.to_string(),
+            ssh,
         }
+    }
+
+    /// Over ssh: authenticate with the deploy key (once: a refused key is not offered
+    /// again and again) and accept only the pinned host key.
+    fn callbacks(&self) -> RemoteCallbacks<'_> {
+        let mut callbacks = RemoteCallbacks::new();
+        let Some(ssh) = &self.ssh else {
+            return callbacks;
+        };
+        let mut offered = false;
+        callbacks.credentials(move |_url, user, _allowed| {
+            if std::mem::replace(&mut offered, true) {
+                return Err(git2::Error::from_str("the deploy key was refused"));
+            }
+            Cred::ssh_key(user.unwrap_or("git"), None, &ssh.deploy_key, None)
+        });
+        callbacks.certificate_check(move |cert, host| {
+            match cert.as_hostkey().and_then(|k| k.hostkey()) {
+                Some(blob) if blob == ssh.host_key.as_slice() => {
+                    Ok(CertificateCheckStatus::CertificateOk)
+                }
+                _ => Err(git2::Error::from_str(&format!(
+                    "the host key of `{host}` is not the pinned `host_key`"
+                ))),
+            }
+        });
+        callbacks
     }
 
     fn open(&self) -> Result<Repository, RepoError> {
@@ -89,7 +124,9 @@ impl Mirror {
             .map_err(git(&self.path, "set up the remote"))?;
         let refspec = format!("+refs/heads/{branch}:refs/heads/{branch}");
         let mut options = FetchOptions::new();
-        options.download_tags(git2::AutotagOption::None);
+        options
+            .download_tags(git2::AutotagOption::None)
+            .remote_callbacks(self.callbacks());
         remote
             .fetch(&[refspec.as_str()], Some(&mut options), None)
             .map_err(|error| RepoError::Fetch {
@@ -198,6 +235,30 @@ impl Mirror {
     }
 }
 
+/// Removes all but the `keep` newest checkouts below `dir` (never `current`). Only the
+/// daemon writes there; a saved plan does not need its checkout (`tandem apply FILE`
+/// checks the site digest, which any checkout of the commit has).
+pub fn prune(dir: &Path, keep: usize, current: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut found: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name() != current)
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    found.sort();
+    let excess = found.len().saturating_sub(keep.saturating_sub(1));
+    for (_, path) in found.into_iter().take(excess) {
+        if let Err(err) = std::fs::remove_dir_all(&path) {
+            eprintln!(
+                "serve: cannot remove the old checkout `{}`: {err}",
+                path.display()
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,7 +294,7 @@ mod tests {
         let one = sh(&work, "git rev-parse HEAD");
         sh(&work, "echo two > manifests/a && git commit -qam two && echo x > manifests/b && git add . && git commit -qm three");
         let three = sh(&work, "git rev-parse HEAD");
-        let mirror = Mirror::new(&dir.path().join("state"), work.to_str().unwrap());
+        let mirror = Mirror::new(&dir.path().join("state"), work.to_str().unwrap(), None);
         assert_eq!(mirror.fetch("master").unwrap(), three);
         assert!(mirror.contains(&three, &one).unwrap());
         assert_eq!(mirror.between(&three, &one, 10).unwrap().len(), 1);

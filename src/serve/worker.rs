@@ -23,6 +23,9 @@ use crate::outcome::Outcome;
 use crate::run::{self, ApplyRequest, PlanRequest, RunError, Settings, Workspace};
 use crate::store::{CommitDecision, Decision, RunId, RunKind, RunStatus, Store};
 
+/// Checkouts kept (the current one included); older ones are removed.
+const KEEP_CHECKOUTS: usize = 5;
+
 /// What the worker needs, shared with the audit.
 pub struct Worker {
     pub config: Config,
@@ -145,6 +148,7 @@ impl Worker {
                 return Err(err.into());
             }
         };
+        super::repo::prune(&checkouts, KEEP_CHECKOUTS, &head);
         let started = Instant::now();
         let outcome = match self.config.policy {
             Policy::Apply => self.apply(&head, checkout).await,

@@ -6,6 +6,7 @@
 mod deploys;
 mod receivers;
 mod signed;
+mod ssh;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
