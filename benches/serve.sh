@@ -26,7 +26,11 @@ FLEET=bench-serve-$$
 SECRET="bench-webhook-secret-$$"
 
 say() { printf '%s\n' "$*" >&2; }
-die() { say "serve.sh: $*"; exit 1; }
+die() {
+	say "serve.sh: $*"
+	[[ -f ${work:-}/serve.log ]] && tail -20 "$work/serve.log" >&2
+	exit 1
+}
 [[ $(id -u) == 0 ]] || die "needs root (the fleet's namespaces)"
 [[ -x $TANDEM ]] || die "no $TANDEM: cargo build${PROFILE/debug/} first"
 export AWS_EC2_METADATA_DISABLED=true AWS_ENDPOINT_URL=http://127.0.0.1:9
@@ -81,18 +85,19 @@ converged() {
 	done
 }
 runs_done() {
-	sqlite3 "$op/.tandem/history.sqlite" "SELECT COUNT(*) FROM runs WHERE status = 'succeeded'" 2>/dev/null || echo 0
+	TANDEM_SITE=$op "$TANDEM" runs --format json 2>/dev/null | jq '[.[] | select(.status == "succeeded")] | length' || echo 0
 }
+more_runs() { (($(runs_done) > $1)); }
 hook() {
 	local id=$1 body sig
 	body=$(printf '{"ref":"refs/heads/master","pusher":{"name":"bench"},"n":"%s"}' "$id")
 	sig=$(printf '%s' "$body" | openssl dgst -sha256 -hmac "$SECRET" -r | cut -d' ' -f1)
-	curl -s -o /dev/null -w '%{http_code} %{time_total}' -X POST "http://127.0.0.1:$sport/hooks/github" \
+	curl -s -o /dev/null -w '%{http_code} %{time_total}\n' -X POST "http://127.0.0.1:$sport/hooks/github" \
 		-H "X-GitHub-Event: push" -H "X-GitHub-Delivery: $id" -H "X-Hub-Signature-256: sha256=$sig" \
 		-H 'Content-Type: application/json' --data-binary "$body"
 }
-wait_for() { # CONDITION... ; bounded at 600 s
-	local deadline=$((SECONDS + 600))
+wait_for() { # CONDITION... ; bounded at 120 s
+	local deadline=$((SECONDS + 120))
 	until "$@"; do ((SECONDS < deadline)) || die "timed out: $*"; sleep 0.05; done
 }
 
@@ -111,7 +116,7 @@ for rep in $(seq "$REPS"); do
 	t0=$(now)
 	read -r code t202 < <(hook "rep-$rep")
 	[[ $code == 202 ]] || die "webhook answered $code"
-	wait_for test "$(runs_done)" -gt "$before"
+	wait_for more_runs "$before"
 	wait_for converged "serve-$rep"
 	t1=$(now)
 	daemon=$(elapsed "$t0" "$t1")
