@@ -191,7 +191,23 @@ impl Worker {
         Ok(())
     }
 
+    /// Records `decision`; a refused or failed head is also a run that ended without
+    /// touching a host, as far as the observer is concerned (`refused` or `error`).
     fn decide(&self, decision: CommitDecision) -> Result<(), crate::store::StoreError> {
+        let result = match decision.decision {
+            Decision::Refused => Some("refused"),
+            Decision::Failed => Some("error"),
+            Decision::Ran | Decision::Superseded => None,
+        };
+        if let Some(result) = result {
+            self.observer.run_finished(&RunFinished {
+                kind: self.config.policy.as_str(),
+                result: result.to_string(),
+                seconds: 0.0,
+                nodes_by_outcome: Vec::new(),
+                deployed: Vec::new(),
+            });
+        }
         self.store()?.record_decision(&decision)
     }
 

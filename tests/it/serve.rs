@@ -3,6 +3,7 @@
 //! way GitHub, GitLab and a CI server send them, over a plain TCP client, and the
 //! results read back from the run history and the hosts.
 
+mod audit;
 mod deploys;
 mod receivers;
 mod signed;
