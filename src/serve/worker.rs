@@ -149,9 +149,13 @@ impl Worker {
             }
         };
         super::repo::prune(&checkouts, KEEP_CHECKOUTS, &head);
+        let served: Vec<(String, String)> = triggers
+            .iter()
+            .map(|t| (t.receiver.as_str().to_string(), t.delivery.clone()))
+            .collect();
         let started = Instant::now();
         let outcome = match self.config.policy {
-            Policy::Apply => self.apply(&head, checkout).await,
+            Policy::Apply => self.apply(&head, checkout, &served).await,
             Policy::Plan => self.plan(&head, checkout).await,
         };
         let (run, saved_plan) = match outcome {
@@ -167,10 +171,6 @@ impl Worker {
             }
         };
         let store = self.store()?;
-        let served: Vec<(String, String)> = triggers
-            .iter()
-            .map(|t| (t.receiver.as_str().to_string(), t.delivery.clone()))
-            .collect();
         store.attach_deliveries(run, &served)?;
         self.decide(CommitDecision {
             reason: Some(self.config.policy.as_str().into()),
@@ -223,12 +223,39 @@ impl Worker {
         settings
     }
 
+    /// Links `served` to the apply run labelled `command` while it runs, so the status
+    /// pages show what triggered it before it ends. Under the site lock the only
+    /// running apply is ours; a failure here only delays the link to the run's end.
+    fn link_running(&self, command: &str, served: &[(String, String)]) {
+        let linked = self.store().and_then(|store| {
+            let newest = store.runs(1)?.into_iter().next();
+            match newest {
+                Some(run)
+                    if run.status == RunStatus::Running
+                        && run.kind == RunKind::Apply
+                        && run.command == command =>
+                {
+                    store.attach_deliveries(run.id, served)
+                }
+                _ => Ok(()),
+            }
+        });
+        if let Err(err) = linked {
+            self.log(&format!(
+                "cannot link the deliveries to the running run: {err}"
+            ));
+        }
+    }
+
     async fn apply(
         &self,
         commit: &str,
         checkout: PathBuf,
+        served: &[(String, String)],
     ) -> Result<(RunId, Option<PathBuf>), RunError> {
         let settings = self.run_settings(commit, checkout, "apply");
+        let command = settings.command.clone();
+        let mut linked = false;
         let request = ApplyRequest {
             on: None,
             saved: None,
@@ -238,10 +265,13 @@ impl Worker {
             progress: Progress::default(),
         };
         self.log(&format!("applying `{commit}`"));
-        let applied = run::apply(settings, request, |event| {
-            if let run::apply::Event::Waiting(msg) = event {
-                eprintln!("serve: {msg}");
+        let applied = run::apply(settings, request, |event| match event {
+            run::apply::Event::Waiting(msg) => eprintln!("serve: {msg}"),
+            run::apply::Event::Rollout(_) if !linked => {
+                linked = true;
+                self.link_running(&command, served);
             }
+            _ => {}
         })
         .await?;
         let run = applied.report.run;

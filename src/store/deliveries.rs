@@ -160,7 +160,8 @@ impl Store {
             .map_err(sql(&self.path, "list deliveries"))
     }
 
-    /// The deliveries a run served (what triggered it), oldest first.
+    /// The deliveries a run served (what triggered it), oldest first. An apply's are
+    /// linked as soon as its rollout starts; a plan's when it ends.
     pub fn run_triggers(&self, run: RunId) -> Result<Vec<Delivery>, StoreError> {
         self.conn
             .prepare(&format!(

@@ -72,6 +72,18 @@ fn a_burst_during_a_run_is_one_run_of_the_newest_head_and_a_rewind_is_refused() 
             .is_some_and(|r| r.status.as_str() == "running")
     })
     .unwrap_or_else(|t| panic!("{t}\n{}", daemon.log()));
+    // What triggered the run is linked while it runs (for the status pages).
+    let running = store.runs(1).unwrap()[0].clone();
+    wait_until(
+        Duration::from_secs(30),
+        "the first run's trigger to be linked",
+        || store.run_triggers(running.id).unwrap().len() == 1,
+    )
+    .unwrap_or_else(|t| panic!("{t}\n{}", daemon.log()));
+    assert_eq!(
+        store.run(running.id).unwrap().run.status.as_str(),
+        "running"
+    );
     let mut burst = Vec::new();
     for n in 2..=6 {
         burst.push(commit(n));
