@@ -9,6 +9,7 @@ pub mod inventory;
 pub mod plan;
 pub mod runs;
 pub mod secrets;
+pub mod serve;
 pub mod show;
 pub mod trust;
 
@@ -130,6 +131,8 @@ pub enum Command {
     Runs(runs::Args),
     /// Set, remove and list the secrets of the encrypted secrets file
     Secrets(secrets::Args),
+    /// Deploy on every push: the webhook daemon (configured by manifests/serve.toml)
+    Serve(serve::Args),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<Status> {
@@ -145,5 +148,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Show(args) => show::run(global, args).await,
         Command::Runs(args) => runs::run(global, args).await,
         Command::Secrets(args) => secrets::run(global, args).await,
+        Command::Serve(args) => serve::run(global, args).await,
     }
 }

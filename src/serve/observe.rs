@@ -72,3 +72,20 @@ pub trait Observer: Send + Sync {
     fn delivery(&self, receiver: Receiver, result: DeliveryResult);
     fn run_finished(&self, run: &RunFinished);
 }
+
+/// Tells every observer it holds, in order (the daemon: its log, then its metrics).
+pub struct Fanout(pub Vec<std::sync::Arc<dyn Observer>>);
+
+impl Observer for Fanout {
+    fn delivery(&self, receiver: Receiver, result: DeliveryResult) {
+        for observer in &self.0 {
+            observer.delivery(receiver, result);
+        }
+    }
+
+    fn run_finished(&self, run: &RunFinished) {
+        for observer in &self.0 {
+            observer.run_finished(run);
+        }
+    }
+}

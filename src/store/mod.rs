@@ -13,6 +13,7 @@
 //! A `Store` is one connection: `Send`, not `Sync`. The executor records from the task
 //! that gathers node results, not from every node's task.
 
+mod deliveries;
 mod record;
 
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ use crate::lock::{current_host, SiteLock};
 use crate::outcome::Outcome;
 use crate::rollout::RolloutReport;
 use crate::secret::SecretStore;
+pub use deliveries::{CommitDecision, Decision, Delivery};
 use record::{now_millis, parse_rfc3339, rfc3339};
 pub use record::{
     ChangeAction, NewRun, NodeRun, ResourceChange, Run, RunDetail, RunId, RunKind, RunStatus,
@@ -71,6 +73,31 @@ const MIGRATIONS: &[&str] = &[
     // What exactly was compiled: the commit alone credits it with uncommitted edits.
     "ALTER TABLE runs ADD COLUMN dirty INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE runs ADD COLUMN site_digest TEXT;",
+    // Issue 10 (`tandem serve`): webhook deliveries (replays are refused by id, across
+    // restarts) and what the daemon decided about each branch head it fetched.
+    "CREATE TABLE deliveries (
+        receiver TEXT NOT NULL,
+        delivery_id TEXT NOT NULL,
+        event TEXT NOT NULL,
+        git_ref TEXT,
+        pusher TEXT,
+        result TEXT NOT NULL,
+        received_ms INTEGER NOT NULL,
+        run_id INTEGER REFERENCES runs (id) ON DELETE SET NULL,
+        PRIMARY KEY (receiver, delivery_id)
+    );
+    CREATE INDEX deliveries_by_run ON deliveries (run_id);
+    CREATE TABLE serve_commits (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        git_commit TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        reason TEXT,
+        run_id INTEGER REFERENCES runs (id) ON DELETE SET NULL,
+        superseded_by TEXT,
+        saved_plan TEXT,
+        decided_ms INTEGER NOT NULL
+    );
+    CREATE INDEX serve_commits_by_run ON serve_commits (run_id);",
 ];
 
 #[derive(Debug, thiserror::Error)]

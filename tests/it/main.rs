@@ -16,6 +16,7 @@ mod rollout;
 mod runs;
 mod safety;
 mod secrets;
+mod serve;
 mod serve_pages;
 mod site;
 mod snapshots;
