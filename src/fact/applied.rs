@@ -147,7 +147,8 @@ impl<'a> Digester<'a> {
         self.key.is_some()
     }
 
-    fn digest(&self, domain: &str, bytes: &[u8]) -> String {
+    /// A digest for the use `domain` names (keyed when the site has a key).
+    pub fn digest(&self, domain: &str, bytes: &[u8]) -> String {
         match self.key {
             Some(key) => key.labelled(domain, bytes),
             None => {

@@ -13,6 +13,7 @@
 //! A `Store` is one connection: `Send`, not `Sync`. The executor records from the task
 //! that gathers node results, not from every node's task.
 
+mod findings;
 mod record;
 
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ use crate::lock::{current_host, SiteLock};
 use crate::outcome::Outcome;
 use crate::rollout::RolloutReport;
 use crate::secret::SecretStore;
+pub use findings::{Acknowledgement, FindingKey, FindingSeen};
 use record::{now_millis, parse_rfc3339, rfc3339};
 pub use record::{
     ChangeAction, NewRun, NodeRun, ResourceChange, Run, RunDetail, RunId, RunKind, RunStatus,
@@ -71,6 +73,27 @@ const MIGRATIONS: &[&str] = &[
     // What exactly was compiled: the commit alone credits it with uncommitted edits.
     "ALTER TABLE runs ADD COLUMN dirty INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE runs ADD COLUMN site_digest TEXT;",
+    // Issue 11 (`tandem drift`): each drift finding seen, and acknowledgements.
+    "CREATE TABLE drift_findings (
+        node TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        attribute TEXT NOT NULL,
+        actual TEXT NOT NULL,
+        first_seen_ms INTEGER NOT NULL,
+        last_seen_ms INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (node, resource, attribute, actual)
+    );
+    CREATE TABLE drift_acks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        node TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        acked_by TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        until_ms INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX drift_acks_by_resource ON drift_acks (node, resource);",
 ];
 
 #[derive(Debug, thiserror::Error)]
