@@ -144,9 +144,13 @@ fn connection_ends(journal: &str) -> usize {
     journal
         .lines()
         .filter(|l| {
-            ["Connection closed by", "Disconnected from", "Connection reset by"]
-                .iter()
-                .any(|end| l.contains(end))
+            [
+                "Connection closed by",
+                "Disconnected from",
+                "Connection reset by",
+            ]
+            .iter()
+            .any(|end| l.contains(end))
         })
         .count()
 }

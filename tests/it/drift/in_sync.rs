@@ -3,7 +3,9 @@
 //! version) differ on the standby datacenter: parity breaks naming role, fact and
 //! datacenters, while what the standby overlay declares is not reported.
 
-use super::{drift_json, files_state, sshd_journal, sshd_journal_after, connection_ends, verbose_sshd};
+use super::{
+    connection_ends, drift_json, files_state, sshd_journal, sshd_journal_after, verbose_sshd,
+};
 use crate::support::site::SiteFleet;
 
 const HOSTS: [&str; 2] = ["frontend-azure-1", "frontend-aws-1"];
@@ -25,17 +27,29 @@ fn converged_fleet_is_in_sync_and_untouched_then_standby_facts_break_parity() {
         .as_array()
         .unwrap()
         .iter()
-        .filter_map(|r| r["resource"].as_str()?.strip_prefix("file:").map(str::to_string))
+        .filter_map(|r| {
+            r["resource"]
+                .as_str()?
+                .strip_prefix("file:")
+                .map(str::to_string)
+        })
         .collect();
     assert!(files.len() >= 5, "{files:?}");
-    let before: Vec<String> = HOSTS.iter().map(|h| files_state(fleet, h, &files)).collect();
+    let before: Vec<String> = HOSTS
+        .iter()
+        .map(|h| files_state(fleet, h, &files))
+        .collect();
     let ends: Vec<usize> = HOSTS
         .iter()
         .map(|h| connection_ends(&sshd_journal(fleet, h)))
         .collect();
     let commands: Vec<usize> = HOSTS
         .iter()
-        .map(|h| sshd_journal(fleet, h).matches("Starting session: command").count())
+        .map(|h| {
+            sshd_journal(fleet, h)
+                .matches("Starting session: command")
+                .count()
+        })
         .collect();
 
     let (run, report) = drift_json(&sf, &[]);
@@ -64,12 +78,24 @@ fn converged_fleet_is_in_sync_and_untouched_then_standby_facts_break_parity() {
     // Text: the summary first, nothing listed when all is in sync.
     let text = sf.tandem(&["drift"]);
     text.expect_code(0);
-    assert!(text.stdout.starts_with("drift report: site `payments`"), "{text}");
-    assert!(text.stdout.contains("coverage: 2 nodes expected, 2 assessed, 0 not assessed"), "{text}");
+    assert!(
+        text.stdout.starts_with("drift report: site `payments`"),
+        "{text}"
+    );
+    assert!(
+        text.stdout
+            .contains("coverage: 2 nodes expected, 2 assessed, 0 not assessed"),
+        "{text}"
+    );
     assert!(text.stdout.contains("result: PASS (exit 0)"), "{text}");
     assert!(!text.stdout.contains("frontend-aws-1 ("), "{text}");
     let verbose = sf.tandem(&["drift", "--verbose"]);
-    assert!(verbose.stdout.contains("in_sync file:/etc/nginx/nginx.conf"), "{verbose}");
+    assert!(
+        verbose
+            .stdout
+            .contains("in_sync file:/etc/nginx/nginx.conf"),
+        "{verbose}"
+    );
 
     // The standby's OS release and installed nginx version differ from the primary's.
     fleet.exec_ok(
@@ -97,8 +123,18 @@ fn converged_fleet_is_in_sync_and_untouched_then_standby_facts_break_parity() {
     assert_eq!(
         breaks,
         [
-            ("frontend".into(), "os_release".into(), dcs.0.clone(), dcs.1.clone()),
-            ("frontend".into(), "package:nginx".into(), dcs.0.clone(), dcs.1.clone()),
+            (
+                "frontend".into(),
+                "os_release".into(),
+                dcs.0.clone(),
+                dcs.1.clone()
+            ),
+            (
+                "frontend".into(),
+                "package:nginx".into(),
+                dcs.0.clone(),
+                dcs.1.clone()
+            ),
         ],
         "{run}"
     );
@@ -108,13 +144,18 @@ fn converged_fleet_is_in_sync_and_untouched_then_standby_facts_break_parity() {
     // Every resource still reads in sync: parity is not drift, and the overlay's
     // declared difference (dashboard.toml) is no parity break.
     assert!(super::not_in_sync(&report).is_empty(), "{run}");
-    assert!(!run.stdout.contains("\"fact\": \"resource:file:/etc/dashboard"), "{run}");
+    assert!(
+        !run.stdout
+            .contains("\"fact\": \"resource:file:/etc/dashboard"),
+        "{run}"
+    );
     assert_eq!(report["summary"]["parity_breaks"], 2);
     let text = sf.tandem(&["drift"]);
     text.expect_code(2);
     assert!(
-        text.stdout
-            .contains("role frontend, package:nginx: aws-useast1 has [9.9.9-drift], azure-westus has ["),
+        text.stdout.contains(
+            "role frontend, package:nginx: aws-useast1 has [9.9.9-drift], azure-westus has ["
+        ),
         "{text}"
     );
 }
