@@ -250,7 +250,8 @@ fn findings(o: &mut String, report: &Report) {
             if let Some(since) = &f.since {
                 let _ = write!(
                     o,
-                    "<div>drifted since {} (seen {} times)</div>",
+                    "<div>{} since {} (seen {} times)</div>",
+                    f.status.as_str(),
                     esc(since),
                     f.seen.unwrap_or(1)
                 );

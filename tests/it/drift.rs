@@ -4,6 +4,7 @@
 //! (`statuses`), nodes that cannot be read (`unreachable`), and secrets (`secrets`).
 
 mod in_sync;
+mod secrets;
 mod state;
 mod statuses;
 mod unreachable;
