@@ -207,3 +207,6 @@ fn coverage(
         datacenters,
     }
 }
+
+#[cfg(test)]
+mod tests;
