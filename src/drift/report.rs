@@ -280,6 +280,18 @@ impl Report {
         }
     }
 
+    /// Resources per datacenter and status, for the daemon's
+    /// `tandem_drift_resources{datacenter,status}` gauge.
+    pub fn resources_by_datacenter(&self) -> BTreeMap<(String, Status), usize> {
+        let mut out = BTreeMap::new();
+        for node in &self.nodes {
+            for r in &node.resources {
+                *out.entry((node.datacenter.clone(), r.status)).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+
     pub fn to_json(&self) -> String {
         // Plain data with string keys: serializing cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_default()

@@ -261,6 +261,41 @@ fn junit_counts_and_text_lists_only_what_is_not_in_sync() {
         .contains("\"schema_version\": \"1.0.0\""));
 }
 
+/// Read-only by construction: no drift source names the apply executor, the apply run,
+/// the apply script or the rollout.
+#[test]
+fn drift_code_cannot_reach_apply() {
+    for (name, source) in [
+        ("mod.rs", include_str!("mod.rs")),
+        ("probe.rs", include_str!("probe.rs")),
+        ("assess.rs", include_str!("assess.rs")),
+        ("parity.rs", include_str!("parity.rs")),
+        ("report.rs", include_str!("report.rs")),
+        ("text.rs", include_str!("text.rs")),
+        ("html.rs", include_str!("html.rs")),
+        ("junit.rs", include_str!("junit.rs")),
+        ("../cli/drift.rs", include_str!("../cli/drift.rs")),
+    ] {
+        for forbidden in [
+            "crate::apply",
+            "run::apply",
+            "apply::",
+            "rollout",
+            "write_shell",
+        ] {
+            assert!(!source.contains(forbidden), "{name} mentions `{forbidden}`");
+        }
+    }
+}
+
+#[test]
+fn resources_by_datacenter_count_statuses() {
+    let r = synthetic(4, 10, 10);
+    let counts = r.resources_by_datacenter();
+    assert_eq!(counts[&("azure-westus".to_string(), Status::Drifted)], 2);
+    assert_eq!(counts[&("aws-useast1".to_string(), Status::InSync)], 18);
+}
+
 fn peak_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
