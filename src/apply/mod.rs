@@ -128,7 +128,10 @@ pub async fn plan_nodes(
                 Ok((session, facts)) => match plan::plan_node(&catalog, &facts, &options.secrets) {
                     Ok(mut p) => {
                         p.host_key = session.host_key();
+                        // Only an apply's settling reads it (a plan run's context has
+                        // no primary): a plain plan does not digest every spec.
                         p.record_stale = p.is_empty()
+                            && options.applied.primary.is_some()
                             && AppliedState::for_catalog(
                                 &catalog,
                                 &options.applied,

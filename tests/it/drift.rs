@@ -9,7 +9,6 @@ mod state;
 mod statuses;
 mod unreachable;
 
-use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -173,8 +172,4 @@ fn files_state(fleet: &Fleet, host: &str, paths: &[String]) -> String {
             quoted.join(" ")
         ),
     )
-}
-
-fn write(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap();
 }

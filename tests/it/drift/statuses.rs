@@ -133,7 +133,7 @@ fn hand_edits_drift_git_changes_are_pending_in_every_format_with_history_and_ack
     assert!(conf_again["seen"].as_u64().unwrap() >= 3, "{conf_again}");
 
     // Acknowledged until a few seconds from now: reported, not failing; then failing.
-    let until = SystemTime::now() + Duration::from_secs(8);
+    let until = SystemTime::now() + Duration::from_secs(30);
     let until_text = humantime::format_rfc3339_seconds(until).to_string();
     for resource in [CONF.to_string(), format!("file:{SCRIPT_PATH}")] {
         sf.tandem(&[
@@ -177,7 +177,7 @@ fn hand_edits_drift_git_changes_are_pending_in_every_format_with_history_and_ack
     assert_eq!(acked["summary"]["acknowledged"], 2);
     assert_eq!(finding(&acked, "frontend-aws-1", CONF)["status"], "drifted");
     let failing_again = wait_for(
-        Duration::from_secs(30),
+        Duration::from_secs(90),
         "the acknowledgement to expire",
         || {
             let run = sf.tandem(&["drift", "--format", "json"]);
