@@ -155,6 +155,9 @@ pub async fn deploy(
     let store = Store::open(&ctx.store_path)?.with_secrets((*options.secrets).clone());
     store.interrupt_orphans(&lock)?;
     let run = store.begin(&ctx.run)?;
+    let mut with_run = options.clone();
+    with_run.applied.run = Some(run.0);
+    let options = &with_run;
     options.progress.set_total(jobs.len());
 
     let order = |jobs: &[Job]| {
@@ -320,7 +323,7 @@ async fn settle(
     let mut settled = Vec::new();
     for (job, result) in free.into_iter().zip(results) {
         match result {
-            NodeResult::Planned(p) if p.is_empty() => {
+            NodeResult::Planned(p) if p.is_empty() && !p.record_stale => {
                 let mut report = not_started(&job.catalog);
                 report.outcome = Outcome::Unchanged;
                 report.error = None;

@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod catalog;
 pub mod check;
+pub mod drift;
 pub mod explain;
 pub mod inventory;
 pub mod plan;
@@ -65,8 +66,12 @@ pub struct Global {
     /// Bound on a node's whole probe or apply; its remote command is killed past it
     #[arg(long, global = true, env = "TANDEM_COMMAND_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
     pub command_timeout: std::time::Duration,
-    /// Output format
-    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    /// Output format: text or json (`tandem drift` also: html, junit)
+    #[arg(long = "format", id = "format", global = true, default_value = "text",
+          value_parser = ["text", "json", "html", "junit"])]
+    pub format_name: String,
+    /// `--format` for every command but `drift` (set by `run`).
+    #[arg(skip = Format::Text)]
     pub format: Format,
 }
 
@@ -133,9 +138,16 @@ pub enum Command {
     Secrets(secrets::Args),
     /// Deploy on every push: the webhook daemon (configured by manifests/serve.toml)
     Serve(serve::Args),
+    /// Audit every node against git and the datacenters against each other (read-only)
+    Drift(drift::Args),
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<Status> {
+pub async fn run(mut cli: Cli) -> anyhow::Result<Status> {
+    cli.global.format = match (cli.global.format_name.as_str(), &cli.command) {
+        ("json", _) => Format::Json,
+        ("text", _) | (_, Command::Drift(_)) => Format::Text,
+        (other, _) => anyhow::bail!("`--format {other}` is only for `tandem drift`"),
+    };
     let global = &cli.global;
     match cli.command {
         Command::Check(args) => check::run(global, args).await,
@@ -149,5 +161,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Runs(args) => runs::run(global, args).await,
         Command::Secrets(args) => secrets::run(global, args).await,
         Command::Serve(args) => serve::run(global, args).await,
+        Command::Drift(args) => drift::run(global, args).await,
     }
 }

@@ -14,6 +14,7 @@
 //! that gathers node results, not from every node's task.
 
 mod deliveries;
+mod findings;
 mod record;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ use crate::outcome::Outcome;
 use crate::rollout::RolloutReport;
 use crate::secret::SecretStore;
 pub use deliveries::{CommitDecision, Decision, Delivery};
+pub use findings::{Acknowledgement, FindingKey, FindingSeen};
 use record::{now_millis, parse_rfc3339, rfc3339};
 pub use record::{
     ChangeAction, NewRun, NodeRun, ResourceChange, Run, RunDetail, RunId, RunKind, RunStatus,
@@ -98,6 +100,27 @@ const MIGRATIONS: &[&str] = &[
         decided_ms INTEGER NOT NULL
     );
     CREATE INDEX serve_commits_by_run ON serve_commits (run_id);",
+    // Issue 11 (`tandem drift`): each drift finding seen, and acknowledgements.
+    "CREATE TABLE drift_findings (
+        node TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        attribute TEXT NOT NULL,
+        actual TEXT NOT NULL,
+        first_seen_ms INTEGER NOT NULL,
+        last_seen_ms INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (node, resource, attribute, actual)
+    );
+    CREATE TABLE drift_acks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        node TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        acked_by TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        until_ms INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX drift_acks_by_resource ON drift_acks (node, resource);",
 ];
 
 #[derive(Debug, thiserror::Error)]
