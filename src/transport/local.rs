@@ -60,6 +60,9 @@ impl Session for LocalSession {
         timeout: Duration,
     ) -> Result<Output, TransportError> {
         self.round_trips += 1;
+        // As over SSH, so that both transports run the same bytes the same way.
+        let (command, stdin) = super::ship_command(command, stdin);
+        let (command, stdin) = (command.as_ref(), stdin.as_ref());
         let mut child = Command::new("/bin/sh")
             .arg("-c")
             .arg(command)

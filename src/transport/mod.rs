@@ -47,6 +47,37 @@ pub enum TransportError {
     Lost { node: NodeName, reason: String },
 }
 
+/// Commands longer than this travel on stdin, ahead of the command's own input, behind a
+/// fixed bootstrap ([`ship_command`]): an SSH server and libssh2 refuse exec requests
+/// past about 32 KiB (libssh2: "Unable to send channel request"), and a catalog's
+/// apply script outgrows that with a few dozen resources.
+pub const INLINE_COMMAND_MAX: usize = 16 * 1024;
+
+/// The command to send and the stdin to feed it: `command` and `stdin` as they are when
+/// the command is short; otherwise a bootstrap that reads exactly the command's bytes
+/// from stdin (`head -c`, which reads no further) and evaluates them, so the command
+/// then reads the rest of stdin as it would have read all of it. Still one round trip.
+pub fn ship_command<'a>(
+    command: &'a str,
+    stdin: &'a [u8],
+) -> (std::borrow::Cow<'a, str>, std::borrow::Cow<'a, [u8]>) {
+    use std::borrow::Cow;
+    if command.len() <= INLINE_COMMAND_MAX {
+        return (Cow::Borrowed(command), Cow::Borrowed(stdin));
+    }
+    // `$(…)` drops trailing newlines only, which a shell program never needs; the
+    // trailing `x` guards nothing here but keeps a command that ends in a quoted
+    // newline whole.
+    let bootstrap = format!(
+        "tandem_command=$(head -c {} && echo x) || exit 125; eval \"${{tandem_command%x}}\"",
+        command.len()
+    );
+    let mut shipped = Vec::with_capacity(command.len() + stdin.len());
+    shipped.extend_from_slice(command.as_bytes());
+    shipped.extend_from_slice(stdin);
+    (Cow::Owned(bootstrap), Cow::Owned(shipped))
+}
+
 /// Opens sessions; one per node for a whole run.
 #[async_trait]
 pub trait Connector: Send + Sync {

@@ -634,3 +634,31 @@ async fn a_silent_live_node_is_not_lost_and_keepalives_do_not_stall_stdin() {
         started.elapsed()
     );
 }
+
+/// A command far past what an SSH exec request may carry (libssh2 refuses requests
+/// past about 32 KiB) still runs whole, in one round trip, and reads its own stdin
+/// exactly as a short one does: the transport ships it on stdin behind a bootstrap.
+#[tokio::test]
+async fn a_command_of_hundreds_of_kilobytes_runs_and_reads_its_own_stdin() {
+    let sshd = Sshd::start();
+    let mut session = connector(&sshd).connect(&sshd.node("n1")).await.unwrap();
+    // 20,000 assignments (about 300 KiB of shell), then the input's digest.
+    let mut command: String = (0..20_000).map(|i| format!("v{i}=value{i}\n")).collect();
+    command.push_str("echo \"$v0 $v19999\"\nsha256sum\n");
+    assert!(command.len() > 10 * tandem::transport::INLINE_COMMAND_MAX);
+    let input = noise(1 << 20);
+    let out = session.exec(&command, &input, 60 * SECOND).await.unwrap();
+    assert!(out.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let expected = hex::encode(Sha256::digest(&input));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("value0 value19999\n{expected}  -\n")
+    );
+    // A short command is sent as it is, and exit statuses come through either way.
+    let out = session
+        .exec(&format!("{command}exit 7\n"), b"", 60 * SECOND)
+        .await
+        .unwrap();
+    assert_eq!(out.status, Some(7));
+    assert_eq!(session.round_trips(), 2);
+}

@@ -192,7 +192,8 @@ impl Session for SshSession {
             )
         })?;
         self.round_trips += 1;
-        let (node, command, stdin) = (self.node.clone(), command.to_string(), stdin.to_vec());
+        let (command, stdin) = super::ship_command(command, stdin);
+        let (node, command, stdin) = (self.node.clone(), command.into_owned(), stdin.into_owned());
         let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
         let limits = exec::Limits {
             timeout,
