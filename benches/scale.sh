@@ -111,7 +111,15 @@ timed() {
 	fi
 	took=$(($(now_ms) - start))
 	((status == want)) || {
-		tail -n 20 "$dir/last.out" "$dir/last.err" >&2
+		# A JSON report: the outcomes and the first errors, not its tail.
+		python3 - "$dir/last.out" >&2 <<-'PY' || tail -n 20 "$dir/last.out" >&2
+			import collections, json, sys
+			nodes = json.load(open(sys.argv[1]))["nodes"]
+			print(dict(collections.Counter(n["outcome"] for n in nodes)))
+			for error in sorted({n["error"] for n in nodes if n.get("error")})[:5]:
+			    print("  ", error)
+		PY
+		tail -n 5 "$dir/last.err" >&2
 		die "\`$*\` exited $status, want $want"
 	}
 	if [[ $1 == "$tandem" ]]; then
@@ -162,6 +170,66 @@ drift() {
 	wait
 }
 
+# Writes the figures of every size measured so far (after each size, so that a size
+# that fails still leaves the ones before it).
+report() {
+	load=$(cut -d' ' -f1-3 /proc/loadavg)
+	commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+	[[ -z $(git status --porcelain --untracked-files=no 2>/dev/null) ]] || commit="$commit-dirty"
+	args=()
+	for key in "${!samples[@]}"; do
+		args+=("$key=${samples[$key]}|${rsses[$key]}|${cpus[$key]}|${threads[$key]}")
+	done
+	mkdir -p target/bench/history
+	python3 - "$REPS" "$PROFILE" "$load" "$commit" target/bench "${args[@]}" <<-'PY'
+	import datetime, json, shutil, statistics, sys
+	reps, profile, load, commit, out_dir, *rest = sys.argv[1:]
+	data = {}
+	for arg in rest:
+	    key, value = arg.split("=", 1)
+	    size, case = key.split("/")
+	    ms, kb, cpu, thr = (list(map(int, part.split())) for part in value.split("|"))
+	    data.setdefault(int(size), {})[case] = (ms, kb, cpu, thr)
+	now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+	rows = [
+	    ("ssh floor (sha256sum)", "floor", None),
+	    ("change floor (1 file, ssh)", "floor_change", None),
+	    ("tandem apply, no-op", "noop", "floor"),
+	    ("tandem plan, no-op", "plan", "floor"),
+	    ("tandem apply, 1 file changed", "change", "floor_change"),
+	    ("tandem apply, first converge", "converge", "floor"),
+	]
+	doc = {"bench": "scale", "date": now, "commit": commit, "profile": profile, "reps": int(reps),
+	       "load_average": load, "mode": "tini", "sizes": {}}
+	print(f"\ntandem scale benchmark: tini hosts, files-only site, {profile} build, commit {commit}, load average {load}")
+	print(f"{'hosts':>5} {'measure':<30} {'median ms':>10} {'x floor':>8} {'peak MiB':>9} {'cpu ms':>7} {'threads':>8}")
+	for size in sorted(data):
+	    cases = data[size]
+	    med = {k: statistics.median(v[0]) for k, v in cases.items()}
+	    out = {}
+	    for label, key, against in rows:
+	        if key not in cases:
+	            continue
+	        ms, kb, cpu, thr = cases[key]
+	        ratio = med[key] / med[against] if against else None
+	        out[key] = {
+	            "label": label, "samples_ms": ms, "median_ms": med[key],
+	            "against": against, "x_floor": None if ratio is None else round(ratio, 3),
+	            "peak_rss_kib": max(kb) or None, "cpu_ms": cpu if any(cpu) else None,
+	            "peak_threads": max(thr) or None,
+	        }
+	        print(f"{size:>5} {label:<30} {med[key]:>10.0f} {'' if ratio is None else f'{ratio:.2f}':>8} "
+	              f"{'' if not max(kb) else f'{max(kb) / 1024:.0f}':>9} "
+	              f"{'' if not any(cpu) else f'{statistics.median(cpu):.0f}':>7} {max(thr) or '':>8}")
+	    doc["sizes"][str(size)] = out
+	path = f"{out_dir}/scale.json"
+	with open(path, "w") as f:
+	    json.dump(doc, f, indent=2)
+	shutil.copy(path, f"{out_dir}/history/scale-{now.replace(':', '')}-{commit}.json")
+	print(f"\nfigures written to {path}")
+	PY
+}
+
 for n in $SIZES; do
 	say "fleet: $n tini hosts"
 	scripts/fleet up "$FLEET" --replace --tini --timeout 600 --layout "east:node:$n" >/dev/null
@@ -198,60 +266,6 @@ for n in $SIZES; do
 	timed 0 "$tandem" apply --parallel "$n" --format json && outcomes_are unchanged
 	results+=("$n")
 	scripts/fleet down "$FLEET" >/dev/null
+	report
 done
 
-load=$(cut -d' ' -f1-3 /proc/loadavg)
-commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
-[[ -z $(git status --porcelain --untracked-files=no 2>/dev/null) ]] || commit="$commit-dirty"
-args=()
-for key in "${!samples[@]}"; do
-	args+=("$key=${samples[$key]}|${rsses[$key]}|${cpus[$key]}|${threads[$key]}")
-done
-mkdir -p target/bench/history
-python3 - "$REPS" "$PROFILE" "$load" "$commit" target/bench "${args[@]}" <<'PY'
-import datetime, json, shutil, statistics, sys
-reps, profile, load, commit, out_dir, *rest = sys.argv[1:]
-data = {}
-for arg in rest:
-    key, value = arg.split("=", 1)
-    size, case = key.split("/")
-    ms, kb, cpu, thr = (list(map(int, part.split())) for part in value.split("|"))
-    data.setdefault(int(size), {})[case] = (ms, kb, cpu, thr)
-now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-rows = [
-    ("ssh floor (sha256sum)", "floor", None),
-    ("change floor (1 file, ssh)", "floor_change", None),
-    ("tandem apply, no-op", "noop", "floor"),
-    ("tandem plan, no-op", "plan", "floor"),
-    ("tandem apply, 1 file changed", "change", "floor_change"),
-    ("tandem apply, first converge", "converge", "floor"),
-]
-doc = {"bench": "scale", "date": now, "commit": commit, "profile": profile, "reps": int(reps),
-       "load_average": load, "mode": "tini", "sizes": {}}
-print(f"\ntandem scale benchmark: tini hosts, files-only site, {profile} build, commit {commit}, load average {load}")
-print(f"{'hosts':>5} {'measure':<30} {'median ms':>10} {'x floor':>8} {'peak MiB':>9} {'cpu ms':>7} {'threads':>8}")
-for size in sorted(data):
-    cases = data[size]
-    med = {k: statistics.median(v[0]) for k, v in cases.items()}
-    out = {}
-    for label, key, against in rows:
-        if key not in cases:
-            continue
-        ms, kb, cpu, thr = cases[key]
-        ratio = med[key] / med[against] if against else None
-        out[key] = {
-            "label": label, "samples_ms": ms, "median_ms": med[key],
-            "against": against, "x_floor": None if ratio is None else round(ratio, 3),
-            "peak_rss_kib": max(kb) or None, "cpu_ms": cpu if any(cpu) else None,
-            "peak_threads": max(thr) or None,
-        }
-        print(f"{size:>5} {label:<30} {med[key]:>10.0f} {'' if ratio is None else f'{ratio:.2f}':>8} "
-              f"{'' if not max(kb) else f'{max(kb) / 1024:.0f}':>9} "
-              f"{'' if not any(cpu) else f'{statistics.median(cpu):.0f}':>7} {max(thr) or '':>8}")
-    doc["sizes"][str(size)] = out
-path = f"{out_dir}/scale.json"
-with open(path, "w") as f:
-    json.dump(doc, f, indent=2)
-shutil.copy(path, f"{out_dir}/history/scale-{now.replace(':', '')}-{commit}.json")
-print(f"\nfigures written to {path}")
-PY
