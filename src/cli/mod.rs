@@ -7,9 +7,11 @@ pub mod check;
 pub mod explain;
 pub mod inventory;
 pub mod plan;
+pub mod promote;
 pub mod runs;
 pub mod secrets;
 pub mod show;
+pub mod status;
 pub mod trust;
 
 use std::path::PathBuf;
@@ -130,6 +132,10 @@ pub enum Command {
     Runs(runs::Args),
     /// Set, remove and list the secrets of the encrypted secrets file
     Secrets(secrets::Args),
+    /// Make a standby datacenter the primary: demote the old primary first, then promote
+    Promote(promote::Args),
+    /// Primary datacenter, failover epoch, last promote, nodes by side and epoch
+    Status(status::Args),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<Status> {
@@ -145,5 +151,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Show(args) => show::run(global, args).await,
         Command::Runs(args) => runs::run(global, args).await,
         Command::Secrets(args) => secrets::run(global, args).await,
+        Command::Promote(args) => promote::run(global, args).await,
+        Command::Status(args) => status::run(global, args).await,
     }
 }

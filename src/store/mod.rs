@@ -13,6 +13,7 @@
 //! A `Store` is one connection: `Send`, not `Sync`. The executor records from the task
 //! that gathers node results, not from every node's task.
 
+mod failover;
 mod record;
 
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ use crate::lock::{current_host, SiteLock};
 use crate::outcome::Outcome;
 use crate::rollout::RolloutReport;
 use crate::secret::SecretStore;
+pub use failover::{Failover, FailoverEnd, FailoverNode, FencePending, NewFailover};
 use record::{now_millis, parse_rfc3339, rfc3339};
 pub use record::{
     ChangeAction, NewRun, NodeRun, ResourceChange, Run, RunDetail, RunId, RunKind, RunStatus,
@@ -71,6 +73,40 @@ const MIGRATIONS: &[&str] = &[
     // What exactly was compiled: the commit alone credits it with uncommitted edits.
     "ALTER TABLE runs ADD COLUMN dirty INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE runs ADD COLUMN site_digest TEXT;",
+    // Issue 12: promotes, their nodes, and the nodes left fence pending.
+    "CREATE TABLE failovers (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        epoch INTEGER NOT NULL,
+        from_dc TEXT NOT NULL,
+        to_dc TEXT NOT NULL,
+        started_by TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        finished_ms INTEGER,
+        status TEXT NOT NULL,
+        error TEXT,
+        demote_run INTEGER,
+        promote_run INTEGER,
+        git_commit TEXT,
+        dns_change TEXT,
+        dns_error TEXT
+    );
+    CREATE TABLE failover_nodes (
+        failover_id INTEGER NOT NULL REFERENCES failovers (id) ON DELETE CASCADE,
+        node TEXT NOT NULL,
+        datacenter TEXT NOT NULL,
+        step TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        error TEXT,
+        PRIMARY KEY (failover_id, node, step)
+    );
+    CREATE TABLE fence_pending (
+        node TEXT PRIMARY KEY,
+        datacenter TEXT NOT NULL,
+        failover_id INTEGER NOT NULL,
+        epoch INTEGER NOT NULL,
+        since_ms INTEGER NOT NULL
+    );",
 ];
 
 #[derive(Debug, thiserror::Error)]
