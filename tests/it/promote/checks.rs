@@ -45,17 +45,13 @@ fn drift_or_a_failed_health_check_blocks_and_a_dry_run_changes_nothing() {
     assert_eq!(before, states(), "a refused promote changed a host");
     sf.tandem(&["apply", "--on", aws]).expect_code(0);
 
-    // In sync but unhealthy (the dashboard stopped answering; systemd still says active).
-    fleet.exec_ok(
-        aws,
-        "kill -STOP $(systemctl show -p MainPID --value dashboard)",
-    );
+    // In sync but unhealthy: nginx stopped answering (its processes are stopped, not
+    // gone, so systemd still reports it active and the probe reads it in sync).
+    let nginx = "$(cat /run/nginx.pid) $(pgrep -P $(cat /run/nginx.pid))";
+    fleet.exec_ok(aws, &format!("kill -STOP {nginx}"));
     let before = states();
     let refused = sf.tandem(&PROMOTE);
-    fleet.exec_ok(
-        aws,
-        "kill -CONT $(systemctl show -p MainPID --value dashboard)",
-    );
+    fleet.exec_ok(aws, &format!("kill -CONT {nginx}"));
     refused.expect_code(1);
     assert!(
         refused.stderr.contains(&format!("target node `{aws}`"))
