@@ -157,6 +157,9 @@ pub async fn deploy(
     let store = Store::open(&ctx.store_path)?.with_secrets((*options.secrets).clone());
     store.interrupt_orphans(&lock)?;
     let run = store.begin(&ctx.run)?;
+    let mut with_run = options.clone();
+    with_run.applied.run = Some(run.0);
+    let options = &with_run;
     options.progress.set_total(jobs.len());
 
     let order = |jobs: &[Job]| {
@@ -328,10 +331,9 @@ async fn settle(
     let mut pending = Vec::new();
     let mut seen = Vec::new();
     for (job, (result, state)) in jobs.into_iter().zip(results) {
-        let current = state.as_ref().is_none_or(|s| s.current);
         seen.extend(state);
         match result {
-            NodeResult::Planned(p) if p.is_empty() && job.expect.is_none() && current => {
+            NodeResult::Planned(p) if p.is_empty() && job.expect.is_none() && !p.record_stale => {
                 let mut report = not_started(&job.catalog);
                 report.outcome = Outcome::Unchanged;
                 report.error = None;

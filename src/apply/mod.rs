@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use crate::catalog::Catalog;
+use crate::fact::applied::{self, AppliedContext, AppliedState};
 use crate::fact::{FactError, Mark, NodeFacts, Section, Token};
 use crate::node::NodeName;
 use crate::path::RemotePath;
@@ -54,6 +55,8 @@ pub struct ApplyOptions {
     pub progress: Progress,
     /// Once requested, no node that has not started yet is started.
     pub interrupt: Interrupt,
+    /// What each apply records in the node state file (see `fact::applied`).
+    pub applied: AppliedContext,
 }
 
 impl Default for ApplyOptions {
@@ -67,6 +70,7 @@ impl Default for ApplyOptions {
             secrets: Arc::default(),
             progress: Progress::Quiet,
             interrupt: Interrupt::default(),
+            applied: AppliedContext::default(),
         }
     }
 }
@@ -137,12 +141,17 @@ pub async fn plan_nodes_seen(
             let mut seen = None;
             let result = match connect_and_probe(&*connector, &catalog, &options, timeout).await {
                 Ok((session, facts)) => {
-                    seen = Some(crate::failover::guard::Seen::read(
-                        &catalog, &facts, &options,
-                    ));
+                    seen = Some(crate::failover::guard::Seen::read(&catalog, &facts));
                     match plan::plan_node(&catalog, &facts, &options.secrets) {
                         Ok(mut p) => {
                             p.host_key = session.host_key();
+                            p.record_stale = p.is_empty()
+                                && AppliedState::for_catalog(
+                                    &catalog,
+                                    &options.applied,
+                                    &options.secrets,
+                                )
+                                .is_stale(facts.applied.as_ref());
                             NodeResult::Planned(p)
                         }
                         Err(source) => node_failure(
@@ -280,6 +289,7 @@ async fn probe(
     let token = Token::random();
     let (mut script, stdin) = plan::probe_script(catalog, token.clone());
     script.push_str(&crate::fact::script::state_leftovers(&options.state_dir));
+    script.push_str(&applied::probe_shell(&options.state_dir));
     let out = session.exec(&script, &stdin, timeout).await?;
     let node = catalog.node.name.clone();
     if !out.success() {
@@ -377,18 +387,32 @@ async fn apply_with(
             return Err(NodeError::Stale { node, resources });
         }
     }
-    // Nothing to change and nothing a killed run left behind: the probe was the one
-    // round trip. Leftovers alone are worth the apply script, which removes them.
-    if plan.is_empty() && facts.leftovers.is_empty() {
+    // Nothing to change, nothing a killed run left behind, and the node state file up
+    // to date: the probe was the one round trip. Leftovers or a stale state file alone
+    // are worth the apply script, which removes them or rewrites it.
+    let record = AppliedState::for_catalog(catalog, &options.applied, &options.secrets);
+    if plan.is_empty() && facts.leftovers.is_empty() && !record.is_stale(facts.applied.as_ref()) {
         return Ok(Outcome::Unchanged);
     }
     let token = Token::random();
     let verify_token = Token::random();
+    // The node state file is written after the steps, before the verifying probe, in
+    // the same script (it prints nothing, so the `applied` section is the probe's).
+    let (verify, verify_stdin) = plan::probe_script(catalog, verify_token.clone());
+    let stepped = catalog
+        .resources
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| plan.change(&r.id).is_some())
+        .map(|(i, r)| (applied::rid_digest(&r.id), i))
+        .collect();
+    let (record_shell, mut record_stdin) = applied::write_shell(&record, &stepped);
+    record_stdin.extend_from_slice(&verify_stdin);
     let params = script::ScriptParams {
         token: &token,
         state_dir: &options.state_dir,
         lock_wait: options.lock_wait,
-        verify: plan::probe_script(catalog, verify_token.clone()),
+        verify: (record_shell + &verify, record_stdin),
     };
     let (command, stdin) = script::build(catalog, &plan, facts, params);
     let timeout = deadline.saturating_duration_since(Instant::now());

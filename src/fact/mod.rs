@@ -4,8 +4,11 @@
 //! content printed by the probe cannot forge a section). Parsing is pure:
 //! `NodeFacts::parse` turns recorded output into typed facts that resource modules read.
 
+pub mod applied;
+pub mod insync;
 pub mod protocol;
 pub mod script;
+pub mod system;
 
 use std::collections::HashMap;
 
@@ -70,6 +73,12 @@ pub struct NodeFacts {
     pub sections: HashMap<Section, Vec<u8>>,
     /// Staged files and work directories that a killed earlier run left on the node.
     pub leftovers: Vec<String>,
+    /// The node state file the last apply left (`None`: none, or not asked for).
+    pub applied: Option<applied::AppliedState>,
+    /// Why the node state file could not be read, when it is there but malformed.
+    pub applied_error: Option<String>,
+    /// OS and kernel release (only `tandem drift` asks for them).
+    pub system: system::SystemFacts,
 }
 
 impl NodeFacts {
@@ -95,6 +104,16 @@ impl NodeFacts {
                             .map(str::to_string),
                     );
                 }
+                Section::State => {
+                    let text = String::from_utf8_lossy(body);
+                    if !text.trim().is_empty() {
+                        match applied::AppliedState::parse(&text) {
+                            Ok(state) => facts.applied = Some(state),
+                            Err(err) => facts.applied_error = Some(err.to_string()),
+                        }
+                    }
+                }
+                Section::System => facts.system = system::parse(body),
                 Section::Resource(_) | Section::Content(_) | Section::Lines(_) => {
                     facts.sections.insert(section, body.to_vec());
                 }

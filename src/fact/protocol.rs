@@ -81,6 +81,10 @@ pub enum Section {
     Units,
     /// Probe: staged files and work directories earlier runs left behind.
     Leftovers,
+    /// Probe: the node state file the last apply left (see `fact::applied`).
+    State,
+    /// Probe (drift): OS release and kernel release (see `fact::system`).
+    System,
     /// Probe: the last section; without it the output was cut off.
     End,
     /// Probe: what resource `i` asked for (`r<i>`).
@@ -110,6 +114,8 @@ impl fmt::Display for Section {
             Section::Pkg => f.write_str("pkg"),
             Section::Units => f.write_str("units"),
             Section::Leftovers => f.write_str("leftovers"),
+            Section::State => f.write_str("state"),
+            Section::System => f.write_str("system"),
             Section::End => f.write_str("end"),
             Section::Resource(i) => write!(f, "r{i}"),
             Section::Content(i) => write!(f, "c{i}"),
@@ -133,6 +139,8 @@ impl Section {
             "pkg" => Some(Section::Pkg),
             "units" => Some(Section::Units),
             "leftovers" => Some(Section::Leftovers),
+            "state" => Some(Section::State),
+            "system" => Some(Section::System),
             "end" => Some(Section::End),
             "locked" => Some(Section::Locked),
             "fatal" => Some(Section::Fatal),
@@ -229,6 +237,8 @@ mod tests {
             Section::Pkg,
             Section::Units,
             Section::Leftovers,
+            Section::State,
+            Section::System,
             Section::End,
             Section::Locked,
             Section::Fatal,

@@ -24,34 +24,24 @@ pub struct Seen {
     pub epoch: Option<u64>,
     /// The side (`primary`, `standby`) the state file names, as written.
     pub side: Option<String>,
-    /// The state file already says what this run would write (epoch, side, resources):
-    /// a node in sync needs no apply script. False makes the run rewrite it.
-    pub current: bool,
 }
 
 impl Seen {
     /// What the probe of `catalog`'s node read of its failover state.
-    pub fn read(
-        catalog: &crate::catalog::Catalog,
-        facts: &crate::fact::NodeFacts,
-        options: &crate::apply::ApplyOptions,
-    ) -> Seen {
-        let _ = (facts, options);
+    pub fn read(catalog: &crate::catalog::Catalog, facts: &crate::fact::NodeFacts) -> Seen {
+        let state = facts.applied.as_ref();
         Seen {
             node: catalog.node.name.clone(),
             datacenter: catalog.node.datacenter.clone(),
-            epoch: None,
-            side: None,
-            current: true,
+            epoch: state.map(|s| s.epoch),
+            side: state.map(|s| s.side.as_str().to_string()),
         }
     }
 }
 
 /// The epoch a run of `options` writes to its nodes: the checkout's.
 pub fn run_epoch(options: &crate::apply::ApplyOptions) -> u64 {
-    // DRIFT-API: `options.applied.epoch` once the node state file lands.
-    let _ = options;
-    0
+    options.applied.epoch
 }
 
 /// The refusal: the site's epoch and every node that carries a newer one.
@@ -112,7 +102,6 @@ mod tests {
             datacenter: DatacenterName::new("aws-useast1").unwrap(),
             epoch,
             side: None,
-            current: true,
         }
     }
 

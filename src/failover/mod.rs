@@ -44,14 +44,25 @@ pub fn primary_of(site: &Site) -> Option<&DatacenterName> {
         .map(|dc| &dc.name)
 }
 
-/// `options` with what each apply of `site` (read from `source`) records on its node:
-/// the epoch and the primary datacenter (the node's side follows from it).
+/// `options` with what each apply of `site` (read from `source`) records on its node
+/// (see `crate::fact::applied`): the epoch and the primary datacenter (the node's side
+/// follows from it). The epoch guard compares with that same epoch.
 pub fn with_applied(
-    options: crate::apply::ApplyOptions,
+    mut options: crate::apply::ApplyOptions,
     site: &Site,
     source: &crate::manifest::source::SiteSource,
 ) -> crate::apply::ApplyOptions {
-    // DRIFT-API: fill `options.applied` once the node state file lands.
-    let _ = (site, source);
+    options.applied = crate::fact::applied::AppliedContext {
+        run: None,
+        commit: source.commit.as_ref().map(|c| {
+            if source.dirty {
+                format!("{c}+dirty")
+            } else {
+                c.clone()
+            }
+        }),
+        epoch: site.epoch,
+        primary: primary_of(site).cloned(),
+    };
     options
 }

@@ -40,6 +40,10 @@ pub struct NodePlan {
     /// tandem's known_hosts verified it; `None` for transports without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_key: Option<String>,
+    /// The node state file (`fact::applied`) needs rewriting though nothing else
+    /// changes: an apply does not settle such a node as in sync without its script.
+    #[serde(skip)]
+    pub record_stale: bool,
 }
 
 impl NodePlan {
@@ -111,6 +115,7 @@ pub fn plan_node(
         changes,
         read,
         host_key: None,
+        record_stale: false,
     })
 }
 

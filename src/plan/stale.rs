@@ -138,6 +138,7 @@ mod tests {
             datacenter: DatacenterName::new("dc").unwrap(),
             changes: vec![change],
             host_key: None,
+            record_stale: false,
             read: vec![
                 ReadState {
                     id: id("/a"),

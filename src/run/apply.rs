@@ -101,6 +101,23 @@ pub async fn apply(
         secrets: ws.secrets.clone(),
         progress: request.progress,
         interrupt: request.interrupt,
+        applied: crate::fact::applied::AppliedContext {
+            run: None,
+            commit: ws.source.commit.as_ref().map(|c| {
+                if ws.source.dirty {
+                    format!("{c}+dirty")
+                } else {
+                    c.clone()
+                }
+            }),
+            epoch: ws.site.epoch,
+            primary: ws
+                .site
+                .datacenters
+                .iter()
+                .find(|d| d.primary)
+                .map(|d| d.name.clone()),
+        },
         ..ApplyOptions::default()
     };
     let ctx = RunContext {

@@ -61,6 +61,12 @@ impl DigestKey {
         hex::encode(self.mac("tandem content", bytes))
     }
 
+    /// A keyed digest (hex, 32 digits) of `bytes` for the use named by `domain`: the
+    /// node state file's digests (`fact::applied`) are made with this.
+    pub fn labelled(&self, domain: &str, bytes: &[u8]) -> String {
+        hex::encode(&self.mac(domain, bytes)[..16])
+    }
+
     /// The keyed digest of a plain SHA-256 (hex) of content, as a node reports it:
     /// what the secret-bearing ledger records, so a node's reported sum can be looked up
     /// without the ledger holding plain sums of secret content.

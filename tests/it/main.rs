@@ -4,6 +4,7 @@
 #[cfg(all(feature = "aws", feature = "azure"))]
 mod cloud;
 mod converge;
+mod drift;
 mod e2e;
 mod fleet;
 mod fleet_safety;

@@ -39,6 +39,7 @@ fn planned(node: &str, datacenter: &str, changes: Vec<Change>) -> NodeResult {
         changes,
         read: Vec::new(),
         host_key: None,
+        record_stale: false,
     })
 }
 

@@ -132,6 +132,11 @@ impl SiteFleet {
         }
     }
 
+    /// The demo inventory (static node list) the runs use.
+    pub fn inventory(&self) -> &Path {
+        &self.inventory
+    }
+
     /// The private copy of the example site.
     pub fn site(&self) -> &Path {
         self.site.path()
