@@ -51,7 +51,7 @@ pub enum DeployError {
     #[error("interrupted while waiting for the site lock; nothing was done")]
     Interrupted,
     #[error(transparent)]
-    Stale(#[from] crate::failover::guard::StaleEpoch),
+    Stale(#[from] crate::epoch::StaleEpoch),
 }
 
 // By hand: `#[from]` would make the rollout error the source as well, and a printed
@@ -173,9 +173,7 @@ pub async fn deploy(
     // there; batches, health checks and pauses are for the others.
     let all = jobs.len();
     let (jobs, settled, seen) = settle(jobs, connector.clone(), options).await;
-    if let Err(stale) =
-        crate::failover::guard::check(crate::failover::guard::run_epoch(options), &seen)
-    {
+    if let Err(stale) = crate::epoch::check(options.applied.epoch, &seen) {
         store.finish(run, RunStatus::Error, Some(&stale.to_string()))?;
         return Err(stale.into());
     }
@@ -324,16 +322,20 @@ async fn settle(
     jobs: Vec<Job>,
     connector: Arc<dyn Connector>,
     options: &ApplyOptions,
-) -> (Vec<Job>, Vec<NodeReport>, Vec<crate::failover::guard::Seen>) {
+) -> (Vec<Job>, Vec<NodeReport>, Vec<crate::epoch::Seen>) {
     let catalogs = jobs.iter().map(|j| j.catalog.clone()).collect();
     let results = super::plan_nodes_seen(catalogs, connector, options).await;
     let mut settled = Vec::new();
     let mut pending = Vec::new();
     let mut seen = Vec::new();
     for (job, (result, state)) in jobs.into_iter().zip(results) {
+        // Leftovers of a killed run are worth the apply script, which removes them.
+        let clean = state.as_ref().is_some_and(|s| !s.leftovers);
         seen.extend(state);
         match result {
-            NodeResult::Planned(p) if p.is_empty() && job.expect.is_none() && !p.record_stale => {
+            NodeResult::Planned(p)
+                if p.is_empty() && job.expect.is_none() && !p.record_stale && clean =>
+            {
                 let mut report = not_started(&job.catalog);
                 report.outcome = Outcome::Unchanged;
                 report.error = None;

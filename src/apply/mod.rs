@@ -124,12 +124,12 @@ pub async fn plan_nodes(
 }
 
 /// [`plan_nodes`], keeping what each probe read of the node's failover state (`None`
-/// for a node that could not be probed), for the epoch guard (`crate::failover::guard`).
+/// for a node that could not be probed), for the epoch guard (`crate::epoch`).
 pub async fn plan_nodes_seen(
     catalogs: Vec<Catalog>,
     connector: Arc<dyn Connector>,
     options: &ApplyOptions,
-) -> Vec<(NodeResult, Option<crate::failover::guard::Seen>)> {
+) -> Vec<(NodeResult, Option<crate::epoch::Seen>)> {
     options.progress.set_total(catalogs.len());
     run_all(catalogs, options, move |catalog, options| {
         let connector = connector.clone();
@@ -141,7 +141,7 @@ pub async fn plan_nodes_seen(
             let mut seen = None;
             let result = match connect_and_probe(&*connector, &catalog, &options, timeout).await {
                 Ok((session, facts)) => {
-                    seen = Some(crate::failover::guard::Seen::read(&catalog, &facts));
+                    seen = Some(crate::epoch::Seen::read(&catalog, &facts));
                     match plan::plan_node(&catalog, &facts, &options.secrets) {
                         Ok(mut p) => {
                             p.host_key = session.host_key();

@@ -9,13 +9,13 @@
 //! apply writes the node's epoch to the node, and [`guard`] refuses any run whose
 //! checkout is older than an epoch a node carries. Old-primary nodes that could not be
 //! demoted are fence pending in the store and demoted first by the next run
-//! ([`fence`]). `route53` flips the failover records, `site_file` commits the new
+//! (`run::fence`). `route53` flips the failover records, `site_file` commits the new
 //! primary and epoch, `status` reports all of it.
 
 pub mod checks;
+/// The epoch guard lives below `apply`, which calls it (see `crate::epoch`).
+pub use crate::epoch as guard;
 pub mod execute;
-pub mod fence;
-pub mod guard;
 pub mod promote;
 pub mod route53;
 pub mod site_file;

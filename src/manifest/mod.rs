@@ -7,6 +7,7 @@
 //! `manifests/nodes.toml`, `modules/<name>/module.toml` with `modules/<name>/templates/`,
 //! and site-wide partials in `templates/`.
 
+pub mod failover;
 pub mod model;
 pub mod nodes;
 pub mod raw;
@@ -86,7 +87,7 @@ pub struct Site {
     /// `[failover] epoch` of `site.toml` (0 when absent): raised by every promote.
     pub epoch: u64,
     /// `[failover.route53]`: the Route53 failover records that follow the primary.
-    pub route53: Option<crate::failover::route53::Route53Settings>,
+    pub route53: Option<failover::Route53Settings>,
     /// `[vars]` of `site.toml`.
     pub vars: VarLayer,
     /// `[datacenters.NAME.vars]`.

@@ -36,7 +36,7 @@ pub struct RawFailover {
     #[serde(default)]
     pub epoch: u64,
     /// `[failover.route53]`: the failover records `promote` flips.
-    pub route53: Option<Spanned<crate::failover::route53::Route53Settings>>,
+    pub route53: Option<Spanned<super::failover::Route53Settings>>,
 }
 
 #[derive(Debug, Deserialize)]

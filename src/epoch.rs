@@ -1,15 +1,17 @@
-//! The epoch guard: a run whose site declares a failover epoch lower than the one a
-//! node carries is refused as a whole, before it changes any node. Such a checkout is
-//! older than the last promote, and converging the old primary's nodes from it would
-//! make them writable again. Every node's epoch comes from the node state file that
-//! each apply writes and every probe reads back (see `crate::fact`); the check itself is
-//! pure, over what the probes of ALL the run's nodes read, so it runs after every probe
-//! and before the first apply script (`crate::apply::deploy` calls it there).
+//! The epoch guard (`failover::guard` re-exports it): a run whose site declares a
+//! failover epoch lower than the one a node carries is refused as a whole, before it
+//! changes any node. Such a checkout is older than the last promote, and converging the
+//! old primary's nodes from it would make them writable again. Every node's epoch comes
+//! from the node state file that each apply writes and every probe reads back (see
+//! `crate::fact`); the check itself is pure, over what the probes of ALL the run's
+//! nodes read, so it runs after every probe and before the first apply script
+//! (`apply::deploy` calls it there). A leaf module of its own, below both `apply`
+//! (which calls it) and `failover`.
 //!
 //! What it cannot see: a run that reaches none of the nodes that carry the new epoch
 //! (they are all unreachable, or not selected) has nothing to compare with. The second
 //! witness for that case is outside the nodes: the Route53 failover record (see
-//! `route53`) and the promote's commit in git (docs/failover.md).
+//! `failover::route53`) and the promote's commit in git (docs/failover.md).
 
 use std::fmt;
 
@@ -24,6 +26,9 @@ pub struct Seen {
     pub epoch: Option<u64>,
     /// The side (`primary`, `standby`) the state file names, as written.
     pub side: Option<String>,
+    /// A killed earlier run left staged files on the node: the apply script must run
+    /// (it removes them) even when every resource reads in sync.
+    pub leftovers: bool,
 }
 
 impl Seen {
@@ -35,13 +40,9 @@ impl Seen {
             datacenter: catalog.node.datacenter.clone(),
             epoch: state.map(|s| s.epoch),
             side: state.map(|s| s.side.as_str().to_string()),
+            leftovers: !facts.leftovers.is_empty(),
         }
     }
-}
-
-/// The epoch a run of `options` writes to its nodes: the checkout's.
-pub fn run_epoch(options: &crate::apply::ApplyOptions) -> u64 {
-    options.applied.epoch
 }
 
 /// The refusal: the site's epoch and every node that carries a newer one.
@@ -102,6 +103,7 @@ mod tests {
             datacenter: DatacenterName::new("aws-useast1").unwrap(),
             epoch,
             side: None,
+            leftovers: false,
         }
     }
 

@@ -1,7 +1,7 @@
 //! A recovered old primary rejoins as a standby, first. A promote with
 //! `--old-primary-unreachable` leaves the nodes it could not demote fence pending in the
-//! store; the next apply run (`crate::run::apply` calls [`before_apply`] once its
-//! targets are compiled, before its own rollout) demotes every fence-pending node that
+//! store (see `failover`); the next apply run (`run::apply` calls [`before_apply`]
+//! once its targets are compiled, before its own rollout) demotes every fence-pending node that
 //! is reachable again before it does anything else on the site, and reports that it did.
 //!
 //! Order: every target of the run and every fence-pending node is probed first, and the
@@ -17,14 +17,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::guard;
+use super::{RunError, Workspace};
 use crate::apply::deploy::{self, DeployError, DeployReport, RunContext};
 use crate::apply::{ApplyOptions, Job};
+use crate::epoch as guard;
 use crate::lock::{SiteLock, Wait};
 use crate::node::NodeName;
 use crate::outcome::Outcome;
 use crate::plan::render::NodeResult;
-use crate::run::{RunError, Workspace};
 use crate::transport::Connector;
 
 /// What the fence step of a run did.
@@ -98,7 +98,7 @@ pub async fn before_apply(
     }
     let results = crate::apply::plan_nodes_seen(catalogs.clone(), connector.clone(), options).await;
     let seen: Vec<&guard::Seen> = results.iter().filter_map(|(_, s)| s.as_ref()).collect();
-    guard::check(crate::failover::guard::run_epoch(options), seen).map_err(DeployError::from)?;
+    guard::check(options.applied.epoch, seen).map_err(DeployError::from)?;
     let fence_jobs: Vec<Job> = catalogs
         .into_iter()
         .zip(&results)
