@@ -4,6 +4,7 @@
 //! asserts is read on the hosts (files, modification times in nanoseconds, the
 //! stand-ins' own logs, HTTP through nginx), not from tandem's output alone.
 
+mod bench;
 mod both;
 mod checks;
 mod partition;
