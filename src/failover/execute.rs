@@ -128,7 +128,6 @@ impl Prepared {
             request: &request,
             store: &store,
             failover: id,
-            lock: &lock,
         };
 
         on_event(Event::Step(&format!(
@@ -272,7 +271,6 @@ struct StepRunner<'a> {
     request: &'a super::promote::PromoteRequest,
     store: &'a Store,
     failover: i64,
-    lock: &'a SiteLock,
 }
 
 impl StepRunner<'_> {
@@ -292,7 +290,6 @@ impl StepRunner<'_> {
             store_path: self.ws.settings.history_path(),
             run,
         };
-        let _ = self.lock;
         let step_lock = SiteLock::acquire_file(
             &self.ws.settings.site.join(".tandem/promote-step.lock"),
             &self.ws.settings.command,

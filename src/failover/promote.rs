@@ -3,8 +3,8 @@
 //!
 //! Preflight: every datacenter was discovered; the target is a standby with nodes; each
 //! of them is reachable, in sync with its catalog (no pending change, no drift) and
-//! passes the role's health check; no node carries an epoch newer than the checkout's
-//! (the guard); the working tree is clean (the promote commits `site.toml`). Any
+//! passes the role's health check; no node carries an epoch newer than the promoted
+//! one (the guard; nodes at the promoted epoch are a stopped attempt being retried); the working tree is clean (the promote commits `site.toml`). Any
 //! failure refuses the promote with the reason per node. The plan: the site compiled as
 //! if `primary` had moved ([`super::promoted_site`]) gives every node its new catalog;
 //! the old primary's nodes are planned against it (the demote step, with diffs), then
@@ -190,7 +190,7 @@ pub async fn prepare(
     let new_options = options(&ws, &promoted, &request);
 
     // The target as it is now: reachable, in sync, healthy.
-    let (not_ready, target_now) = checks::check_nodes(
+    let (not_ready, _) = checks::check_nodes(
         &now_target,
         connector.clone(),
         &now_options,
@@ -208,8 +208,11 @@ pub async fn prepare(
         .chain(&new_plans)
         .filter_map(|(_, seen)| seen.as_ref())
         .collect();
-    guard::check(ws.site.epoch, seen)?;
-    let _ = target_now;
+    // Nodes already at the promoted epoch were changed by an earlier attempt of this
+    // same promote that stopped (a demote step that failed leaves the site.toml as it
+    // was): retrying it converges them to the same state. Anything newer is a promote
+    // this checkout does not know.
+    guard::check(promoted.epoch, seen)?;
 
     let mut demote = Vec::new();
     let mut fence = Vec::new();
@@ -245,8 +248,11 @@ pub async fn prepare(
     // The plan run: what a dry run leaves, and what the promote's runs refer to.
     let store = ws.store()?;
     let run = store.begin(&ws.new_run(RunKind::Plan))?;
-    let mut plans: Vec<NodeResult> = demote.iter().map(|s: &StepNode| s.plan.clone()).collect();
-    plans.extend(promote_iter(&promote));
+    let plans: Vec<NodeResult> = demote
+        .iter()
+        .chain(&promote)
+        .map(|s| s.plan.clone())
+        .collect();
     crate::run::plan::record_plan(&store, run, &plans, SystemTime::now())?;
     if !reasons.is_empty() {
         store.finish(run, RunStatus::Error, Some(&refusal(&reasons)))?;
@@ -267,8 +273,4 @@ pub async fn prepare(
         promote,
         plan_run: run,
     })
-}
-
-fn promote_iter(steps: &[StepNode]) -> impl Iterator<Item = NodeResult> + '_ {
-    steps.iter().map(|s| s.plan.clone())
 }

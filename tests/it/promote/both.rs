@@ -220,6 +220,9 @@ fn promote_demotes_the_old_primary_first_and_never_leaves_two_writable() {
             && stale.stderr.contains(aws_fe[0]),
         "the refusal should name the nodes at the new epoch\n{stale}"
     );
+    let plan = sf.tandem(&["--site", old_site.to_str().unwrap(), "plan"]);
+    plan.expect_code(1);
+    assert!(plan.stderr.contains("carries epoch 1"), "{plan}");
     let after: Vec<String> = fleet
         .nodes()
         .iter()

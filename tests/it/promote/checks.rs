@@ -9,9 +9,7 @@
 //! What it cannot: moto answers `INSYNC` at once and never resolves names or evaluates
 //! failover routing or health checks, so how fast real resolvers follow is not tested.
 
-use std::time::Duration;
-
-use super::{commit_all, git, host_state, hosts, promote_site, read_only};
+use super::{git, host_state, hosts, promote_site, read_only};
 
 const PROMOTE: [&str; 5] = ["promote", "aws-useast1", "--reason", "drill", "--yes"];
 
@@ -105,6 +103,9 @@ mod route53 {
         ResourceRecordSetFailover, RrType,
     };
 
+    use std::time::Duration;
+
+    use super::super::commit_all;
     use super::*;
     use crate::support::moto::{free_port, Moto, CHILD_ENV};
 
