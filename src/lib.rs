@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod cli;
 pub mod datacenter;
 pub mod drift;
+pub mod epoch;
 pub mod exit;
 pub mod fact;
 pub mod failover;

@@ -50,6 +50,8 @@ pub enum DeployError {
     Rollout(RolloutError),
     #[error("interrupted while waiting for the site lock; nothing was done")]
     Interrupted,
+    #[error(transparent)]
+    Stale(#[from] crate::epoch::StaleEpoch),
 }
 
 // By hand: `#[from]` would make the rollout error the source as well, and a printed
@@ -165,21 +167,24 @@ pub async fn deploy(
         rollout::plan(nodes, &ctx.datacenters, &ctx.policy)
     };
     let mut plan = order(&jobs);
-    // Batches, health checks and pauses are for nodes that change: when the rollout has
-    // more than one batch, every node is planned first (one probe each, in parallel),
-    // the ones in sync are done there, and only the others are rolled out.
-    let mut settled = Vec::new();
-    let mut jobs = jobs;
+    // Every node is probed before any node is applied (one probe each, in parallel):
+    // the epoch guard must see all of them first, and refuses the run as a whole when
+    // one carries a newer failover epoch than this checkout. Nodes in sync are done
+    // there; batches, health checks and pauses are for the others.
+    let all = jobs.len();
+    let (jobs, settled, seen) = settle(jobs, connector.clone(), options).await;
+    if let Err(stale) = crate::epoch::check(options.applied.epoch, &seen) {
+        store.finish(run, RunStatus::Error, Some(&stale.to_string()))?;
+        return Err(stale.into());
+    }
     if plan.as_ref().is_ok_and(|p| p.batches.len() > 1) {
-        let all = jobs.len();
-        (jobs, settled) = settle(jobs, connector.clone(), options).await;
         options.progress.set_total(all + jobs.len());
         progress(rollout::Progress::Settled {
             in_sync: settled.len(),
             changing: jobs.len(),
         });
-        plan = order(&jobs);
     }
+    plan = order(&jobs);
     let plan = match plan {
         Ok(plan) => plan,
         Err(err) => {
@@ -307,23 +312,30 @@ pub async fn deploy(
     })
 }
 
-/// Plans every job without a saved plan's expectations; the nodes that read in sync are
-/// done (reported unchanged), the others (changes pending, or the plan failed: the
-/// rollout retries and counts them) are returned to be rolled out. A saved plan's job
-/// always goes through the rollout, where its expectations are checked.
+/// Probes every job (a saved plan's included, for the guard) and plans the ones without
+/// a saved plan's expectations; those that read in sync are done (reported unchanged),
+/// the others (changes pending, or the plan failed: the rollout retries and counts
+/// them) are returned to be rolled out, with what every probe read of the nodes'
+/// failover state. A saved plan's job always goes through the rollout, where its
+/// expectations are checked.
 async fn settle(
     jobs: Vec<Job>,
     connector: Arc<dyn Connector>,
     options: &ApplyOptions,
-) -> (Vec<Job>, Vec<NodeReport>) {
-    let (free, mut pending): (Vec<Job>, Vec<Job>) =
-        jobs.into_iter().partition(|j| j.expect.is_none());
-    let catalogs = free.iter().map(|j| j.catalog.clone()).collect();
-    let results = super::plan_nodes(catalogs, connector, options).await;
+) -> (Vec<Job>, Vec<NodeReport>, Vec<crate::epoch::Seen>) {
+    let catalogs = jobs.iter().map(|j| j.catalog.clone()).collect();
+    let results = super::plan_nodes_seen(catalogs, connector, options).await;
     let mut settled = Vec::new();
-    for (job, result) in free.into_iter().zip(results) {
+    let mut pending = Vec::new();
+    let mut seen = Vec::new();
+    for (job, (result, state)) in jobs.into_iter().zip(results) {
+        // Leftovers of a killed run are worth the apply script, which removes them.
+        let clean = state.as_ref().is_some_and(|s| !s.leftovers);
+        seen.extend(state);
         match result {
-            NodeResult::Planned(p) if p.is_empty() && !p.record_stale => {
+            NodeResult::Planned(p)
+                if p.is_empty() && job.expect.is_none() && !p.record_stale && clean =>
+            {
                 let mut report = not_started(&job.catalog);
                 report.outcome = Outcome::Unchanged;
                 report.error = None;
@@ -333,7 +345,7 @@ async fn settle(
             _ => pending.push(job),
         }
     }
-    (pending, settled)
+    (pending, settled, seen)
 }
 
 fn not_started(catalog: &crate::catalog::Catalog) -> NodeReport {

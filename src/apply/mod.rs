@@ -116,6 +116,20 @@ pub async fn plan_nodes(
     connector: Arc<dyn Connector>,
     options: &ApplyOptions,
 ) -> Vec<NodeResult> {
+    plan_nodes_seen(catalogs, connector, options)
+        .await
+        .into_iter()
+        .map(|(result, _)| result)
+        .collect()
+}
+
+/// [`plan_nodes`], keeping what each probe read of the node's failover state (`None`
+/// for a node that could not be probed), for the epoch guard (`crate::epoch`).
+pub async fn plan_nodes_seen(
+    catalogs: Vec<Catalog>,
+    connector: Arc<dyn Connector>,
+    options: &ApplyOptions,
+) -> Vec<(NodeResult, Option<crate::epoch::Seen>)> {
     options.progress.set_total(catalogs.len());
     run_all(catalogs, options, move |catalog, options| {
         let connector = connector.clone();
@@ -124,35 +138,39 @@ pub async fn plan_nodes(
             options.progress.node_started(node.as_str());
             let dc = catalog.node.datacenter.clone();
             let timeout = options.command_timeout;
+            let mut seen = None;
             let result = match connect_and_probe(&*connector, &catalog, &options, timeout).await {
-                Ok((session, facts)) => match plan::plan_node(&catalog, &facts, &options.secrets) {
-                    Ok(mut p) => {
-                        p.host_key = session.host_key();
-                        // Only an apply's settling reads it (a plan run's context has
-                        // no primary): a plain plan does not digest every spec.
-                        p.record_stale = p.is_empty()
-                            && options.applied.primary.is_some()
-                            && AppliedState::for_catalog(
-                                &catalog,
-                                &options.applied,
-                                &options.secrets,
-                            )
-                            .is_stale(facts.applied.as_ref());
-                        NodeResult::Planned(p)
+                Ok((session, facts)) => {
+                    seen = Some(crate::epoch::Seen::read(&catalog, &facts));
+                    match plan::plan_node(&catalog, &facts, &options.secrets) {
+                        Ok(mut p) => {
+                            p.host_key = session.host_key();
+                            // Only an apply's settling reads it (a plan run's context
+                            // has no primary): a plain plan does not digest every spec.
+                            p.record_stale = p.is_empty()
+                                && options.applied.primary.is_some()
+                                && AppliedState::for_catalog(
+                                    &catalog,
+                                    &options.applied,
+                                    &options.secrets,
+                                )
+                                .is_stale(facts.applied.as_ref());
+                            NodeResult::Planned(p)
+                        }
+                        Err(source) => node_failure(
+                            NodeError::Facts {
+                                node: node.clone(),
+                                error: source,
+                            },
+                            node,
+                            dc,
+                        ),
                     }
-                    Err(source) => node_failure(
-                        NodeError::Facts {
-                            node: node.clone(),
-                            error: source,
-                        },
-                        node,
-                        dc,
-                    ),
-                },
+                }
                 Err(err) => node_failure(err, node, dc),
             };
             options.progress.node_done(result.node().as_str());
-            result
+            (result, seen)
         }
     })
     .await

@@ -80,6 +80,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Status> {
     let applied = applied?;
     match global.format {
         Format::Text => {
+            if let Some(fence) = &applied.fence {
+                println!("{}", fence.line());
+            }
             print!("{}", render::text(&applied.report, args.verbose));
             if let Some(saved) = &applied.saved {
                 let skipped: Vec<String> = saved

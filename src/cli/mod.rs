@@ -8,10 +8,12 @@ pub mod drift;
 pub mod explain;
 pub mod inventory;
 pub mod plan;
+pub mod promote;
 pub mod runs;
 pub mod secrets;
 pub mod serve;
 pub mod show;
+pub mod status;
 pub mod trust;
 
 use std::path::PathBuf;
@@ -140,6 +142,10 @@ pub enum Command {
     Serve(serve::Args),
     /// Audit every node against git and the datacenters against each other (read-only)
     Drift(drift::Args),
+    /// Make a standby datacenter the primary: demote the old primary first, then promote
+    Promote(promote::Args),
+    /// Primary datacenter, failover epoch, last promote, nodes by side and epoch
+    Status(status::Args),
 }
 
 pub async fn run(mut cli: Cli) -> anyhow::Result<Status> {
@@ -162,5 +168,7 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<Status> {
         Command::Secrets(args) => secrets::run(global, args).await,
         Command::Serve(args) => serve::run(global, args).await,
         Command::Drift(args) => drift::run(global, args).await,
+        Command::Promote(args) => promote::run(global, args).await,
+        Command::Status(args) => status::run(global, args).await,
     }
 }

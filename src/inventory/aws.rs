@@ -189,7 +189,7 @@ fn machine(region: &str, instance: &Instance) -> Machine {
 /// An SDK error in one line. Not `DisplayErrorContext`, which appends the error's whole
 /// Debug structure: a service error's code and message, or else each cause of the
 /// chain once (a link that already shows the next one's text stands for both).
-fn sdk_cause<E, R>(err: &SdkError<E, R>) -> String
+pub(crate) fn sdk_cause<E, R>(err: &SdkError<E, R>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + 'static,

@@ -7,6 +7,7 @@
 //! `manifests/nodes.toml`, `modules/<name>/module.toml` with `modules/<name>/templates/`,
 //! and site-wide partials in `templates/`.
 
+pub mod failover;
 pub mod model;
 pub mod nodes;
 pub mod raw;
@@ -85,6 +86,8 @@ pub struct Site {
     pub rollout: RolloutPolicy,
     /// `[failover] epoch` of `site.toml` (0 when absent): raised by every promote.
     pub epoch: u64,
+    /// `[failover.route53]`: the Route53 failover records that follow the primary.
+    pub route53: Option<failover::Route53Settings>,
     /// `[vars]` of `site.toml`.
     pub vars: VarLayer,
     /// `[datacenters.NAME.vars]`.
@@ -155,6 +158,16 @@ impl Site {
             ));
         }
 
+        let route53 = raw.failover.route53.map(|r53| {
+            let line = line_of(&text, r53.span().start);
+            let r53 = r53.into_inner();
+            let names: Vec<&str> = datacenters.iter().map(|dc| dc.name.as_str()).collect();
+            if let Err(message) = r53.check(&names) {
+                errors.push(ManifestError::invalid(&site_path, line, message));
+            }
+            r53
+        });
+
         let modules = collect(load_modules(root), &mut errors);
         let roles = collect(load_roles(root, &modules), &mut errors);
         let standby = collect(load_overlay(root, "standby"), &mut errors);
@@ -180,6 +193,7 @@ impl Site {
             nodes,
             rollout: raw.rollout,
             epoch: raw.failover.epoch,
+            route53,
             vars: Layer::from_raw(raw.vars, &site_path, &text),
             datacenter_vars,
             roles: roles.unwrap_or_default(),

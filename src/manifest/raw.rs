@@ -35,6 +35,8 @@ pub struct RawSite {
 pub struct RawFailover {
     #[serde(default)]
     pub epoch: u64,
+    /// `[failover.route53]`: the failover records `promote` flips.
+    pub route53: Option<Spanned<super::failover::Route53Settings>>,
 }
 
 #[derive(Debug, Deserialize)]

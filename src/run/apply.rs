@@ -52,6 +52,8 @@ pub struct Applied {
     /// The saved plan that was applied, if any.
     pub saved: Option<SavedPlan>,
     pub source: SiteSource,
+    /// What the fence step did, when nodes were fence pending (see `super::fence`).
+    pub fence: Option<super::fence::Fenced>,
     /// 0 success, 3 failed, 4 unreachable or not discovered.
     pub status: Status,
 }
@@ -124,6 +126,9 @@ pub async fn apply(
         store_path: ws.settings.history_path(),
         run: ws.new_run(RunKind::Apply),
     };
+    // Fence-pending nodes are demoted before anything else, once the epoch guard has
+    // judged every node of the run (the guard of the run itself is in `deploy`).
+    let fence = super::fence::before_apply(&ws, &jobs, connector.clone(), &options, &ctx).await?;
     let report = deploy::deploy(jobs, connector, &options, ctx, lock, |event| {
         on_event(Event::Rollout(event))
     })
@@ -134,6 +139,7 @@ pub async fn apply(
         failures,
         saved,
         source: ws.source,
+        fence,
         status,
     })
 }

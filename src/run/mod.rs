@@ -7,6 +7,7 @@
 //! runs built on these, each recorded in the run history.
 
 pub mod apply;
+pub mod fence;
 pub mod plan;
 
 use std::path::{Path, PathBuf};

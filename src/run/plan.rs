@@ -51,7 +51,16 @@ pub async fn plan(ws: &Workspace, request: PlanRequest) -> Result<Planned, RunEr
         ..ApplyOptions::default()
     };
     let started = SystemTime::now();
-    let results = apply::plan_nodes(catalogs.clone(), connector, &options).await;
+    let (results, seen): (Vec<_>, Vec<_>) =
+        apply::plan_nodes_seen(catalogs.clone(), connector, &options)
+            .await
+            .into_iter()
+            .unzip();
+    // A checkout older than the last promote would plan the failover's undoing.
+    if let Err(stale) = crate::epoch::check(ws.site.epoch, seen.iter().flatten()) {
+        store.finish(run, RunStatus::Error, Some(&stale.to_string()))?;
+        return Err(crate::apply::deploy::DeployError::from(stale).into());
+    }
     let status = with_undiscovered(apply::plan_status(&results), !failures.is_empty());
     record_plan(&store, run, &results, started)?;
     if let Some(out) = &request.out {

@@ -14,6 +14,7 @@
 //! that gathers node results, not from every node's task.
 
 mod deliveries;
+mod failover;
 mod findings;
 mod record;
 
@@ -27,6 +28,7 @@ use crate::outcome::Outcome;
 use crate::rollout::RolloutReport;
 use crate::secret::SecretStore;
 pub use deliveries::{CommitDecision, Decision, Delivery};
+pub use failover::{Failover, FailoverEnd, FailoverNode, FencePending, NewFailover};
 pub use findings::{Acknowledgement, FindingKey, FindingSeen};
 use record::{now_millis, parse_rfc3339, rfc3339};
 pub use record::{
@@ -121,6 +123,40 @@ const MIGRATIONS: &[&str] = &[
         at_ms INTEGER NOT NULL
     );
     CREATE INDEX drift_acks_by_resource ON drift_acks (node, resource);",
+    // Issue 12: promotes, their nodes, and the nodes left fence pending.
+    "CREATE TABLE failovers (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        epoch INTEGER NOT NULL,
+        from_dc TEXT NOT NULL,
+        to_dc TEXT NOT NULL,
+        started_by TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        finished_ms INTEGER,
+        status TEXT NOT NULL,
+        error TEXT,
+        demote_run INTEGER,
+        promote_run INTEGER,
+        git_commit TEXT,
+        dns_change TEXT,
+        dns_error TEXT
+    );
+    CREATE TABLE failover_nodes (
+        failover_id INTEGER NOT NULL REFERENCES failovers (id) ON DELETE CASCADE,
+        node TEXT NOT NULL,
+        datacenter TEXT NOT NULL,
+        step TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        error TEXT,
+        PRIMARY KEY (failover_id, node, step)
+    );
+    CREATE TABLE fence_pending (
+        node TEXT PRIMARY KEY,
+        datacenter TEXT NOT NULL,
+        failover_id INTEGER NOT NULL,
+        epoch INTEGER NOT NULL,
+        since_ms INTEGER NOT NULL
+    );",
 ];
 
 #[derive(Debug, thiserror::Error)]

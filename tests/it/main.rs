@@ -13,6 +13,7 @@ mod layering;
 mod names;
 mod node_faults;
 mod pipeline;
+mod promote;
 mod rollout;
 mod runs;
 mod safety;

@@ -194,6 +194,11 @@ impl SiteFleet {
 
     /// Runs `tandem ARGS` against this fleet and site, bounded by `timeout`.
     pub fn tandem_within(&self, args: &[&str], timeout: Duration) -> Run {
+        self.tandem_env(args, &[], timeout)
+    }
+
+    /// `tandem_within` with extra environment variables (an emulator's credentials).
+    pub fn tandem_env(&self, args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Run {
         let mut command = Command::new(env!("CARGO_BIN_EXE_tandem"));
         command
             .args(args)
@@ -206,7 +211,8 @@ impl SiteFleet {
                 self.site().join("manifests/DEMO-ONLY-age-identity.txt"),
             )
             .env_remove("TANDEM_TRANSPORT")
-            .env_remove("TANDEM_USER");
+            .env_remove("TANDEM_USER")
+            .envs(env.iter().copied());
         run_bounded(command, args, timeout)
     }
 
