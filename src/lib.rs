@@ -17,6 +17,7 @@ pub mod inventory;
 pub mod lock;
 pub mod manifest;
 pub mod node;
+pub mod node_state;
 pub mod outcome;
 pub mod path;
 pub mod plan;

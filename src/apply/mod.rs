@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use crate::catalog::Catalog;
-use crate::fact::applied::{self, AppliedContext, AppliedState};
+use crate::fact::applied::{self, AppliedContext};
 use crate::fact::{FactError, Mark, NodeFacts, Section, Token};
 use crate::node::NodeName;
 use crate::path::RemotePath;
@@ -149,7 +149,7 @@ pub async fn plan_nodes_seen(
                             // has no primary): a plain plan does not digest every spec.
                             p.record_stale = p.is_empty()
                                 && options.applied.primary.is_some()
-                                && AppliedState::for_catalog(
+                                && crate::node_state::record(
                                     &catalog,
                                     &options.applied,
                                     &options.secrets,
@@ -393,7 +393,7 @@ async fn apply_with(
     // Nothing to change, nothing a killed run left behind, and the node state file up
     // to date: the probe was the one round trip. Leftovers or a stale state file alone
     // are worth the apply script, which removes them or rewrites it.
-    let record = AppliedState::for_catalog(catalog, &options.applied, &options.secrets);
+    let record = crate::node_state::record(catalog, &options.applied, &options.secrets);
     if plan.is_empty() && facts.leftovers.is_empty() && !record.is_stale(facts.applied.as_ref()) {
         return Ok(Outcome::Unchanged);
     }
@@ -407,7 +407,7 @@ async fn apply_with(
         .iter()
         .enumerate()
         .filter(|(_, r)| plan.change(&r.id).is_some())
-        .map(|(i, r)| (applied::rid_digest(&r.id), i))
+        .map(|(i, r)| (crate::node_state::rid_digest(&r.id), i))
         .collect();
     let (record_shell, mut record_stdin) = applied::write_shell(&record, &stepped);
     record_stdin.extend_from_slice(&verify_stdin);

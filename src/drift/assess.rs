@@ -15,7 +15,8 @@ use crate::catalog::Catalog;
 use crate::drift::probe::Read;
 use crate::drift::report::{AppliedSummary, AttributeDiff, Finding, NodeReport, Status};
 use crate::fact::applied::{AppliedState, Digester};
-use crate::fact::{insync, NodeFacts};
+use crate::fact::NodeFacts;
+use crate::node_state::{self, insync};
 use crate::plan::{Action, Change, NodePlan};
 use crate::resource::{Resource, Spec};
 use crate::store::FindingKey;
@@ -178,7 +179,7 @@ fn judge(
     digester: &Digester<'_>,
     fault: Status,
 ) -> (Status, Option<String>) {
-    let Some(line) = applied.resource(&r.id) else {
+    let Some(line) = node_state::line(applied, &r.id) else {
         return (
             Status::Pending,
             Some("no apply has converged it yet (new in git since the last apply, or its step failed)".into()),
@@ -190,7 +191,7 @@ fn judge(
             Some("the node state file's digests were made with another digest key; pending cannot be told from drifted".into()),
         );
     }
-    if line.desired == digester.desired(&r.spec) {
+    if line.desired == node_state::desired(digester, &r.spec) {
         return (fault, None);
     }
     let commit = applied.commit.as_deref().unwrap_or("unknown");

@@ -7,14 +7,14 @@
 //! - [`AppliedState`] is the file: `version`, `run` and `commit` (when known), `epoch`
 //!   (the site's `[failover] epoch` at that apply), `side` ([`Side`], from the node's
 //!   datacenter), `key` (which digest key made the digests), `at` (control-node time of
-//!   the apply), and per resource, keyed by [`rid_digest`] (hex, so the file is grep-safe
+//!   the apply), and per resource, keyed by `node_state::rid_digest` (hex, so the file is grep-safe
 //!   whatever a path holds), an [`AppliedResource`]: `desired` (keyed digest of the
 //!   resource's spec as compiled), `expect` (keyed digest of what the probe reads when
-//!   the resource is in sync with that spec, see `fact::insync`) and `attrs` (which
+//!   the resource is in sync with that spec, see `node_state::insync`) and `attrs` (which
 //!   attributes `expect` covers). [`AppliedState::parse`] / [`AppliedState::render`] are
 //!   inverses; unknown header keys and line kinds are ignored (additive changes keep
 //!   `version` 1).
-//! - Writing: [`AppliedState::for_catalog`] builds the record for an apply from an
+//! - Writing: `node_state::record` builds the record for an apply from an
 //!   [`AppliedContext`] (carried in `ApplyOptions::applied`); [`write_shell`] is the shell
 //!   the apply script runs after its steps, in the same round trip: the file is staged in
 //!   the run's work directory (inside the state directory), fsynced, renamed over
@@ -33,12 +33,9 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::catalog::Catalog;
-use crate::fact::insync;
 use crate::fact::protocol::Section;
 use crate::node::DatacenterName;
 use crate::path::RemotePath;
-use crate::resource::{ResourceId, Spec};
 use crate::secret::{DigestKey, SecretStore};
 use crate::transport::quote::quote_str;
 
@@ -99,7 +96,7 @@ pub struct AppliedState {
     pub key: String,
     /// When the apply was made (RFC 3339, the control node's clock).
     pub at: Option<String>,
-    /// By [`rid_digest`].
+    /// By `node_state::rid_digest`.
     pub resources: BTreeMap<String, AppliedResource>,
 }
 
@@ -169,16 +166,7 @@ impl<'a> Digester<'a> {
         }
     }
 
-    /// The digest of a resource's desired state: its spec as compiled (secret-bearing
-    /// content serializes as its keyed digest, never as text).
-    pub fn desired(&self, spec: &Spec) -> String {
-        // Specs are plain data: serializing cannot fail; an empty text would only make
-        // every resource look changed.
-        let bytes = serde_json::to_vec(spec).unwrap_or_default();
-        self.digest("tandem applied desired", &bytes)
-    }
-
-    /// The digest of a projection (`attr=value` pairs, see `fact::insync`).
+    /// The digest of a projection (`attr=value` pairs, see `node_state::insync`).
     pub fn projection<K: AsRef<str>>(&self, pairs: &[(K, String)]) -> String {
         let mut text = String::new();
         for (attr, value) in pairs {
@@ -191,45 +179,7 @@ impl<'a> Digester<'a> {
     }
 }
 
-/// The key of a resource's line: 16 hex digits of SHA-256 of its id.
-pub fn rid_digest(id: &ResourceId) -> String {
-    hex::encode(&Sha256::digest(id.to_string().as_bytes())[..8])
-}
-
 impl AppliedState {
-    /// The record an apply of `catalog` writes when every step succeeds.
-    pub fn for_catalog(catalog: &Catalog, ctx: &AppliedContext, secrets: &SecretStore) -> Self {
-        let digester = Digester::new(secrets);
-        let mut resources = BTreeMap::new();
-        for r in &catalog.resources {
-            let (expect, attrs) = match insync::expected(&r.spec, digester.keyed()) {
-                Some(pairs) => (
-                    Some(digester.projection(&pairs)),
-                    pairs.iter().map(|(a, _)| a.to_string()).collect(),
-                ),
-                None => (None, Vec::new()),
-            };
-            resources.insert(
-                rid_digest(&r.id),
-                AppliedResource {
-                    desired: digester.desired(&r.spec),
-                    expect,
-                    attrs,
-                },
-            );
-        }
-        AppliedState {
-            version: FORMAT_VERSION,
-            run: ctx.run,
-            commit: ctx.commit.clone(),
-            epoch: ctx.epoch,
-            side: ctx.side_of(&catalog.node.datacenter),
-            key: digester.key_id(),
-            at: Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()),
-            resources,
-        }
-    }
-
     /// Whether the node's record needs rewriting even though nothing else changes: no
     /// record, another epoch, side or key, or another set of resources. (A no-op apply
     /// stays one round trip otherwise; digests of resources that read in sync need no
@@ -363,10 +313,6 @@ impl AppliedState {
             return Err(bad(1, "the file has no `epoch` line".into()));
         }
         Ok(state)
-    }
-
-    pub fn resource(&self, id: &ResourceId) -> Option<&AppliedResource> {
-        self.resources.get(&rid_digest(id))
     }
 }
 

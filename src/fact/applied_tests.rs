@@ -3,6 +3,8 @@ use std::collections::HashMap;
 use super::*;
 use crate::fact::protocol::{preamble, Token};
 use crate::fact::NodeFacts;
+use crate::node_state::rid_digest;
+use crate::resource::ResourceId;
 
 fn sample() -> AppliedState {
     let mut resources = BTreeMap::new();
@@ -64,7 +66,10 @@ fn render_and_parse_are_inverses() {
     assert!(!text.contains("/etc/a"), "{text}");
     assert_eq!(AppliedState::parse(&text).unwrap(), state);
     let id: ResourceId = "file:/etc/a b\n".parse().unwrap();
-    assert_eq!(state.resource(&id).unwrap().attrs, ["type", "sum", "mode"]);
+    assert_eq!(
+        crate::node_state::line(&state, &id).unwrap().attrs,
+        ["type", "sum", "mode"]
+    );
     // Unknown keys from a later minor version are ignored.
     let later = text.replace("epoch 7\n", "epoch 7\nfuture thing\nx 1\n");
     assert_eq!(AppliedState::parse(&later).unwrap(), state);

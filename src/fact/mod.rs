@@ -5,7 +5,6 @@
 //! `NodeFacts::parse` turns recorded output into typed facts that resource modules read.
 
 pub mod applied;
-pub mod insync;
 pub mod protocol;
 pub mod script;
 pub mod system;

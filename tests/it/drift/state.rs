@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use tandem::drift::probe::{read_nodes, Read, ReadOptions};
-use tandem::fact::applied::{rid_digest, AppliedState, Side};
+use tandem::fact::applied::{AppliedState, Side};
+use tandem::node_state::{self, rid_digest};
 
 use super::workspace;
 use crate::support::site::SiteFleet;
@@ -57,8 +58,7 @@ fn apply_leaves_the_state_file_and_the_probe_reads_it_back() {
         // the site appears in the file.
         assert_eq!(state.resources.len(), catalog.resources.len(), "{host}");
         for r in &catalog.resources {
-            let line = state
-                .resource(&r.id)
+            let line = node_state::line(&state, &r.id)
                 .unwrap_or_else(|| panic!("{host}: no line for {}", r.id));
             assert_eq!(line.attrs.is_empty(), line.expect.is_none(), "{}", r.id);
             assert_eq!(rid_digest(&r.id).len(), 16);
