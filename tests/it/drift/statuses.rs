@@ -133,7 +133,14 @@ fn hand_edits_drift_git_changes_are_pending_in_every_format_with_history_and_ack
     assert!(conf_again["seen"].as_u64().unwrap() >= 3, "{conf_again}");
 
     // Acknowledged until a few seconds from now: reported, not failing; then failing.
-    let until = SystemTime::now() + Duration::from_secs(30);
+    // A whole second: `--until` takes RFC 3339 seconds, so the ack expires exactly here.
+    let until = SystemTime::UNIX_EPOCH
+        + Duration::from_secs(
+            (SystemTime::now() + Duration::from_secs(30))
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+        );
     let until_text = humantime::format_rfc3339_seconds(until).to_string();
     for resource in [CONF.to_string(), format!("file:{SCRIPT_PATH}")] {
         sf.tandem(&[
