@@ -13,6 +13,7 @@ pub mod epoch;
 pub mod exit;
 pub mod fact;
 pub mod failover;
+pub mod html;
 pub mod inventory;
 pub mod lock;
 pub mod manifest;

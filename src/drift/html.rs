@@ -7,9 +7,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
-use base64::Engine;
-use sha2::{Digest, Sha256};
-
 use crate::drift::report::{Report, Status};
 use crate::drift::text::diff_lines;
 
@@ -23,29 +20,8 @@ const SCRIPT: &str = "(function(){var f=['dc','role','status'];function apply(){
 document.querySelectorAll('tr[data-dc]').forEach(function(r){var show=f.every(function(k){return !v[k]||r.getAttribute('data-'+k)===v[k];});r.hidden=!show;});}\
 f.forEach(function(k){document.getElementById('f-'+k).addEventListener('change',apply);});})();";
 
-/// `text` escaped for HTML text and attribute values.
-pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn hash(source: &str) -> String {
-    let digest = Sha256::digest(source.as_bytes());
-    format!(
-        "'sha256-{}'",
-        base64::engine::general_purpose::STANDARD.encode(digest)
-    )
-}
+use crate::html::csp_hash as hash;
+pub use crate::html::escape as esc;
 
 /// The Content-Security-Policy of the page: nothing may be fetched; only this page's
 /// own style and script run.

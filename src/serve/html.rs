@@ -6,9 +6,6 @@
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 
-use base64::Engine as _;
-use sha2::{Digest as _, Sha256};
-
 /// The one stylesheet, inline so a page is self-contained; allowed by its hash.
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}\
 h1{font-size:1.3em}h2{font-size:1.1em;margin-top:1.5em}\
@@ -20,22 +17,7 @@ th{background:#f4f4f4}code,.mono{font-family:ui-monospace,monospace}\
 .muted{color:#777}dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}\
 dt{font-weight:600}dd{margin:0}";
 
-/// `text` with `&`, `<`, `>`, `"` and `'` replaced by character references: safe in
-/// element content and in quoted attribute values alike.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::html::escape;
 
 /// A whole page: `title` is escaped here, `body` must already be HTML built with
 /// [`escape`].
@@ -56,9 +38,9 @@ pub fn page(title: &str, body: &str) -> String {
 pub fn content_security_policy() -> &'static str {
     static CSP: OnceLock<String> = OnceLock::new();
     CSP.get_or_init(|| {
-        let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(STYLE));
+        let hash = crate::html::csp_hash(STYLE);
         format!(
-            "default-src 'none'; style-src 'sha256-{hash}'; img-src 'none'; script-src 'none'; \
+            "default-src 'none'; style-src {hash}; img-src 'none'; script-src 'none'; \
              base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
         )
     })
@@ -80,6 +62,8 @@ mod tests {
 
     #[test]
     fn the_policy_allows_exactly_the_inline_stylesheet() {
+        use base64::Engine as _;
+        use sha2::{Digest as _, Sha256};
         let csp = content_security_policy();
         assert!(csp.contains("script-src 'none'"), "{csp}");
         let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(STYLE));
