@@ -69,14 +69,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<Status> {
 }
 
 /// `1.2s`, `3m 05s`, `850ms`; `-` while running.
-fn duration(ms: Option<i64>) -> String {
-    match ms {
-        None => "-".into(),
-        Some(ms) if ms < 1_000 => format!("{ms}ms"),
-        Some(ms) if ms < 60_000 => format!("{:.1}s", ms as f64 / 1000.0),
-        Some(ms) => format!("{}m {:02}s", ms / 60_000, (ms % 60_000) / 1000),
-    }
-}
+use crate::store::duration_text as duration;
 
 /// Rows of cells with columns padded to their widest cell; the last column unpadded.
 fn table(rows: &[Vec<String>]) -> String {

@@ -30,10 +30,11 @@ use crate::secret::SecretStore;
 pub use deliveries::{CommitDecision, Decision, Delivery};
 pub use failover::{Failover, FailoverEnd, FailoverNode, FencePending, NewFailover};
 pub use findings::{Acknowledgement, FindingKey, FindingSeen};
-use record::{now_millis, parse_rfc3339, rfc3339};
 pub use record::{
-    ChangeAction, NewRun, NodeRun, ResourceChange, Run, RunDetail, RunId, RunKind, RunStatus,
+    duration_text, ChangeAction, NewRun, NodeRun, ResourceChange, Run, RunDetail, RunId, RunKind,
+    RunStatus,
 };
+use record::{now_millis, parse_rfc3339, rfc3339};
 
 /// The history file, relative to the site root.
 pub const DEFAULT_PATH: &str = ".tandem/history.sqlite";

@@ -284,3 +284,14 @@ pub(crate) fn rfc3339(ms: i64) -> String {
 pub(crate) fn parse_rfc3339(text: &str) -> Option<i64> {
     humantime::parse_rfc3339(text).ok().map(millis)
 }
+
+/// A run's or node's duration as the history shows it, in the CLI and on the daemon's
+/// pages alike: `850ms`, `1.2s`, `3m 05s`; `-` while unknown.
+pub fn duration_text(ms: Option<i64>) -> String {
+    match ms {
+        None => "-".into(),
+        Some(ms) if ms < 1_000 => format!("{ms}ms"),
+        Some(ms) if ms < 60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        Some(ms) => format!("{}m {:02}s", ms / 60_000, (ms % 60_000) / 1000),
+    }
+}

@@ -8,14 +8,7 @@ use super::view::{Counts, RunPage, RunSummary};
 use crate::serve::html::{escape, page};
 
 /// `1.2s`, `3m 05s`, `850ms`; `-` while running (as `tandem runs` prints them).
-fn duration(ms: Option<i64>) -> String {
-    match ms {
-        None => "-".into(),
-        Some(ms) if ms < 1_000 => format!("{ms}ms"),
-        Some(ms) if ms < 60_000 => format!("{:.1}s", ms as f64 / 1000.0),
-        Some(ms) => format!("{}m {:02}s", ms / 60_000, (ms % 60_000) / 1000),
-    }
-}
+use crate::store::duration_text as duration;
 
 /// A word as a CSS class: only the known outcome and status words get one.
 fn class(word: &str) -> &str {
