@@ -185,6 +185,7 @@ pub async fn deploy(
         });
     }
     plan = order(&jobs);
+    let jobs = keep_facts_for_first_batch(jobs, plan.as_ref().ok());
     let plan = match plan {
         Ok(plan) => plan,
         Err(err) => {
@@ -312,27 +313,27 @@ pub async fn deploy(
     })
 }
 
-/// Probes every job (a saved plan's included, for the guard) and plans the ones without
-/// a saved plan's expectations; those that read in sync are done (reported unchanged),
-/// the others (changes pending, or the plan failed: the rollout retries and counts
-/// them) are returned to be rolled out, with what every probe read of the nodes'
-/// failover state. A saved plan's job always goes through the rollout, where its
-/// expectations are checked.
+/// Probes every job (a saved plan's included, for the guard, on the machine it read)
+/// and plans the ones without a saved plan's expectations; those that read in sync are
+/// done (reported unchanged), the others (changes pending, or the plan failed: the
+/// rollout retries and counts them) are returned to be rolled out, with what their
+/// probe read (`Job::probed`), and with what every probe read of the nodes' failover
+/// state. A saved plan's job always goes through the rollout, where its expectations
+/// are checked.
 async fn settle(
     jobs: Vec<Job>,
     connector: Arc<dyn Connector>,
     options: &ApplyOptions,
 ) -> (Vec<Job>, Vec<NodeReport>, Vec<crate::epoch::Seen>) {
-    let catalogs = jobs.iter().map(|j| j.catalog.clone()).collect();
-    let results = super::plan_nodes_seen(catalogs, connector, options).await;
+    let results = super::probe_jobs(jobs.clone(), connector, options).await;
     let mut settled = Vec::new();
     let mut pending = Vec::new();
     let mut seen = Vec::new();
-    for (job, (result, state)) in jobs.into_iter().zip(results) {
+    for (mut job, probed) in jobs.into_iter().zip(results) {
         // Leftovers of a killed run are worth the apply script, which removes them.
-        let clean = state.as_ref().is_some_and(|s| !s.leftovers);
-        seen.extend(state);
-        match result {
+        let clean = probed.seen.as_ref().is_some_and(|s| !s.leftovers);
+        seen.extend(probed.seen);
+        match probed.result {
             NodeResult::Planned(p)
                 if p.is_empty() && job.expect.is_none() && !p.record_stale && clean =>
             {
@@ -342,10 +343,29 @@ async fn settle(
                 report.round_trips = 1;
                 settled.push(report);
             }
-            _ => pending.push(job),
+            _ => {
+                job.probed = probed.facts.map(Arc::new);
+                pending.push(job);
+            }
         }
     }
     (pending, settled, seen)
+}
+
+/// Facts from settling are reused by the nodes of the rollout's first batch, which
+/// start at once; later batches follow health checks and pauses, so their nodes are
+/// probed again when their turn comes (and their facts are not held meanwhile).
+fn keep_facts_for_first_batch(mut jobs: Vec<Job>, plan: Option<&rollout::RolloutPlan>) -> Vec<Job> {
+    let first: std::collections::HashSet<&NodeName> = plan
+        .and_then(|p| p.batches.first())
+        .map(|b| b.nodes.iter().map(|n| &n.name).collect())
+        .unwrap_or_default();
+    for job in &mut jobs {
+        if !first.contains(&job.catalog.node.name) {
+            job.probed = None;
+        }
+    }
+    jobs
 }
 
 fn not_started(catalog: &crate::catalog::Catalog) -> NodeReport {

@@ -130,50 +130,135 @@ pub async fn plan_nodes_seen(
     connector: Arc<dyn Connector>,
     options: &ApplyOptions,
 ) -> Vec<(NodeResult, Option<crate::epoch::Seen>)> {
-    options.progress.set_total(catalogs.len());
-    run_all(catalogs, options, move |catalog, options| {
+    let jobs = catalogs.into_iter().map(Job::new).collect();
+    probe_jobs(jobs, connector, options)
+        .await
+        .into_iter()
+        .map(|p| (p.result, p.seen))
+        .collect()
+}
+
+/// What probing one job's node read: its plan (or why there is none), its failover
+/// state for the epoch guard, and the facts, which an apply that follows at once reuses
+/// (`Job::probed`). Only `result` for a node that could not be probed.
+pub struct Probed {
+    pub result: NodeResult,
+    pub seen: Option<crate::epoch::Seen>,
+    pub facts: Option<NodeFacts>,
+}
+
+/// Probes and plans every job's node, one connection and one round trip each. A saved
+/// plan's job is probed only on the machine the plan read (address, then host key),
+/// as its apply would be; any other machine is left alone and planned as refused.
+pub async fn probe_jobs(
+    jobs: Vec<Job>,
+    connector: Arc<dyn Connector>,
+    options: &ApplyOptions,
+) -> Vec<Probed> {
+    options.progress.set_total(jobs.len());
+    run_all(jobs, options, move |job: Job, options| {
         let connector = connector.clone();
         async move {
+            let catalog = &job.catalog;
             let node = catalog.node.name.clone();
             options.progress.node_started(node.as_str());
             let dc = catalog.node.datacenter.clone();
-            let timeout = options.command_timeout;
-            let mut seen = None;
-            let result = match connect_and_probe(&*connector, &catalog, &options, timeout).await {
-                Ok((session, facts)) => {
-                    seen = Some(crate::epoch::Seen::read(&catalog, &facts));
-                    match plan::plan_node(&catalog, &facts, &options.secrets) {
-                        Ok(mut p) => {
-                            p.host_key = session.host_key();
-                            // Only an apply's settling reads it (a plan run's context
-                            // has no primary): a plain plan does not digest every spec.
-                            p.record_stale = p.is_empty()
-                                && options.applied.primary.is_some()
-                                && crate::node_state::record(
-                                    &catalog,
-                                    &options.applied,
-                                    &options.secrets,
-                                )
-                                .is_stale(facts.applied.as_ref());
-                            NodeResult::Planned(p)
-                        }
-                        Err(source) => node_failure(
-                            NodeError::Facts {
-                                node: node.clone(),
-                                error: source,
-                            },
-                            node,
-                            dc,
-                        ),
+            let probed = match connect_checked(&*connector, &job).await {
+                Ok(mut session) => {
+                    match probe(&mut *session, catalog, &options, options.command_timeout).await {
+                        Ok(facts) => planned(catalog, facts, &*session, &options),
+                        Err(err) => unprobed(node_failure(err, node, dc)),
                     }
                 }
-                Err(err) => node_failure(err, node, dc),
+                Err(err) => unprobed(node_failure(err, node, dc)),
             };
-            options.progress.node_done(result.node().as_str());
-            (result, seen)
+            options.progress.node_done(probed.result.node().as_str());
+            probed
         }
     })
     .await
+}
+
+fn unprobed(result: NodeResult) -> Probed {
+    Probed {
+        result,
+        seen: None,
+        facts: None,
+    }
+}
+
+/// The plan of a probed node (or why it could not be made).
+fn planned(
+    catalog: &Catalog,
+    facts: NodeFacts,
+    session: &dyn Session,
+    options: &ApplyOptions,
+) -> Probed {
+    let seen = Some(crate::epoch::Seen::read(catalog, &facts));
+    let result = match plan::plan_node(catalog, &facts, &options.secrets) {
+        Ok(mut p) => {
+            p.host_key = session.host_key();
+            // Only an apply's settling reads it (a plan run's context has no primary):
+            // a plain plan does not digest every spec.
+            p.record_stale = p.is_empty()
+                && options.applied.primary.is_some()
+                && crate::node_state::record(catalog, &options.applied, &options.secrets)
+                    .is_stale(facts.applied.as_ref());
+            NodeResult::Planned(p)
+        }
+        Err(error) => {
+            let (node, dc) = (catalog.node.name.clone(), catalog.node.datacenter.clone());
+            let err = NodeError::Facts {
+                node: node.clone(),
+                error,
+            };
+            return Probed {
+                result: node_failure(err, node, dc),
+                seen,
+                facts: None,
+            };
+        }
+    };
+    Probed {
+        result,
+        seen,
+        facts: Some(facts),
+    }
+}
+
+/// A session to the job's node, for a saved plan only on the machine the plan read:
+/// the address is compared before connecting, the verified host key before anything
+/// is run.
+async fn connect_checked(
+    connector: &dyn Connector,
+    job: &Job,
+) -> Result<Box<dyn Session>, NodeError> {
+    let node = &job.catalog.node;
+    if let Some(id) = &job.identity {
+        if (id.address.as_str(), id.port) != (node.address.as_str(), node.port) {
+            return Err(NodeError::NotPlannedMachine {
+                node: node.name.clone(),
+                what: format!(
+                    "the plan read `{}:{}`, the inventory now says `{}:{}`",
+                    id.address, id.port, node.address, node.port
+                ),
+            });
+        }
+    }
+    let session = connector.connect(node).await?;
+    if let Some(planned) = job.identity.as_ref().and_then(|id| id.host_key.as_ref()) {
+        let now = session.host_key();
+        if now.as_ref() != Some(planned) {
+            return Err(NodeError::NotPlannedMachine {
+                node: node.name.clone(),
+                what: format!(
+                    "the plan read host key `{planned}`, the node now presents `{}`",
+                    now.as_deref().unwrap_or("none")
+                ),
+            });
+        }
+    }
+    Ok(session)
 }
 
 /// Applies every node's catalog.
@@ -272,17 +357,6 @@ where
     results
 }
 
-async fn connect_and_probe(
-    connector: &dyn Connector,
-    catalog: &Catalog,
-    options: &ApplyOptions,
-    timeout: Duration,
-) -> Result<(Box<dyn Session>, NodeFacts), NodeError> {
-    let mut session = connector.connect(&catalog.node).await?;
-    let facts = probe(&mut *session, catalog, options, timeout).await?;
-    Ok((session, facts))
-}
-
 async fn probe(
     session: &mut dyn Session,
     catalog: &Catalog,
@@ -313,45 +387,29 @@ async fn apply_node(connector: &dyn Connector, job: &Job, options: &ApplyOptions
     let catalog = &job.catalog;
     let mut report = empty_report(catalog, Outcome::Failed);
     let result = async {
-        // A saved plan goes only to the machine it read: the address before connecting,
-        // the verified host key before anything is run.
-        if let Some(id) = &job.identity {
-            let node = &catalog.node;
-            if (id.address.as_str(), id.port) != (node.address.as_str(), node.port) {
-                return Err(NodeError::NotPlannedMachine {
-                    node: node.name.clone(),
-                    what: format!(
-                        "the plan read `{}:{}`, the inventory now says `{}:{}`",
-                        id.address, id.port, node.address, node.port
-                    ),
-                });
+        let mut session = connect_checked(connector, job).await?;
+        // Facts the run's settling read moments ago are planned from as they are: the
+        // script's own verifying probe reads what its steps left.
+        let fresh;
+        let facts = match &job.probed {
+            Some(facts) => &**facts,
+            None => {
+                fresh = probe(&mut *session, catalog, options, options.command_timeout).await?;
+                &fresh
             }
-        }
-        let mut session = connector.connect(&catalog.node).await?;
-        if let Some(planned) = job.identity.as_ref().and_then(|id| id.host_key.as_ref()) {
-            let now = session.host_key();
-            if now.as_ref() != Some(planned) {
-                return Err(NodeError::NotPlannedMachine {
-                    node: catalog.node.name.clone(),
-                    what: format!(
-                        "the plan read host key `{planned}`, the node now presents `{}`",
-                        now.as_deref().unwrap_or("none")
-                    ),
-                });
-            }
-        }
-        let facts = probe(&mut *session, catalog, options, options.command_timeout).await?;
+        };
         let outcome = apply_with(
             &mut *session,
             catalog,
-            &facts,
+            facts,
             job.expect.as_deref(),
             options,
             deadline,
             &mut report,
         )
         .await;
-        report.round_trips = session.round_trips();
+        // The settling probe was this node's first round trip of the run.
+        report.round_trips = session.round_trips() + u32::from(job.probed.is_some());
         outcome
     }
     .await;

@@ -375,6 +375,7 @@ impl SavedPlan {
                     port: saved.port,
                     host_key: saved.host_key.clone(),
                 }),
+                probed: None,
             });
         }
         Ok(jobs)

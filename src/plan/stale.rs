@@ -3,9 +3,12 @@
 //! resource still reads as it did then. Any difference refuses the node by resource
 //! name, with what changed, before its apply script is built, so the node is untouched.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use crate::catalog::Catalog;
+use crate::fact::NodeFacts;
 use crate::plan::{self, NodePlan};
 use crate::resource::ResourceId;
 
@@ -16,6 +19,10 @@ pub struct Job {
     pub catalog: Catalog,
     pub expect: Option<Vec<Expect>>,
     pub identity: Option<NodeIdentity>,
+    /// What the run's settling probe read of the node moments ago, when its apply
+    /// follows at once (the rollout's first batch): the apply plans from it instead of
+    /// probing again, and its script's verifying probe reads what the steps left.
+    pub probed: Option<Arc<NodeFacts>>,
 }
 
 impl Job {
@@ -25,6 +32,7 @@ impl Job {
             catalog,
             expect: None,
             identity: None,
+            probed: None,
         }
     }
 }

@@ -245,3 +245,4 @@ async fn wait_for(path: &Path, within: Duration) {
 
 mod cases;
 mod interrupt;
+mod trips;

@@ -1,0 +1,194 @@
+//! Round trips of an apply run, counted at the transport: every command any session of
+//! the run sends to a node, whoever sends it (settling, the rollout, health checks).
+//! A node that changes in the rollout's first batch costs the settling probe and its
+//! apply script, two commands; a node of a later batch is probed again when its turn
+//! comes, since health checks and pauses came between.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use tandem::transport::{Output, Session, TransportError};
+
+use super::*;
+
+/// The local transport, counting each node's commands over all its sessions.
+#[derive(Default)]
+struct Counting {
+    commands: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl Counting {
+    fn commands(&self, node: &str) -> u32 {
+        self.commands
+            .lock()
+            .unwrap()
+            .get(node)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+#[async_trait]
+impl Connector for Counting {
+    async fn connect(&self, node: &Node) -> Result<Box<dyn Session>, TransportError> {
+        Ok(Box::new(CountingSession {
+            inner: LocalConnector.connect(node).await?,
+            node: node.name.to_string(),
+            commands: self.commands.clone(),
+        }))
+    }
+}
+
+struct CountingSession {
+    inner: Box<dyn Session>,
+    node: String,
+    commands: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+#[async_trait]
+impl Session for CountingSession {
+    async fn exec(
+        &mut self,
+        command: &str,
+        stdin: &[u8],
+        timeout: Duration,
+    ) -> Result<Output, TransportError> {
+        *self
+            .commands
+            .lock()
+            .unwrap()
+            .entry(self.node.clone())
+            .or_default() += 1;
+        self.inner.exec(command, stdin, timeout).await
+    }
+
+    fn round_trips(&self) -> u32 {
+        self.inner.round_trips()
+    }
+}
+
+fn counted_site() -> (Site, Arc<Counting>) {
+    let mut site = Site::new();
+    let counting = Arc::new(Counting::default());
+    site.connector = counting.clone();
+    (site, counting)
+}
+
+fn files(site: &Site, names: &[&str], text: &str) -> Vec<Job> {
+    jobs(
+        names
+            .iter()
+            .map(|n| catalog(n, vec![file(&site.disk(n).join("a.conf"), text)]))
+            .collect(),
+    )
+}
+
+#[tokio::test]
+async fn a_change_in_a_single_batch_costs_the_settling_probe_and_one_script() {
+    let (site, counting) = counted_site();
+    let flat = RolloutPolicy::default;
+    let first = site
+        .deploy(
+            files(&site, &["n1", "n2"], "a\n"),
+            &site.options(),
+            flat(),
+            "tandem apply",
+            Wait::FailFast,
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.exit_status(), Status::Ok);
+    let before = (counting.commands("n1"), counting.commands("n2"));
+
+    // n2 changes; n1 stays in sync.
+    let mut jobs = files(&site, &["n1"], "a\n");
+    jobs.extend(files(&site, &["n2"], "b\n"));
+    let report = site
+        .deploy(
+            jobs,
+            &site.options(),
+            flat(),
+            "tandem apply",
+            Wait::FailFast,
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.exit_status(), Status::Ok);
+    let mut got = outcomes(&report);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("n1".into(), Outcome::Unchanged),
+            ("n2".into(), Outcome::Changed)
+        ]
+    );
+    assert_eq!(
+        std::fs::read_to_string(site.disk("n2").join("a.conf")).unwrap(),
+        "b\n"
+    );
+    assert_eq!(
+        counting.commands("n1") - before.0,
+        1,
+        "in sync: the probe only"
+    );
+    assert_eq!(
+        counting.commands("n2") - before.1,
+        2,
+        "changed: the settling probe, then the apply script (which verifies)"
+    );
+    let n2 = report
+        .nodes
+        .iter()
+        .find(|n| n.node.as_str() == "n2")
+        .unwrap();
+    assert_eq!(
+        n2.round_trips, 2,
+        "the report counts the settling probe too"
+    );
+}
+
+#[tokio::test]
+async fn a_later_batch_is_probed_again_when_its_turn_comes() {
+    let (site, counting) = counted_site();
+    let report = site
+        .deploy(
+            files(&site, &["n1", "n2"], "a\n"),
+            &site.options(),
+            one_by_one(0),
+            "tandem apply",
+            Wait::FailFast,
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.exit_status(), Status::Ok);
+    let batches: Vec<(usize, String)> = report
+        .rollout
+        .nodes
+        .iter()
+        .map(|n| (n.batch, n.node.to_string()))
+        .collect();
+    assert_eq!(batches.len(), 2, "{batches:?}");
+    assert_ne!(
+        batches[0].0, batches[1].0,
+        "one node per batch: {batches:?}"
+    );
+    let (first, second) = (&batches[0].1, &batches[1].1);
+    assert_eq!(
+        counting.commands(first),
+        2,
+        "first batch: settling probe, script"
+    );
+    assert_eq!(
+        counting.commands(second),
+        3,
+        "later batch: settling probe, a fresh probe at its turn, script"
+    );
+    for n in ["n1", "n2"] {
+        assert_eq!(
+            std::fs::read_to_string(site.disk(n).join("a.conf")).unwrap(),
+            "a\n"
+        );
+    }
+}
