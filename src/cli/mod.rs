@@ -65,6 +65,10 @@ pub struct Global {
     /// Unanswered keepalives before a connection counts as lost
     #[arg(long, global = true, env = "TANDEM_KEEPALIVE_COUNT", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub keepalive_count: u32,
+    /// SSH handshakes in flight at once, whatever `--parallel` says: more at once on a
+    /// loaded control node time out on `--connect-timeout`; a waiting turn is not counted
+    #[arg(long, global = true, env = "TANDEM_MAX_CONNECTING", default_value_t = crate::transport::ssh::MAX_CONNECTING as u32, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_connecting: u32,
     /// Bound on a node's whole probe or apply; its remote command is killed past it
     #[arg(long, global = true, env = "TANDEM_COMMAND_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
     pub command_timeout: std::time::Duration,
@@ -98,6 +102,7 @@ impl Global {
                 connect_timeout: self.connect_timeout,
                 keepalive: self.keepalive,
                 keepalive_count: self.keepalive_count,
+                max_connecting: self.max_connecting as usize,
                 command_timeout: self.command_timeout,
                 known_hosts: self.known_hosts.clone(),
                 identity: self.identity.clone(),

@@ -57,6 +57,8 @@ pub struct Connection {
     /// unanswered make the node unreachable.
     pub keepalive: Duration,
     pub keepalive_count: u32,
+    /// SSH handshakes in flight at once (`SshConfig::max_connecting`).
+    pub max_connecting: usize,
     /// Bound on a node's whole probe or apply; its remote command is killed past it.
     pub command_timeout: Duration,
     /// tandem's own known_hosts (default: `.tandem/known_hosts` in the site).
@@ -76,6 +78,7 @@ impl Default for Connection {
             connect_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(5),
             keepalive_count: 3,
+            max_connecting: crate::transport::ssh::MAX_CONNECTING,
             command_timeout: Duration::from_secs(600),
             known_hosts: None,
             identity: None,
@@ -158,6 +161,7 @@ impl Settings {
         config.connect_timeout = self.connection.connect_timeout;
         config.keepalive_interval = self.connection.keepalive;
         config.keepalive_count = self.connection.keepalive_count;
+        config.max_connecting = self.connection.max_connecting;
         config.command_timeout = self.connection.command_timeout;
         config.identity = self.connection.identity.clone();
         if let Some(user) = &self.connection.user {

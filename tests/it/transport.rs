@@ -4,6 +4,7 @@
 //! authentication, auth and reachability errors, and timeouts that kill the remote
 //! process.
 
+mod connecting;
 mod trust;
 
 use std::path::Path;

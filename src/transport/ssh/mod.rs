@@ -43,7 +43,16 @@ pub struct SshConfig {
     pub keepalive_count: u32,
     /// A bastion to go through; its host key must be pinned too, as `[address]:port`.
     pub jump: Option<JumpHost>,
+    /// Connections in their handshake (TCP connect, key exchange, authentication) at
+    /// once, whatever the run's parallelism: a thousand handshakes started together
+    /// starve the CPU they share and time out on `connect_timeout` (seen at 1,000
+    /// hosts); queued connections wait for a turn, which `connect_timeout` does not
+    /// count. Commands on open connections are not limited by it.
+    pub max_connecting: usize,
 }
+
+/// Default for [`SshConfig::max_connecting`].
+pub const MAX_CONNECTING: usize = 64;
 
 /// A bastion host; nodes are then reached through a `direct-tcpip` channel on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +75,7 @@ impl SshConfig {
             keepalive_interval: Duration::from_secs(5),
             keepalive_count: 3,
             jump: None,
+            max_connecting: MAX_CONNECTING,
         }
     }
 
@@ -86,14 +96,18 @@ pub fn known_hosts_path(explicit: Option<&Path>, site_root: &Path) -> PathBuf {
 pub struct SshConnector {
     config: Arc<SshConfig>,
     known_hosts: Arc<KnownHosts>,
+    /// Turns to handshake (`SshConfig::max_connecting`), shared by clones.
+    connecting: Arc<tokio::sync::Semaphore>,
 }
 
 impl SshConnector {
     pub fn new(config: SshConfig) -> Result<Self, KnownHostsError> {
         let known_hosts = KnownHosts::load(&config.known_hosts)?;
+        let connecting = Arc::new(tokio::sync::Semaphore::new(config.max_connecting.max(1)));
         Ok(SshConnector {
             config: Arc::new(config),
             known_hosts: Arc::new(known_hosts),
+            connecting,
         })
     }
 
@@ -119,6 +133,8 @@ impl Connector for SshConnector {
         let (config, known_hosts, node) =
             (self.config.clone(), self.known_hosts.clone(), node.clone());
         let name = node.name.clone();
+        // Never closed, so acquiring only waits; held until the session is set up.
+        let _turn = self.connecting.acquire().await;
         let connection =
             tokio::task::spawn_blocking(move || connect::open(&node, &config, &known_hosts))
                 .await
