@@ -37,7 +37,7 @@ async fn at_most_max_connecting_handshakes_are_in_flight() {
         .map(|i| {
             let connector = connector.clone();
             let node = Node {
-                name: NodeName::new(&format!("n{i}")).unwrap(),
+                name: NodeName::new(format!("n{i}")).unwrap(),
                 datacenter: DatacenterName::new("dc1").unwrap(),
                 role: RoleName::new("web").unwrap(),
                 address: "127.0.0.1".into(),
