@@ -158,52 +158,40 @@ impl Operations for FileSpec {
             }
         };
         let blob = out.blob(&content.bytes);
-        let stage = quote_str(&format!(
-            "{}/.{}.tandem-XXXXXX",
+        let prefix = format!(
+            "{}/.{}.tandem-",
             self.path.parent().as_str().trim_end_matches('/'),
             self.path.file_name()
-        ));
-        // Staged with mktemp's private mode; the old file is not touched until the
-        // staged one is complete, fsynced, verified and has its metadata.
-        out.run(
-            format!("st=$(mktemp -- {stage})"),
-            format!("cannot create a staged file next to `{path}`"),
         );
-        out.trap("rm -f -- \"$st\"");
-        out.run(
-            format!("cat -- {blob} > \"$st\""),
-            format!("cannot write the staged file for `{path}`"),
-        );
-        // Unmanaged metadata is kept from the file being replaced, or defaults to 0644
-        // (0600 for secret-bearing content).
-        if self.owner.is_none() || self.group.is_none() {
-            out.run(
-                format!("if [ -f {p} ]; then chown --reference={p} -- \"$st\"; fi"),
-                format!("cannot copy the owner of `{path}` to its staged file"),
-            );
-        }
-        if self.mode.is_none() {
-            // A new secret-bearing file is readable by its owner only.
-            let new_mode = if content.is_sensitive() {
-                "0600"
-            } else {
-                "0644"
-            };
+        if let (Some(mode), Some(owner), Some(group)) = (self.mode, &self.owner, &self.group) {
+            // Every attribute declared: one `install` writes the staged file with its
+            // owner, group and mode (one process instead of mktemp, cat, chown and
+            // chmod; every process counts on a loaded node). The staged name is the
+            // run's own: the random part of its work directory `$W` and the blob's
+            // number; it must not exist yet.
+            let number = out.blob_base + out.blobs.len() - 1;
             out.run(
                 format!(
-                    "if [ -f {p} ]; then chmod --reference={p} -- \"$st\"; else chmod {new_mode} \"$st\"; fi"
+                    "st={}\"${{W##*.}}\"{number}; [ ! -e \"$st\" ] && [ ! -L \"$st\" ]",
+                    quote_str(&prefix)
                 ),
-                format!("cannot set the mode of the staged file for `{path}`"),
+                format!("a staged file for `{path}` is in the way"),
             );
+            out.trap("rm -f -- \"$st\"");
+            out.run(
+                format!(
+                    "install -T -m {} -o {} -g {} -- {blob} \"$st\"",
+                    quote_str(&mode.to_string()),
+                    quote_str(owner),
+                    quote_str(group)
+                ),
+                format!(
+                    "cannot write the staged file for `{path}` with owner `{owner}:{group}` and mode `{mode}`"
+                ),
+            );
+        } else {
+            self.stage_keeping_metadata(out, &p, &blob, &prefix, content.is_sensitive());
         }
-        metadata_shell(
-            out,
-            "\"$st\"",
-            &format!("the staged file for `{path}`"),
-            self.mode,
-            self.owner.as_ref(),
-            self.group.as_ref(),
-        );
         out.run(
             "sync -- \"$st\"",
             format!("cannot fsync the staged file for `{path}`"),
@@ -256,6 +244,54 @@ impl Operations for FileSpec {
 }
 
 impl FileSpec {
+    /// Stages the content in `"$st"` with mktemp's private mode, then gives it the
+    /// declared metadata; what is not declared is kept from the file being replaced, or
+    /// defaults to 0644 (0600 for secret-bearing content). The old file is not touched
+    /// until the staged one is complete, fsynced, verified and has its metadata.
+    fn stage_keeping_metadata(
+        &self,
+        out: &mut StepOut,
+        p: &str,
+        blob: &str,
+        prefix: &str,
+        sensitive: bool,
+    ) {
+        let path = &self.path;
+        out.run(
+            format!("st=$(mktemp -- {})", quote_str(&format!("{prefix}XXXXXX"))),
+            format!("cannot create a staged file next to `{path}`"),
+        );
+        out.trap("rm -f -- \"$st\"");
+        out.run(
+            format!("cat -- {blob} > \"$st\""),
+            format!("cannot write the staged file for `{path}`"),
+        );
+        if self.owner.is_none() || self.group.is_none() {
+            out.run(
+                format!("if [ -f {p} ]; then chown --reference={p} -- \"$st\"; fi"),
+                format!("cannot copy the owner of `{path}` to its staged file"),
+            );
+        }
+        if self.mode.is_none() {
+            // A new secret-bearing file is readable by its owner only.
+            let new_mode = if sensitive { "0600" } else { "0644" };
+            out.run(
+                format!(
+                    "if [ -f {p} ]; then chmod --reference={p} -- \"$st\"; else chmod {new_mode} \"$st\"; fi"
+                ),
+                format!("cannot set the mode of the staged file for `{path}`"),
+            );
+        }
+        metadata_shell(
+            out,
+            "\"$st\"",
+            &format!("the staged file for `{path}`"),
+            self.mode,
+            self.owner.as_ref(),
+            self.group.as_ref(),
+        );
+    }
+
     fn content_diff(&self, ctx: &Context<'_>, kind: EntryKind) -> Diff {
         let Some(content) = &self.content else {
             return Diff::Unavailable {

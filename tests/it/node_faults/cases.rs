@@ -39,7 +39,15 @@ fn every_injected_failure_fails_its_resource_keeps_the_old_file_and_skips_depend
     c.sh(host, "mkdir -p /srv/faults");
     no_space_left(&c, host);
     owner_that_does_not_exist(&c, host);
-    for command in ["chown", "mv", "sync", "sha256sum", "useradd", "systemctl"] {
+    for command in [
+        "install",
+        "chown",
+        "mv",
+        "sync",
+        "sha256sum",
+        "useradd",
+        "systemctl",
+    ] {
         shimmed(&c, host, command);
     }
     symlinked_parent(&c, host);
@@ -90,7 +98,7 @@ fn owner_that_does_not_exist(c: &Control, host: &str) {
         &report,
         &detail,
         &[Failed, Skipped],
-        "cannot set owner `nosuchuser:root` on the staged file",
+        "cannot write the staged file for `/srv/faults/owned.conf` with owner `nosuchuser:root`",
     );
     assert_eq!(c.digest(host, path), before);
     assert_eq!(c.digest(host, dep_path), dep_before);
@@ -143,9 +151,23 @@ fn shimmed(c: &Control, host: &str, command: &str) {
                 "systemctl start `fault-app` failed (exit status 1)".to_string(),
             )
         }
+        // A file with no owner declared keeps the old file's: `chown --reference`.
+        "chown" => (
+            res(
+                Spec::File(FileSpec {
+                    owner: None,
+                    group: None,
+                    ..file_spec(&watched, b"new content\n")
+                }),
+                &watched,
+                &[],
+            ),
+            "cannot copy the owner of".to_string(),
+        ),
         _ => {
             let what = match command {
-                "chown" => "cannot set owner `root:root` on the staged file",
+                // Owner, group and mode declared: `install` writes the staged file.
+                "install" => "cannot write the staged file",
                 "mv" => "cannot rename the staged file into place",
                 "sync" => "cannot fsync the staged file",
                 "sha256sum" => "cannot checksum the staged file",
