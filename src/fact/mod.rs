@@ -4,6 +4,7 @@
 //! content printed by the probe cannot forge a section). Parsing is pure:
 //! `NodeFacts::parse` turns recorded output into typed facts that resource modules read.
 
+pub mod accounts;
 pub mod applied;
 pub mod protocol;
 pub mod script;
@@ -67,6 +68,8 @@ pub struct NodeFacts {
     pub sums: HashMap<String, String>,
     /// Installed version by package name.
     pub packages: HashMap<String, String>,
+    /// The users and groups the catalog names, from one `passwd` and one `group` read.
+    pub accounts: accounts::Accounts,
     /// Per-resource sections (`r<index>`, `c<index>`, `l<index>`): raw bytes for the
     /// resource's parser.
     pub sections: HashMap<Section, Vec<u8>>,
@@ -95,6 +98,8 @@ impl NodeFacts {
                 Section::Sha => parse_sums(body, &mut facts.sums),
                 Section::Pkg => parse_packages(body, &mut facts.packages),
                 Section::Units => parse_units(body, &mut facts.sections)?,
+                Section::Passwd => facts.accounts.parse_passwd(body)?,
+                Section::Group => facts.accounts.parse_group(body)?,
                 Section::Leftovers => {
                     facts.leftovers.extend(
                         String::from_utf8_lossy(body)

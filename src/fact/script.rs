@@ -1,8 +1,9 @@
 //! The probe script: one POSIX sh program that prints every fact a node's catalog needs.
 //! Resources add what they need through `ProbeBuilder`; shared work is batched so the
 //! node runs one `stat` over all paths, one `sha256sum` over all managed files, one
-//! package query and one `systemctl show` for all units, whatever the number of
-//! resources: on a loaded node every process spawned costs milliseconds.
+//! package query, one `systemctl show` for all units, one `getent passwd` for all users
+//! and one `getent group` for all groups, whatever the number of resources: on a loaded
+//! node every process spawned costs milliseconds.
 
 use std::collections::BTreeSet;
 
@@ -12,12 +13,14 @@ use crate::path::RemotePath;
 use crate::transport::quote::quote_str;
 
 /// Collects what resources want read and produces the script.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ProbeBuilder {
     token: Token,
     stat_paths: BTreeSet<String>,
     sum_paths: BTreeSet<String>,
     packages: BTreeSet<String>,
+    users: BTreeSet<String>,
+    groups: BTreeSet<String>,
     /// `(section, unit)`: the resource section that gets the unit's state.
     units: Vec<(Section, String)>,
     /// `(section, path, wanted sha256, sensitive length)`: print the file (or, for
@@ -36,6 +39,8 @@ impl ProbeBuilder {
             stat_paths: BTreeSet::new(),
             sum_paths: BTreeSet::new(),
             packages: BTreeSet::new(),
+            users: BTreeSet::new(),
+            groups: BTreeSet::new(),
             units: Vec::new(),
             contents: Vec::new(),
             leftovers: BTreeSet::new(),
@@ -61,6 +66,18 @@ impl ProbeBuilder {
     /// The package goes into the one package query.
     pub fn package(&mut self, name: &str) {
         self.packages.insert(name.to_string());
+    }
+
+    /// The user goes into the one `getent passwd` (read back with
+    /// `NodeFacts::accounts`); its primary group, by gid, into the one group query.
+    pub fn user(&mut self, name: &str) {
+        self.users.insert(name.to_string());
+    }
+
+    /// The group goes into the one keyed `getent group`: name every group whose entry or
+    /// member list a resource reads.
+    pub fn group(&mut self, name: &str) {
+        self.groups.insert(name.to_string());
     }
 
     /// Section `r<index>` holds the systemd unit's `active=` and `enabled=` state (as
@@ -184,6 +201,7 @@ impl ProbeBuilder {
             }
             s.push_str(" 2>/dev/null; fi\n");
         }
+        accounts(&mut s, &self.users, &self.groups);
         if !self.leftovers.is_empty() {
             let globs: Vec<&str> = self.leftovers.iter().map(String::as_str).collect();
             s.push_str(&format!(
@@ -197,6 +215,51 @@ impl ProbeBuilder {
         s.push('\n');
         (s, self.stdin)
     }
+}
+
+/// The `passwd` and `group` sections: one `getent` each for all accounts. `getent` prints
+/// the entries that exist (and exits 2 when one does not), nothing for the others.
+///
+/// The group read is keyed, not a full `getent group` enumeration: on a node whose NSS
+/// group database is large (LDAP, SSSD, AD) an enumeration is slow and big, and with
+/// SSSD's default `enumerate = false` it even leaves the directory's groups out, which
+/// would read as the user not being in them. The keys are the groups the catalog names
+/// (group resources and users' supplementary groups, whose member lists answer "is the
+/// user in it") and the users' primary gids, taken from the passwd lines by the shell
+/// itself (`read`, no process). Gids go first so that the first entry printed for a gid
+/// is the one `getgrgid` gives, as `id` would name it. Names are never all digits
+/// (`check_account`), so no name is taken for a gid.
+fn accounts(s: &mut String, users: &BTreeSet<String>, groups: &BTreeSet<String>) {
+    let names = |set: &BTreeSet<String>| -> String {
+        set.iter().map(|n| format!(" {}", quote_str(n))).collect()
+    };
+    if !users.is_empty() {
+        s.push_str(&Section::Passwd.emit());
+        s.push_str(&format!(
+            "\nU=$(getent passwd --{} 2>/dev/null); printf '%s\\n' \"$U\"\n",
+            names(users)
+        ));
+        // The numeric gid fields, read by the shell (no process).
+        s.push_str(
+            "K=; while IFS=: read -r n p u g r; do case $g in ''|*[!0-9]*) ;; *) K=\"$K $g\";; esac; done <<EOF\n$U\nEOF\n",
+        );
+    }
+    s.push_str(&if !groups.is_empty() {
+        let gids = if users.is_empty() { "" } else { " $K" };
+        format!(
+            "{}\ngetent group --{gids}{} 2>/dev/null\n",
+            Section::Group.emit(),
+            names(groups)
+        )
+    } else if !users.is_empty() {
+        // Without a key `getent group` would enumerate the whole database.
+        format!(
+            "{}\n[ -z \"$K\" ] || getent group -- $K 2>/dev/null\n",
+            Section::Group.emit()
+        )
+    } else {
+        String::new()
+    });
 }
 
 /// Probe shell that lists the work directories killed applies left in the node's state
@@ -254,5 +317,66 @@ mod tests {
         assert_eq!(script.matches("systemctl").count(), 1);
         assert!(script.contains("echo 'r0 r1 r2'"));
         assert!(script.contains("-- 'nginx' 'dash board' 'docs' 2>/dev/null"));
+    }
+
+    /// The probe's account part run by a real `sh` against this machine's own NSS.
+    fn run(b: ProbeBuilder) -> crate::fact::NodeFacts {
+        let (script, _) = b.finish();
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        crate::fact::NodeFacts::parse(&out.stdout, &Token::fixed("TOK")).unwrap()
+    }
+
+    #[test]
+    fn one_getent_each_for_all_accounts() {
+        let mut b = ProbeBuilder::new(Token::fixed("TOK"));
+        for user in ["root", "tandem-no-such-user", "roo"] {
+            b.user(user);
+        }
+        for group in ["root", "tandem-no-such-group"] {
+            b.group(group);
+        }
+        let (script, _) = b.clone().finish();
+        assert_eq!(script.matches("getent passwd").count(), 1);
+        assert_eq!(script.matches("getent group").count(), 1);
+        assert!(script.contains("-- 'roo' 'root' 'tandem-no-such-user' 2>/dev/null"));
+        let facts = run(b);
+        let a = &facts.accounts;
+        let root = a.user("root").unwrap();
+        assert_eq!((root.uid.as_str(), root.gid.as_str()), ("0", "0"));
+        assert_eq!(a.primary_group(root), "root");
+        assert_eq!(a.groups_of("root").unwrap()[0], "root");
+        assert_eq!(a.group("root").unwrap().gid, "0");
+        assert!(a.user("tandem-no-such-user").is_none());
+        assert!(a.user("roo").is_none());
+        assert!(a.group("tandem-no-such-group").is_none());
+    }
+
+    #[test]
+    fn users_alone_ask_for_their_primary_gids_and_never_enumerate() {
+        let mut b = ProbeBuilder::new(Token::fixed("TOK"));
+        b.user("root");
+        let facts = run(b);
+        // Gid 0 was asked for by number: its group names the primary group.
+        assert_eq!(
+            facts
+                .accounts
+                .primary_group(facts.accounts.user("root").unwrap()),
+            "root"
+        );
+        // Only missing users: no gid, so no group query at all (a bare `getent group`
+        // would list the whole database).
+        let mut b = ProbeBuilder::new(Token::fixed("TOK"));
+        b.user("tandem-no-such-user");
+        let (script, _) = b.clone().finish();
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let group = text.split("TOK group\n").nth(1).unwrap();
+        assert_eq!(group, "\nTOK end\n");
     }
 }
