@@ -139,7 +139,10 @@ impl ProbeBuilder {
         );
         if !self.stat_paths.is_empty() {
             s.push_str(&Section::Stat.emit());
-            s.push_str("\nstat --printf '%n\\001%a\\001%U\\001%G\\001%s\\001%F\\000' --");
+            // `%N` in the literal style: a symlink's raw target, so no `readlink` per link.
+            s.push_str(
+                "\nQUOTING_STYLE=literal stat --printf '%n\\001%a\\001%U\\001%G\\001%s\\001%F\\001%N\\000' --",
+            );
             for p in &self.stat_paths {
                 s.push(' ');
                 s.push_str(&quote_str(p));
