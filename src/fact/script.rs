@@ -12,6 +12,10 @@ use crate::fact::CONTENT_CAP;
 use crate::path::RemotePath;
 use crate::transport::quote::quote_str;
 
+/// `(section, path, wanted sha256, sensitive length)` of a file whose content is read
+/// when its sum differs.
+type Wanted = (Section, RemotePath, String, Option<usize>);
+
 /// Collects what resources want read and produces the script.
 #[derive(Debug, Clone)]
 pub struct ProbeBuilder {
@@ -25,7 +29,7 @@ pub struct ProbeBuilder {
     units: Vec<(Section, String)>,
     /// `(section, path, wanted sha256, sensitive length)`: print the file (or, for
     /// secret-bearing content, only changed line numbers) when its sum differs.
-    contents: Vec<(Section, RemotePath, String, Option<usize>)>,
+    contents: Vec<Wanted>,
     /// Shell globs (quoted directory, unquoted pattern) of what killed runs leave.
     leftovers: BTreeSet<String>,
     sections: String,
@@ -160,23 +164,7 @@ impl ProbeBuilder {
                 Section::Sha.emit()
             ));
         }
-        for (section, path, want, sensitive) in &self.contents {
-            let q = quote_str(path.as_str());
-            // The pattern is a quoted literal: `<sum>  <path>` followed by a newline.
-            let same = quote_str(&format!("{want}  {}\n", path.as_str()));
-            match sensitive {
-                None => s.push_str(&format!(
-                    "case \"$S\n\" in *{same}*) ;; *) [ -f {q} ] && [ ! -L {q} ] && {{ {}; head -c {} -- {q}; }};; esac\n",
-                    section.emit(),
-                    CONTENT_CAP + 1
-                )),
-                // The desired bytes are always consumed from stdin, used or not.
-                Some(len) => s.push_str(&format!(
-                    "case \"$S\n\" in *{same}*) head -c {len} >/dev/null;; *) if [ -f {q} ] && [ ! -L {q} ]; then {}; head -c {len} | diff --unchanged-line-format= --old-line-format='-%dn\n' --new-line-format='+%dn\n' -- {q} - 2>/dev/null; else head -c {len} >/dev/null; fi;; esac\n",
-                    section.emit()
-                )),
-            }
-        }
+        contents(&mut s, &self.contents);
         if !self.packages.is_empty() {
             let names: Vec<String> = self.packages.iter().map(|p| quote_str(p)).collect();
             let names = names.join(" ");
@@ -217,6 +205,45 @@ impl ProbeBuilder {
         s.push_str(&Section::End.emit());
         s.push('\n');
         (s, self.stdin)
+    }
+}
+
+/// The content sections: a differing file's content (`c<i>`), or for secret-bearing
+/// content its changed line numbers (`l<i>`), computed against the desired bytes on
+/// stdin. Every sum is compared by the shell itself (`case`, no process); the desired
+/// bytes are read from stdin (one `head` per secret file, in stdin order, to keep the
+/// stream aligned) only when some secret-bearing file differs: a no-op probe leaves
+/// them unread, which the transports accept.
+fn contents(s: &mut String, contents: &[Wanted]) {
+    // The pattern is a quoted literal: `<sum>  <path>` followed by a newline.
+    let same = |path: &RemotePath, want: &str| quote_str(&format!("{want}  {}\n", path.as_str()));
+    let mut secret = String::new();
+    if contents
+        .iter()
+        .any(|(_, _, _, sensitive)| sensitive.is_some())
+    {
+        s.push_str("D=\n");
+    }
+    for (section, path, want, sensitive) in contents {
+        let q = quote_str(path.as_str());
+        let same = same(path, want);
+        match sensitive {
+            None => s.push_str(&format!(
+                "case \"$S\n\" in *{same}*) ;; *) [ -f {q} ] && [ ! -L {q} ] && {{ {}; head -c {} -- {q}; }};; esac\n",
+                section.emit(),
+                CONTENT_CAP + 1
+            )),
+            Some(len) => {
+                s.push_str(&format!("case \"$S\n\" in *{same}*) ;; *) D=1;; esac\n"));
+                secret.push_str(&format!(
+                    "case \"$S\n\" in *{same}*) head -c {len} >/dev/null;; *) if [ -f {q} ] && [ ! -L {q} ]; then {}; head -c {len} | diff --unchanged-line-format= --old-line-format='-%dn\n' --new-line-format='+%dn\n' -- {q} - 2>/dev/null; else head -c {len} >/dev/null; fi;; esac\n",
+                    section.emit()
+                ));
+            }
+        }
+    }
+    if !secret.is_empty() {
+        s.push_str(&format!("if [ -n \"$D\" ]; then\n{secret}fi\n"));
     }
 }
 
@@ -286,100 +313,5 @@ pub(crate) fn staged_glob(path: &RemotePath) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_differ() {
-        assert_ne!(Token::random(), Token::random());
-        assert!(Token::random().as_str().len() > 20);
-    }
-
-    #[test]
-    fn one_stat_and_one_sum_for_many_files() {
-        let mut b = ProbeBuilder::new(Token::fixed("TOK"));
-        for i in 0..20 {
-            let p = RemotePath::parse(&format!("/etc/f{i}")).unwrap();
-            b.stat(&p);
-            b.content_if_differs(i, &p, "00");
-        }
-        let (script, stdin) = b.finish();
-        assert!(stdin.is_empty());
-        assert_eq!(script.matches("stat --printf").count(), 1);
-        assert_eq!(script.matches("sha256sum").count(), 1);
-        assert!(script.contains("'/etc/f19'"));
-    }
-
-    #[test]
-    fn one_systemctl_for_many_units() {
-        let mut b = ProbeBuilder::new(Token::fixed("TOK"));
-        for (i, unit) in ["nginx", "dash board", "docs"].iter().enumerate() {
-            b.unit(i, unit);
-        }
-        let (script, _) = b.finish();
-        assert_eq!(script.matches("systemctl").count(), 1);
-        assert!(script.contains("echo 'r0 r1 r2'"));
-        assert!(script.contains("-- 'nginx' 'dash board' 'docs' 2>/dev/null"));
-    }
-
-    /// The probe's account part run by a real `sh` against this machine's own NSS.
-    fn run(b: ProbeBuilder) -> crate::fact::NodeFacts {
-        let (script, _) = b.finish();
-        let out = std::process::Command::new("sh")
-            .args(["-c", &script])
-            .output()
-            .unwrap();
-        crate::fact::NodeFacts::parse(&out.stdout, &Token::fixed("TOK")).unwrap()
-    }
-
-    #[test]
-    fn one_getent_each_for_all_accounts() {
-        let mut b = ProbeBuilder::new(Token::fixed("TOK"));
-        for user in ["root", "tandem-no-such-user", "roo"] {
-            b.user(user);
-        }
-        for group in ["root", "tandem-no-such-group"] {
-            b.group(group);
-        }
-        let (script, _) = b.clone().finish();
-        assert_eq!(script.matches("getent passwd").count(), 1);
-        assert_eq!(script.matches("getent group").count(), 1);
-        assert!(script.contains("-- 'roo' 'root' 'tandem-no-such-user' 2>/dev/null"));
-        let facts = run(b);
-        let a = &facts.accounts;
-        let root = a.user("root").unwrap();
-        assert_eq!((root.uid.as_str(), root.gid.as_str()), ("0", "0"));
-        assert_eq!(a.primary_group(root), "root");
-        assert_eq!(a.groups_of("root").unwrap()[0], "root");
-        assert_eq!(a.group("root").unwrap().gid, "0");
-        assert!(a.user("tandem-no-such-user").is_none());
-        assert!(a.user("roo").is_none());
-        assert!(a.group("tandem-no-such-group").is_none());
-    }
-
-    #[test]
-    fn users_alone_ask_for_their_primary_gids_and_never_enumerate() {
-        let mut b = ProbeBuilder::new(Token::fixed("TOK"));
-        b.user("root");
-        let facts = run(b);
-        // Gid 0 was asked for by number: its group names the primary group.
-        assert_eq!(
-            facts
-                .accounts
-                .primary_group(facts.accounts.user("root").unwrap()),
-            "root"
-        );
-        // Only missing users: no gid, so no group query at all (a bare `getent group`
-        // would list the whole database).
-        let mut b = ProbeBuilder::new(Token::fixed("TOK"));
-        b.user("tandem-no-such-user");
-        let (script, _) = b.clone().finish();
-        let out = std::process::Command::new("sh")
-            .args(["-c", &script])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        let group = text.split("TOK group\n").nth(1).unwrap();
-        assert_eq!(group, "\nTOK end\n");
-    }
-}
+#[path = "script_tests.rs"]
+mod tests;
