@@ -4,6 +4,7 @@
 //! content printed by the probe cannot forge a section). Parsing is pure:
 //! `NodeFacts::parse` turns recorded output into typed facts that resource modules read.
 
+pub mod accounts;
 pub mod applied;
 pub mod protocol;
 pub mod script;
@@ -45,6 +46,8 @@ pub struct PathStat {
     pub owner: String,
     pub group: String,
     pub size: u64,
+    /// A symlink's target, verbatim (from `stat`'s `%N`: no `readlink` per link).
+    pub target: Option<String>,
 }
 
 /// The node's package manager, detected by the probe.
@@ -67,6 +70,8 @@ pub struct NodeFacts {
     pub sums: HashMap<String, String>,
     /// Installed version by package name.
     pub packages: HashMap<String, String>,
+    /// The users and groups the catalog names, from one `passwd` and one `group` read.
+    pub accounts: accounts::Accounts,
     /// Per-resource sections (`r<index>`, `c<index>`, `l<index>`): raw bytes for the
     /// resource's parser.
     pub sections: HashMap<Section, Vec<u8>>,
@@ -95,6 +100,8 @@ impl NodeFacts {
                 Section::Sha => parse_sums(body, &mut facts.sums),
                 Section::Pkg => parse_packages(body, &mut facts.packages),
                 Section::Units => parse_units(body, &mut facts.sections)?,
+                Section::Passwd => facts.accounts.parse_passwd(body)?,
+                Section::Group => facts.accounts.parse_group(body)?,
                 Section::Leftovers => {
                     facts.leftovers.extend(
                         String::from_utf8_lossy(body)
@@ -152,7 +159,9 @@ fn parse_os(body: &[u8], facts: &mut NodeFacts) {
     }
 }
 
-/// Records of `%n\1%a\1%U\1%G\1%s\1%F\0`; split from the right so a path may hold `\1`.
+/// Records of `%n\1%a\1%U\1%G\1%s\1%F\1%N\0`, `%N` printed with `QUOTING_STYLE=literal`:
+/// the path, then ` -> ` and the raw target for a symlink. Split from the left: a path
+/// cannot hold a control character (`RemotePath`), a link's target can.
 fn parse_stat(body: &[u8], stats: &mut HashMap<String, PathStat>) -> Result<(), FactError> {
     let malformed = |reason: String| FactError::Malformed {
         section: Section::Stat.to_string(),
@@ -164,8 +173,8 @@ fn parse_stat(body: &[u8], stats: &mut HashMap<String, PathStat>) -> Result<(), 
             continue;
         }
         let text = String::from_utf8_lossy(record);
-        let fields: Vec<&str> = text.rsplitn(6, '\u{1}').collect();
-        let [kind, size, group, owner, mode, path] = fields[..] else {
+        let fields: Vec<&str> = text.splitn(7, '\u{1}').collect();
+        let [path, mode, owner, group, size, kind, quoted] = fields[..] else {
             return Err(malformed(format!(
                 "record `{}` has too few fields",
                 text.escape_debug()
@@ -176,11 +185,26 @@ fn parse_stat(body: &[u8], stats: &mut HashMap<String, PathStat>) -> Result<(), 
         let size = size
             .parse()
             .map_err(|_| malformed(format!("size `{size}` of `{path}` is not a number")))?;
-        let kind = match kind.trim_end() {
+        let kind = match kind {
             "regular file" | "regular empty file" => EntryKind::File,
             "directory" => EntryKind::Directory,
             "symbolic link" => EntryKind::Symlink,
             _ => EntryKind::Other,
+        };
+        let target = match kind {
+            EntryKind::Symlink => Some(
+                quoted
+                    .strip_prefix(path)
+                    .and_then(|rest| rest.strip_prefix(" -> "))
+                    .ok_or_else(|| {
+                        malformed(format!(
+                            "`%N` of the symlink `{path}` is `{}`",
+                            quoted.escape_debug()
+                        ))
+                    })?
+                    .to_string(),
+            ),
+            _ => None,
         };
         stats.insert(
             path.to_string(),
@@ -190,6 +214,7 @@ fn parse_stat(body: &[u8], stats: &mut HashMap<String, PathStat>) -> Result<(), 
                 owner: owner.to_string(),
                 group: group.to_string(),
                 size,
+                target,
             },
         );
     }
@@ -314,14 +339,22 @@ mod tests {
     }
 
     #[test]
-    fn stat_records_split_from_the_right() {
+    fn stat_records_and_symlink_targets() {
         let mut stats = HashMap::new();
-        let body = b"\n/a\x01b\x01644\x01root\x01adm\x0112\x01regular file\0/d\x01755\x01root\x01root\x014096\x01directory\0";
+        let body = b"\n/a b\x01644\x01root\x01adm\x0112\x01regular file\x01/a b\0/d\x01755\x01root\x01root\x014096\x01directory\x01/d\0/l\x01777\x01root\x01root\x015\x01symbolic link\x01/l -> x\x01 -> \ny\0";
         parse_stat(body, &mut stats).unwrap();
-        assert_eq!(stats["/a\x01b"].mode, 0o644);
-        assert_eq!(stats["/a\x01b"].group, "adm");
+        assert_eq!(stats["/a b"].mode, 0o644);
+        assert_eq!(stats["/a b"].group, "adm");
+        assert_eq!(stats["/a b"].target, None);
         assert_eq!(stats["/d"].kind, EntryKind::Directory);
+        // The target is everything after the path and ` -> `, control bytes and all.
+        assert_eq!(stats["/l"].target.as_deref(), Some("x\x01 -> \ny"));
         assert!(parse_stat(b"/x\x01zz\0", &mut stats).is_err());
+        assert!(parse_stat(
+            b"/l\x01777\x01root\x01root\x015\x01symbolic link\x01/other -> x\0",
+            &mut stats
+        )
+        .is_err());
     }
 
     #[test]

@@ -79,6 +79,11 @@ pub enum Section {
     Pkg,
     /// Probe: resource section names, then the one `systemctl show` for all units.
     Units,
+    /// Probe: the one `getent passwd` for every user of the catalog.
+    Passwd,
+    /// Probe: the one keyed `getent group` for every group the catalog names and its
+    /// users' primary gids.
+    Group,
     /// Probe: staged files and work directories earlier runs left behind.
     Leftovers,
     /// Probe: the node state file the last apply left (see `fact::applied`).
@@ -113,6 +118,8 @@ impl fmt::Display for Section {
             Section::Sha => f.write_str("sha"),
             Section::Pkg => f.write_str("pkg"),
             Section::Units => f.write_str("units"),
+            Section::Passwd => f.write_str("passwd"),
+            Section::Group => f.write_str("group"),
             Section::Leftovers => f.write_str("leftovers"),
             Section::State => f.write_str("state"),
             Section::System => f.write_str("system"),
@@ -138,6 +145,8 @@ impl Section {
             "sha" => Some(Section::Sha),
             "pkg" => Some(Section::Pkg),
             "units" => Some(Section::Units),
+            "passwd" => Some(Section::Passwd),
+            "group" => Some(Section::Group),
             "leftovers" => Some(Section::Leftovers),
             "state" => Some(Section::State),
             "system" => Some(Section::System),
@@ -236,6 +245,8 @@ mod tests {
             Section::Sha,
             Section::Pkg,
             Section::Units,
+            Section::Passwd,
+            Section::Group,
             Section::Leftovers,
             Section::State,
             Section::System,

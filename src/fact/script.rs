@@ -1,8 +1,9 @@
 //! The probe script: one POSIX sh program that prints every fact a node's catalog needs.
 //! Resources add what they need through `ProbeBuilder`; shared work is batched so the
 //! node runs one `stat` over all paths, one `sha256sum` over all managed files, one
-//! package query and one `systemctl show` for all units, whatever the number of
-//! resources: on a loaded node every process spawned costs milliseconds.
+//! package query, one `systemctl show` for all units, one `getent passwd` for all users
+//! and one `getent group` for all groups, whatever the number of resources: on a loaded
+//! node every process spawned costs milliseconds.
 
 use std::collections::BTreeSet;
 
@@ -11,18 +12,24 @@ use crate::fact::CONTENT_CAP;
 use crate::path::RemotePath;
 use crate::transport::quote::quote_str;
 
+/// `(section, path, wanted sha256, sensitive length)` of a file whose content is read
+/// when its sum differs.
+type Wanted = (Section, RemotePath, String, Option<usize>);
+
 /// Collects what resources want read and produces the script.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ProbeBuilder {
     token: Token,
     stat_paths: BTreeSet<String>,
     sum_paths: BTreeSet<String>,
     packages: BTreeSet<String>,
+    users: BTreeSet<String>,
+    groups: BTreeSet<String>,
     /// `(section, unit)`: the resource section that gets the unit's state.
     units: Vec<(Section, String)>,
     /// `(section, path, wanted sha256, sensitive length)`: print the file (or, for
     /// secret-bearing content, only changed line numbers) when its sum differs.
-    contents: Vec<(Section, RemotePath, String, Option<usize>)>,
+    contents: Vec<Wanted>,
     /// Shell globs (quoted directory, unquoted pattern) of what killed runs leave.
     leftovers: BTreeSet<String>,
     sections: String,
@@ -36,6 +43,8 @@ impl ProbeBuilder {
             stat_paths: BTreeSet::new(),
             sum_paths: BTreeSet::new(),
             packages: BTreeSet::new(),
+            users: BTreeSet::new(),
+            groups: BTreeSet::new(),
             units: Vec::new(),
             contents: Vec::new(),
             leftovers: BTreeSet::new(),
@@ -61,6 +70,18 @@ impl ProbeBuilder {
     /// The package goes into the one package query.
     pub fn package(&mut self, name: &str) {
         self.packages.insert(name.to_string());
+    }
+
+    /// The user goes into the one `getent passwd` (read back with
+    /// `NodeFacts::accounts`); its primary group, by gid, into the one group query.
+    pub fn user(&mut self, name: &str) {
+        self.users.insert(name.to_string());
+    }
+
+    /// The group goes into the one keyed `getent group`: name every group whose entry or
+    /// member list a resource reads.
+    pub fn group(&mut self, name: &str) {
+        self.groups.insert(name.to_string());
     }
 
     /// Section `r<index>` holds the systemd unit's `active=` and `enabled=` state (as
@@ -122,7 +143,10 @@ impl ProbeBuilder {
         );
         if !self.stat_paths.is_empty() {
             s.push_str(&Section::Stat.emit());
-            s.push_str("\nstat --printf '%n\\001%a\\001%U\\001%G\\001%s\\001%F\\000' --");
+            // `%N` in the literal style: a symlink's raw target, so no `readlink` per link.
+            s.push_str(
+                "\nQUOTING_STYLE=literal stat --printf '%n\\001%a\\001%U\\001%G\\001%s\\001%F\\001%N\\000' --",
+            );
             for p in &self.stat_paths {
                 s.push(' ');
                 s.push_str(&quote_str(p));
@@ -140,23 +164,7 @@ impl ProbeBuilder {
                 Section::Sha.emit()
             ));
         }
-        for (section, path, want, sensitive) in &self.contents {
-            let q = quote_str(path.as_str());
-            // The pattern is a quoted literal: `<sum>  <path>` followed by a newline.
-            let same = quote_str(&format!("{want}  {}\n", path.as_str()));
-            match sensitive {
-                None => s.push_str(&format!(
-                    "case \"$S\n\" in *{same}*) ;; *) [ -f {q} ] && [ ! -L {q} ] && {{ {}; head -c {} -- {q}; }};; esac\n",
-                    section.emit(),
-                    CONTENT_CAP + 1
-                )),
-                // The desired bytes are always consumed from stdin, used or not.
-                Some(len) => s.push_str(&format!(
-                    "case \"$S\n\" in *{same}*) head -c {len} >/dev/null;; *) if [ -f {q} ] && [ ! -L {q} ]; then {}; head -c {len} | diff --unchanged-line-format= --old-line-format='-%dn\n' --new-line-format='+%dn\n' -- {q} - 2>/dev/null; else head -c {len} >/dev/null; fi;; esac\n",
-                    section.emit()
-                )),
-            }
-        }
+        contents(&mut s, &self.contents);
         if !self.packages.is_empty() {
             let names: Vec<String> = self.packages.iter().map(|p| quote_str(p)).collect();
             let names = names.join(" ");
@@ -184,6 +192,7 @@ impl ProbeBuilder {
             }
             s.push_str(" 2>/dev/null; fi\n");
         }
+        accounts(&mut s, &self.users, &self.groups);
         if !self.leftovers.is_empty() {
             let globs: Vec<&str> = self.leftovers.iter().map(String::as_str).collect();
             s.push_str(&format!(
@@ -197,6 +206,90 @@ impl ProbeBuilder {
         s.push('\n');
         (s, self.stdin)
     }
+}
+
+/// The content sections: a differing file's content (`c<i>`), or for secret-bearing
+/// content its changed line numbers (`l<i>`), computed against the desired bytes on
+/// stdin. Every sum is compared by the shell itself (`case`, no process); the desired
+/// bytes are read from stdin (one `head` per secret file, in stdin order, to keep the
+/// stream aligned) only when some secret-bearing file differs: a no-op probe leaves
+/// them unread, which the transports accept.
+fn contents(s: &mut String, contents: &[Wanted]) {
+    // The pattern is a quoted literal: `<sum>  <path>` followed by a newline.
+    let same = |path: &RemotePath, want: &str| quote_str(&format!("{want}  {}\n", path.as_str()));
+    let mut secret = String::new();
+    if contents
+        .iter()
+        .any(|(_, _, _, sensitive)| sensitive.is_some())
+    {
+        s.push_str("D=\n");
+    }
+    for (section, path, want, sensitive) in contents {
+        let q = quote_str(path.as_str());
+        let same = same(path, want);
+        match sensitive {
+            None => s.push_str(&format!(
+                "case \"$S\n\" in *{same}*) ;; *) [ -f {q} ] && [ ! -L {q} ] && {{ {}; head -c {} -- {q}; }};; esac\n",
+                section.emit(),
+                CONTENT_CAP + 1
+            )),
+            Some(len) => {
+                s.push_str(&format!("case \"$S\n\" in *{same}*) ;; *) D=1;; esac\n"));
+                secret.push_str(&format!(
+                    "case \"$S\n\" in *{same}*) head -c {len} >/dev/null;; *) if [ -f {q} ] && [ ! -L {q} ]; then {}; head -c {len} | diff --unchanged-line-format= --old-line-format='-%dn\n' --new-line-format='+%dn\n' -- {q} - 2>/dev/null; else head -c {len} >/dev/null; fi;; esac\n",
+                    section.emit()
+                ));
+            }
+        }
+    }
+    if !secret.is_empty() {
+        s.push_str(&format!("if [ -n \"$D\" ]; then\n{secret}fi\n"));
+    }
+}
+
+/// The `passwd` and `group` sections: one `getent` each for all accounts. `getent` prints
+/// the entries that exist (and exits 2 when one does not), nothing for the others.
+///
+/// The group read is keyed, not a full `getent group` enumeration: on a node whose NSS
+/// group database is large (LDAP, SSSD, AD) an enumeration is slow and big, and with
+/// SSSD's default `enumerate = false` it even leaves the directory's groups out, which
+/// would read as the user not being in them. The keys are the groups the catalog names
+/// (group resources and users' supplementary groups, whose member lists answer "is the
+/// user in it") and the users' primary gids, taken from the passwd lines by the shell
+/// itself (`read`, no process). Gids go first so that the first entry printed for a gid
+/// is the one `getgrgid` gives, as `id` would name it. Names are never all digits
+/// (`check_account`), so no name is taken for a gid.
+fn accounts(s: &mut String, users: &BTreeSet<String>, groups: &BTreeSet<String>) {
+    let names = |set: &BTreeSet<String>| -> String {
+        set.iter().map(|n| format!(" {}", quote_str(n))).collect()
+    };
+    if !users.is_empty() {
+        s.push_str(&Section::Passwd.emit());
+        s.push_str(&format!(
+            "\nU=$(getent passwd --{} 2>/dev/null); printf '%s\\n' \"$U\"\n",
+            names(users)
+        ));
+        // The numeric gid fields, read by the shell (no process).
+        s.push_str(
+            "K=; while IFS=: read -r n p u g r; do case $g in ''|*[!0-9]*) ;; *) K=\"$K $g\";; esac; done <<EOF\n$U\nEOF\n",
+        );
+    }
+    s.push_str(&if !groups.is_empty() {
+        let gids = if users.is_empty() { "" } else { " $K" };
+        format!(
+            "{}\ngetent group --{gids}{} 2>/dev/null\n",
+            Section::Group.emit(),
+            names(groups)
+        )
+    } else if !users.is_empty() {
+        // Without a key `getent group` would enumerate the whole database.
+        format!(
+            "{}\n[ -z \"$K\" ] || getent group -- $K 2>/dev/null\n",
+            Section::Group.emit()
+        )
+    } else {
+        String::new()
+    });
 }
 
 /// Probe shell that lists the work directories killed applies left in the node's state
@@ -220,39 +313,5 @@ pub(crate) fn staged_glob(path: &RemotePath) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_differ() {
-        assert_ne!(Token::random(), Token::random());
-        assert!(Token::random().as_str().len() > 20);
-    }
-
-    #[test]
-    fn one_stat_and_one_sum_for_many_files() {
-        let mut b = ProbeBuilder::new(Token::fixed("TOK"));
-        for i in 0..20 {
-            let p = RemotePath::parse(&format!("/etc/f{i}")).unwrap();
-            b.stat(&p);
-            b.content_if_differs(i, &p, "00");
-        }
-        let (script, stdin) = b.finish();
-        assert!(stdin.is_empty());
-        assert_eq!(script.matches("stat --printf").count(), 1);
-        assert_eq!(script.matches("sha256sum").count(), 1);
-        assert!(script.contains("'/etc/f19'"));
-    }
-
-    #[test]
-    fn one_systemctl_for_many_units() {
-        let mut b = ProbeBuilder::new(Token::fixed("TOK"));
-        for (i, unit) in ["nginx", "dash board", "docs"].iter().enumerate() {
-            b.unit(i, unit);
-        }
-        let (script, _) = b.finish();
-        assert_eq!(script.matches("systemctl").count(), 1);
-        assert!(script.contains("echo 'r0 r1 r2'"));
-        assert!(script.contains("-- 'nginx' 'dash board' 'docs' 2>/dev/null"));
-    }
-}
+#[path = "script_tests.rs"]
+mod tests;

@@ -1,11 +1,12 @@
-//! `group`: a local group read with `getent group`, changed with `groupadd`/`groupmod`/
+//! `group`: a local group read from the probe's one keyed `getent group` for all
+//! accounts (`fact::accounts`), changed with `groupadd`/`groupmod`/
 //! `groupdel`.
 
 use serde::Serialize;
 use super::change::{Action, Assessment, Change, Detail};
 use super::spec::{at, NameProblem};
 use super::{Attributes, ResourceType};
-use crate::fact::{FactError, NodeFacts, ProbeBuilder, Section};
+use crate::fact::{FactError, NodeFacts, ProbeBuilder};
 use crate::node::check_account;
 use crate::resource::{Context, Operations, Presence, StepOut};
 use crate::transport::quote::quote_str;
@@ -19,30 +20,25 @@ pub struct GroupSpec {
 }
 
 impl Operations for GroupSpec {
-    fn probe(&self, index: usize, probe: &mut ProbeBuilder) {
-        let n = quote_str(&self.name);
-        probe.section(
-            index,
-            &format!("printf 'g=%s\\n' \"$(getent group -- {n})\""),
-        );
+    fn probe(&self, _index: usize, probe: &mut ProbeBuilder) {
+        // Batched with every account of the catalog (see `fact::accounts`).
+        probe.group(&self.name);
     }
 
     fn assess(&self, ctx: &Context<'_>) -> Result<Assessment, FactError> {
-        let kv = ctx.facts.keyed(Section::Resource(ctx.index));
-        let entry = kv.get("g").filter(|g| !g.is_empty());
-        let observed = format!("{entry:?}");
+        let entry = ctx.facts.accounts.group(&self.name);
+        let observed = format!("{:?}", entry.map(|g| g.line.as_str()));
         let change = match (self.ensure, entry) {
             (Presence::Absent, None) => None,
             (Presence::Absent, Some(_)) => Some(Change::new(ctx.id, Action::Remove)),
             (Presence::Present, None) => Some(Change::new(ctx.id, Action::Create)),
-            (Presence::Present, Some(line)) => {
-                let gid = line.split(':').nth(2);
+            (Presence::Present, Some(entry)) => {
                 match self.gid {
-                    Some(want) if gid != Some(want.to_string().as_str()) => {
+                    Some(want) if entry.gid != want.to_string() => {
                         let mut c = Change::new(ctx.id, Action::Modify);
                         c.details.push(Detail::new(
                             "gid",
-                            gid.map(str::to_string),
+                            Some(entry.gid.clone()),
                             Some(want.to_string()),
                         ));
                         Some(c)

@@ -1,4 +1,4 @@
-//! `symlink`: a link and its target, read with `readlink`. Replacing a link is atomic: a
+//! `symlink`: a link and its target, read by the probe's one `stat` (`%N`). Replacing a link is atomic: a
 //! new link is made beside it and renamed over it.
 
 use serde::Serialize;
@@ -6,7 +6,7 @@ use crate::path::RemotePath;
 use super::change::{Action, Assessment, Change, Detail};
 use super::spec::{at, NameProblem};
 use super::{Attributes, ResourceType};
-use crate::fact::{EntryKind, FactError, NodeFacts, ProbeBuilder, Section};
+use crate::fact::{EntryKind, FactError, NodeFacts, ProbeBuilder};
 use crate::node::check_no_control;
 use crate::resource::{observed_stat, Context, Operations, Presence, StepOut};
 use crate::transport::quote::quote_str;
@@ -20,19 +20,15 @@ pub struct SymlinkSpec {
 }
 
 impl Operations for SymlinkSpec {
-    fn probe(&self, index: usize, probe: &mut ProbeBuilder) {
+    fn probe(&self, _index: usize, probe: &mut ProbeBuilder) {
+        // The target comes from the one `stat` (`PathStat::target`).
         probe.stat(&self.path);
         probe.leftovers_of(&self.path);
-        let p = quote_str(self.path.as_str());
-        probe.section(index, &format!("[ -L {p} ] && readlink -- {p}"));
     }
 
     fn assess(&self, ctx: &Context<'_>) -> Result<Assessment, FactError> {
         let stat = ctx.facts.stats.get(self.path.as_str());
-        let target = ctx.facts.section(Section::Resource(ctx.index)).map(|body| {
-            let body = body.strip_suffix(b"\n").unwrap_or(body);
-            String::from_utf8_lossy(body).into_owned()
-        });
+        let target = stat.and_then(|s| s.target.clone());
         let observed = format!(
             "{} -> {}",
             observed_stat(stat),

@@ -1,4 +1,5 @@
-//! `user`: a local account read with `getent passwd` and `id`, changed with
+//! `user`: a local account read from the probe's one `getent passwd` and keyed
+//! `getent group` for all accounts (`fact::accounts`), changed with
 //! `useradd`/`usermod`/`userdel`. Supplementary groups are a minimum: groups the node
 //! adds on its own are left alone.
 
@@ -7,7 +8,7 @@ use crate::path::RemotePath;
 use super::change::{Action, Assessment, Change, Detail};
 use super::spec::{at, check_owner, NameProblem};
 use super::{Attributes, ResourceType};
-use crate::fact::{FactError, NodeFacts, ProbeBuilder, Section};
+use crate::fact::{FactError, NodeFacts, ProbeBuilder};
 use crate::node::{check_account, check_no_control};
 use crate::resource::{Context, Operations, Presence, StepOut};
 use crate::transport::quote::quote_str;
@@ -26,62 +27,57 @@ pub struct UserSpec {
 }
 
 impl Operations for UserSpec {
-    fn probe(&self, index: usize, probe: &mut ProbeBuilder) {
-        let n = quote_str(&self.name);
-        // `id -Gn` lists the primary group first, so `pg` comes from its first word
-        // instead of a third process (every process counts on a loaded node).
-        probe.section(
-            index,
-            &format!(
-                "G=$(id -Gn -- {n} 2>/dev/null); printf 'p=%s\\ng=%s\\npg=%s\\n' \"$(getent passwd -- {n})\" \"$G\" \"${{G%% *}}\""
-            ),
-        );
+    fn probe(&self, _index: usize, probe: &mut ProbeBuilder) {
+        // Batched with every account of the catalog: the user's passwd entry, and the
+        // groups it should be in, whose member lists say whether it is (see
+        // `fact::accounts`). No process per user.
+        probe.user(&self.name);
+        for group in &self.groups {
+            probe.group(group);
+        }
     }
 
     fn assess(&self, ctx: &Context<'_>) -> Result<Assessment, FactError> {
-        let kv = ctx.facts.keyed(Section::Resource(ctx.index));
-        let passwd = kv.get("p").filter(|p| !p.is_empty());
-        let observed = format!("{passwd:?} {:?} {:?}", kv.get("g"), kv.get("pg"));
+        let accounts = &ctx.facts.accounts;
+        let passwd = accounts.user(&self.name);
+        let groups = accounts.groups_of(&self.name);
+        let observed = format!(
+            "{:?} {:?}",
+            passwd.map(|p| p.line.as_str()),
+            groups.as_ref().map(|g| g.join(" "))
+        );
         let change = match (self.ensure, passwd) {
             (Presence::Absent, None) => None,
             (Presence::Absent, Some(_)) => Some(Change::new(ctx.id, Action::Remove)),
             (Presence::Present, None) => Some(Change::new(ctx.id, Action::Create)),
-            (Presence::Present, Some(line)) => {
-                let fields: Vec<&str> = line.split(':').collect();
+            (Presence::Present, Some(entry)) => {
                 let mut c = Change::new(ctx.id, Action::Modify);
-                let mut diff = |attr, have: Option<&str>, want: Option<String>| {
+                let mut diff = |attr, have: &str, want: Option<String>| {
                     if let Some(want) = want {
-                        if have != Some(want.as_str()) {
+                        if have != want {
                             c.details
-                                .push(Detail::new(attr, have.map(str::to_string), Some(want)));
+                                .push(Detail::new(attr, Some(have.to_string()), Some(want)));
                         }
                     }
                 };
-                diff(
-                    "uid",
-                    fields.get(2).copied(),
-                    self.uid.map(|u| u.to_string()),
-                );
+                diff("uid", &entry.uid, self.uid.map(|u| u.to_string()));
                 diff(
                     "group",
-                    kv.get("pg").map(String::as_str),
+                    &accounts.primary_group(entry),
                     self.group.clone(),
                 );
                 diff(
                     "home",
-                    fields.get(5).copied(),
+                    &entry.home,
                     self.home.as_ref().map(|h| h.to_string()),
                 );
-                diff("shell", fields.get(6).copied(), self.shell.clone());
-                let have: Vec<&str> = kv
-                    .get("g")
-                    .map(|g| g.split(' ').collect())
-                    .unwrap_or_default();
+                diff("shell", &entry.shell, self.shell.clone());
+                let have = groups.unwrap_or_default();
                 let missing: Vec<&str> = self
                     .groups
                     .iter()
                     .map(String::as_str)
-                    .filter(|g| !have.contains(g))
+                    .filter(|g| !have.iter().any(|h| h == g))
                     .collect();
                 if !missing.is_empty() {
                     c.details.push(Detail::new(

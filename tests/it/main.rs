@@ -1,6 +1,7 @@
 //! The integration tests: one binary, one module per area. End-to-end modules use the
 //! local fleet of real SSH hosts (`support::fleet`) and need root.
 
+mod accounts;
 #[cfg(all(feature = "aws", feature = "azure"))]
 mod cloud;
 mod converge;
