@@ -45,25 +45,30 @@ pub fn build(
             quote_str(why)
         )
     };
+    // The lock holder's label carries the time the control side sent the script: a
+    // `date` on the node would be one more process on every apply.
+    let since = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
     s.push_str(&format!(
         "STATE={}\numask 077\n\
-         mkdir -p -- \"$STATE\" || {}\n\
+         [ -d \"$STATE\" ] || mkdir -p -- \"$STATE\" || {}\n\
          exec 9>>\"$STATE/lock\"\n\
          if ! flock -w {} 9; then {}; cat -- \"$STATE/lock.owner\" 2>/dev/null; exit 0; fi\n\
-         printf 'pid %s since %s\\n' \"$$\" \"$(date -u +%FT%TZ)\" > \"$STATE/lock.owner\"\n",
+         printf 'pid %s since %s\\n' \"$$\" {} > \"$STATE/lock.owner\"\n",
         quote_str(params.state_dir.as_str()),
         fatal("cannot create the state directory"),
         params.lock_wait.as_secs().max(1),
         Section::Locked.emit(),
+        quote_str(&since.to_string()),
     ));
     // With the node lock held no other run is live here: whatever a run killed mid-way
-    // left (work directories, staged files and trees) is removed, in one process.
+    // left (work directories, staged files and trees) is removed, in one process, and
+    // only when the shell's own globbing finds something (no process otherwise).
+    let globs: String = std::iter::once("\"$STATE\"/run.??????".to_string())
+        .chain(leftover_globs(catalog))
+        .map(|g| format!(" {g}"))
+        .collect();
     s.push_str(&format!(
-        "rm -rf -- \"$STATE\"/run.??????{} || {}\n",
-        leftover_globs(catalog)
-            .iter()
-            .map(|g| format!(" {g}"))
-            .collect::<String>(),
+        "for f in{globs}; do if [ -e \"$f\" ] || [ -L \"$f\" ]; then rm -rf --{globs} || {}; break; fi; done\n",
         fatal("cannot remove what an earlier run left staged")
     ));
     s.push_str(&format!(
