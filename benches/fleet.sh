@@ -288,20 +288,32 @@ done
 timed 0 "$tandem" apply --format json
 outcomes_are unchanged
 
-say "counting connections and commands of one no-op apply on the hosts"
+say "counting connections and commands of one no-op and one 8-file apply on the hosts"
 on_all "echo 'LogLevel DEBUG1' >> /etc/ssh/sshd_config && systemctl reload ssh"
 sleep 1
+# Per host, what sshd logged since the mark: connections, exec requests, key exchanges.
+count_since_mark() {
+	local host
+	for host in "${hosts[@]}"; do
+		scripts/fleet exec "$FLEET" "$host" \
+			'journalctl -q -u ssh -o cat | tail -n +$(($(cat /tmp/bench-journal-mark) + 1)) > /tmp/bench-journal-new;
+			 echo $(grep -c "Accepted publickey" /tmp/bench-journal-new) $(grep -c "request exec" /tmp/bench-journal-new) $(grep -c "kex: algorithm: curve25519-sha256" /tmp/bench-journal-new)'
+	done
+}
 on_all "journalctl -q -u ssh -o cat | wc -l > /tmp/bench-journal-mark"
 timed 0 "$tandem" apply --format json
 outcomes_are unchanged
 cp "$dir/last.out" "$dir/counted.json"
 sleep 1
-counts=()
-for host in "${hosts[@]}"; do
-	counts+=("$(scripts/fleet exec "$FLEET" "$host" \
-		'journalctl -q -u ssh -o cat | tail -n +$(($(cat /tmp/bench-journal-mark) + 1)) > /tmp/bench-journal-new;
-		 echo $(grep -c "Accepted publickey" /tmp/bench-journal-new) $(grep -c "request exec" /tmp/bench-journal-new) $(grep -c "kex: algorithm: curve25519-sha256" /tmp/bench-journal-new)')")
-done
+mapfile -t counts < <(count_since_mark)
+settle_apps
+on_all "$(printf 'echo "# drift" >> %s && ' "${MANAGED[@]}") true"
+on_all "journalctl -q -u ssh -o cat | wc -l > /tmp/bench-journal-mark"
+timed 0 "$tandem" apply --format json
+outcomes_are changed
+cp "$dir/last.out" "$dir/counted-changes.json"
+sleep 1
+count_since_mark >"$dir/counts-changes"
 
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
@@ -391,6 +403,10 @@ print(f"  SSH connections (sshd 'Accepted publickey'): {span(conns)}")
 print(f"  exec requests   (sshd 'request exec'):       {span(execs)}")
 print(f"  round_trips     (tandem --format json):      {span(trips)}")
 print(f"  curve25519 kex  (sshd 'kex: algorithm'):     {span(kexes)}")
+changed_counts = [tuple(map(int, l.split())) for l in open(f"{fleet_dir}/counts-changes") if l.strip()]
+changed_trips = [r["round_trips"] for r in json.load(open(f"{fleet_dir}/counted-changes.json"))["nodes"]]
+print(f"per node, apply of 8 drifted files:")
+print(f"  SSH connections: {span([c[0] for c in changed_counts])}, exec requests: {span([c[1] for c in changed_counts])}, round_trips: {span(changed_trips)}")
 per_node = {}
 for key in ("noop", "changes"):
     report = json.load(open(f"{fleet_dir}/{key}.json"))["nodes"]
@@ -411,6 +427,11 @@ doc = {
         "ssh_connections": span(conns),
         "exec_requests": span(execs),
         "round_trips": span(trips),
+    },
+    "changes_apply_per_node": {
+        "ssh_connections": span([c[0] for c in changed_counts]),
+        "exec_requests": span([c[1] for c in changed_counts]),
+        "round_trips": span(changed_trips),
     },
     "per_node_elapsed_last_run": per_node,
 }
