@@ -106,6 +106,7 @@ impl Global {
             history: None,
             started_by: None,
             command: command.join(" "),
+            pool: None,
         })
     }
 }

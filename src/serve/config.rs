@@ -113,6 +113,7 @@ struct RawReceiver {
 struct RawServe {
     body_limit: Option<usize>,
     audit_interval: Option<String>,
+    keep_connections: Option<String>,
     state_dir: Option<PathBuf>,
 }
 
@@ -180,6 +181,8 @@ pub struct Config {
     pub receivers: BTreeMap<&'static str, (Receiver, Secret)>,
     pub body_limit: usize,
     pub audit_interval: Option<Duration>,
+    /// How long an idle connection to a node is kept open between runs (`0s`: none).
+    pub keep_connections: Duration,
     /// Mirror, checkouts and saved plans.
     pub state_dir: PathBuf,
 }
@@ -325,6 +328,11 @@ impl Config {
             receivers,
             body_limit: raw.serve.body_limit.unwrap_or(DEFAULT_BODY_LIMIT),
             audit_interval: audit_interval.filter(|d| !d.is_zero()),
+            keep_connections: duration(
+                "keep_connections",
+                raw.serve.keep_connections.as_ref(),
+                crate::transport::pool::DEFAULT_MAX_IDLE,
+            )?,
             state_dir: site.join(
                 raw.serve
                     .state_dir

@@ -11,7 +11,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::config::{Config, Policy};
 use super::observe::{Observer, RunFinished};
@@ -58,6 +58,10 @@ impl Worker {
             tick
         });
         let mut stop = self.stop.clone();
+        // Kept connections are kept alive (and dead ones dropped) while the worker idles.
+        let every = self.settings.connection.keepalive.max(Duration::from_secs(1));
+        let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let audit_due = async {
                 match audit.as_mut() {
@@ -68,13 +72,26 @@ impl Worker {
                 }
             };
             let mut due_audit = false;
+            let mut due_keepalive = false;
             tokio::select! {
                 _ = self.queue.woken() => {}
                 _ = audit_due => due_audit = true,
+                _ = keepalive.tick() => due_keepalive = true,
                 _ = stop.wait_for(|stopping| *stopping) => {}
             }
             if *stop.borrow() {
                 return;
+            }
+            if due_keepalive {
+                if let Some(pool) = &self.settings.pool {
+                    let closed = pool.keepalive().await;
+                    if closed > 0 {
+                        self.log(&format!(
+                            "closed {closed} kept connection(s): dead or idle past `keep_connections`"
+                        ));
+                    }
+                }
+                continue;
             }
             if due_audit {
                 if let Err(err) = super::audit::audit(&self).await {

@@ -101,6 +101,11 @@ impl SshConnector {
         &self.config
     }
 
+    /// The known_hosts this connector verifies against (read when it was built).
+    pub fn known_hosts(&self) -> Arc<KnownHosts> {
+        self.known_hosts.clone()
+    }
+
     /// Connects without authenticating and returns the host key the node presents
     /// (what `tandem trust` shows and pins). Nothing is checked and nothing is sent.
     pub async fn scan(&self, node: &Node) -> Result<HostKey, TransportError> {
