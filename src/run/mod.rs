@@ -25,8 +25,8 @@ use crate::selector::{Selector, SelectorError};
 use crate::store::{NewRun, RunKind, Store, StoreError, DEFAULT_PATH};
 use crate::transport::known_hosts::{KnownHosts, KnownHostsError};
 use crate::transport::local::LocalConnector;
-use crate::transport::ssh::{known_hosts_path, SshConfig, SshConnector};
 use crate::transport::pool::{SessionPool, DEFAULT_MAX_IDLE};
+use crate::transport::ssh::{known_hosts_path, SshConfig, SshConnector};
 use crate::transport::Connector;
 
 pub use apply::{apply, Applied, ApplyRequest};

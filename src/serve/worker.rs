@@ -59,7 +59,11 @@ impl Worker {
         });
         let mut stop = self.stop.clone();
         // Kept connections are kept alive (and dead ones dropped) while the worker idles.
-        let every = self.settings.connection.keepalive.max(Duration::from_secs(1));
+        let every = self
+            .settings
+            .connection
+            .keepalive
+            .max(Duration::from_secs(1));
         let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -398,6 +402,16 @@ impl Worker {
             detail.run.commit.as_deref().map_or("no commit", short),
             detail.run.status
         ));
+        if let Some(pool) = &self.settings.pool {
+            let stats = pool.stats();
+            self.log(&format!(
+                "connections since start: {} opened, {} reused, {} reconnected; {} kept open",
+                stats.opened,
+                stats.reused,
+                stats.reconnected,
+                pool.idle_count()
+            ));
+        }
         self.observer.run_finished(&RunFinished {
             kind,
             result: detail.run.status.as_str().to_string(),
