@@ -187,6 +187,7 @@ commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 args=()
 for key in "${!samples[@]}"; do args+=("$key=${samples[$key]}"); done
 mkdir -p target/bench
+cp "$work/serve.log" target/bench/serve.log
 python3 - "$N" "$REPS" "$PROFILE" "$commit" "$connections" "$(cut -d' ' -f1-3 /proc/loadavg)" "${args[@]}" <<'PY'
 import datetime, json, statistics, sys
 n, reps, profile, commit, connections, load, *rest = sys.argv[1:]

@@ -32,6 +32,9 @@ use crate::transport::Connector;
 pub use apply::{apply, Applied, ApplyRequest};
 pub use plan::{plan, PlanRequest, Planned};
 
+/// A connector just built and the known_hosts it verifies against.
+type Fresh = (Arc<dyn Connector>, Option<Arc<KnownHosts>>);
+
 /// Everything a run needs to know besides what it is asked to do.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -199,7 +202,8 @@ impl Settings {
         Ok(Arc::new(SessionPool::new(inner, DEFAULT_MAX_IDLE)))
     }
 
-    fn fresh_connector(&self) -> Result<(Arc<dyn Connector>, Option<Arc<KnownHosts>>), RunError> {
+    /// A connector built now, and the known_hosts it read (none for the local transport).
+    fn fresh_connector(&self) -> Result<Fresh, RunError> {
         match self.connection.transport {
             TransportKind::Local => Ok((Arc::new(LocalConnector), None)),
             TransportKind::Ssh => {

@@ -118,7 +118,9 @@ impl Worker {
     async fn deploy(&self, triggers: &[Trigger]) -> anyhow::Result<()> {
         let mirror = self.mirror.clone();
         let branch = self.config.branch.clone();
+        let woke = Instant::now();
         let fetched = tokio::task::spawn_blocking(move || mirror.fetch(&branch)).await?;
+        let fetch_ms = woke.elapsed().as_millis();
         let head = match fetched {
             Ok(head) => head,
             Err(err) => {
@@ -175,6 +177,12 @@ impl Worker {
             .map(|t| (t.receiver.as_str().to_string(), t.delivery.clone()))
             .collect();
         let started = Instant::now();
+        // Where a push's time goes, for the log (and benches/serve.sh).
+        self.log(&format!(
+            "`{}`: fetched in {fetch_ms} ms, checked out {} ms later",
+            short(&head),
+            woke.elapsed().as_millis() - fetch_ms
+        ));
         let outcome = match self.config.policy {
             Policy::Apply => self.apply(&head, checkout, &served).await,
             Policy::Plan => self.plan(&head, checkout).await,

@@ -270,3 +270,45 @@ fn a_killed_connection_is_reconnected_and_a_changed_key_refused() {
         "`{b}` saw no authentication"
     );
 }
+
+#[test]
+fn an_idle_connection_found_dead_by_a_keepalive_is_dropped_before_the_next_run() {
+    let fleet = Fleet::up("warm-idle", "dc1:web:1", Mode::Tini);
+    let host = fleet.nodes()[0].name.as_str().to_string();
+    let git = GitServer::start(&warm_files("first"));
+    let site = tempfile::tempdir().unwrap();
+    let daemon = daemon(&fleet, site.path(), &git, "1s");
+    assert_eq!(
+        push(&daemon, "i1", 1).run.status.as_str(),
+        "succeeded",
+        "{}",
+        daemon.log()
+    );
+    let kept = accepted(&fleet, &host);
+    let pids = connection_pids(&fleet, &host);
+    assert!(!pids.is_empty(), "no established connection on `{host}`");
+    fleet.exec_ok(&host, &format!("kill -KILL {}", pids.join(" ")));
+    // The idle worker's keepalive finds it dead and closes it.
+    wait_for(
+        Duration::from_secs(20),
+        "the keepalive to drop the dead connection",
+        || {
+            daemon
+                .log()
+                .contains("closed 1 kept connection(s): dead")
+                .then_some(())
+        },
+    )
+    .unwrap_or_else(|t| panic!("{t}\n{}", daemon.log()));
+    let files = warm_files("second");
+    git.commit("modules/web/module.toml", &files[2].1, "second");
+    let second = push(&daemon, "i2", 2);
+    assert_eq!(second.run.status.as_str(), "succeeded", "{}", daemon.log());
+    assert_eq!(conf(&fleet, &host), "second\n");
+    assert_eq!(
+        accepted(&fleet, &host),
+        kept + 1,
+        "a fresh, verified connection"
+    );
+    assert!(daemon.log().contains("0 reconnected"), "{}", daemon.log());
+}
