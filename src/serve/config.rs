@@ -458,6 +458,26 @@ mod tests {
     }
 
     #[test]
+    fn kept_connections_idle_ten_minutes_unless_configured() {
+        let github = "[receivers.github]\nsecret_env = \"SET\"\n";
+        let config = parse(&format!("{BASE}{github}")).unwrap();
+        assert_eq!(config.keep_connections, Duration::from_secs(600));
+        let config = parse(&format!(
+            "{BASE}[serve]\nkeep_connections = \"0s\"\n{github}"
+        ))
+        .unwrap();
+        assert_eq!(config.keep_connections, Duration::ZERO);
+        let err = parse(&format!(
+            "{BASE}[serve]\nkeep_connections = \"long\"\n{github}"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("`keep_connections`: `long` is not a duration"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_receiver_without_its_secret_is_refused_by_name() {
         let err = parse(&format!(
             "{BASE}[receivers.gitlab]\nsecret_env = \"UNSET\"\n"

@@ -411,14 +411,7 @@ impl Worker {
             detail.run.status
         ));
         if let Some(pool) = &self.settings.pool {
-            let stats = pool.stats();
-            self.log(&format!(
-                "connections since start: {} opened, {} reused, {} reconnected; {} kept open",
-                stats.opened,
-                stats.reused,
-                stats.reconnected,
-                pool.idle_count()
-            ));
+            self.log(&pool.summary());
         }
         self.observer.run_finished(&RunFinished {
             kind,

@@ -242,6 +242,18 @@ impl SessionPool {
         locked(&self.shared.idle).values().map(Vec::len).sum()
     }
 
+    /// One line for the daemon's log: what the pool did since it was made.
+    pub fn summary(&self) -> String {
+        let stats = self.stats();
+        format!(
+            "connections since start: {} opened, {} reused, {} reconnected; {} kept open",
+            stats.opened,
+            stats.reused,
+            stats.reconnected,
+            self.idle_count()
+        )
+    }
+
     pub fn stats(&self) -> Stats {
         Stats {
             opened: self.shared.opened.load(Ordering::Relaxed),
