@@ -9,8 +9,9 @@
 #
 # What is measured, per repetition (wall time):
 #   ssh floor            N parallel `ssh root@node sha256sum FILE`, fresh connections
-#   warm no-op           webhook sent -> the daemon's run recorded succeeded, for a commit
-#                        that changes nothing on the hosts (every node verified in sync)
+#   warm no-op           webhook sent -> the daemon's run recorded succeeded (its
+#                        finished_ms in the history), for a commit that changes nothing
+#                        on the hosts (every node verified in sync)
 #   cold no-op           `tandem apply` by hand of the same content, start to exit
 #   warm change          webhook sent -> run recorded succeeded, for a one-template change
 #                        (the apply verifies each file it wrote before it records success)
@@ -96,13 +97,23 @@ runs_done() {
 		jq '[.runs[] | select(.status == "succeeded")] | length' 2>/dev/null || echo 0
 }
 more_runs() { (($(runs_done) > $1)); }
+# Prepares webhook `$1`: its body and signature (computed before any timing starts).
+hook_prepare() {
+	hook_body=$(printf '{"ref":"refs/heads/master","pusher":{"name":"bench"},"n":"%s"}' "$1")
+	hook_sig=$(printf '%s' "$hook_body" | openssl dgst -sha256 -hmac "$SECRET" -r | cut -d' ' -f1)
+}
 hook() {
-	local id=$1 body sig
-	body=$(printf '{"ref":"refs/heads/master","pusher":{"name":"bench"},"n":"%s"}' "$id")
-	sig=$(printf '%s' "$body" | openssl dgst -sha256 -hmac "$SECRET" -r | cut -d' ' -f1)
 	curl -s -o /dev/null -w '%{http_code} %{time_total}\n' -X POST "http://127.0.0.1:$sport/hooks/github" \
-		-H "X-GitHub-Event: push" -H "X-GitHub-Delivery: $id" -H "X-Hub-Signature-256: sha256=$sig" \
-		-H 'Content-Type: application/json' --data-binary "$body"
+		-H "X-GitHub-Event: push" -H "X-GitHub-Delivery: $1" -H "X-Hub-Signature-256: sha256=$hook_sig" \
+		-H 'Content-Type: application/json' --data-binary "$hook_body"
+}
+# When the newest succeeded run was recorded finished, in seconds since the epoch (the
+# history's own clock, to the millisecond: no polling delay in the figure).
+last_finished() {
+	local ms
+	ms=$(sqlite3 -readonly "$op/.tandem/history.sqlite" \
+		"SELECT finished_ms FROM runs WHERE status = 'succeeded' ORDER BY id DESC LIMIT 1")
+	echo "$ms / 1000" | bc -l
 }
 wait_for() { # CONDITION... ; bounded at 120 s, polled every 10 ms
 	local deadline=$((SECONDS + 120))
@@ -123,16 +134,17 @@ floor() {
 	for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 	((failed == 0)) || die "the ssh floor failed on some host"
 }
-# Sends webhook `$1` and waits for one more succeeded run; prints "t202 seconds".
+# Sends webhook `$1` and waits for one more succeeded run; prints "t202 seconds", the
+# seconds from sending the webhook until the run was recorded succeeded.
 by_webhook() {
-	local before code t202 t0 t1
+	local before code t202 t0
 	before=$(runs_done)
+	hook_prepare "$1"
 	t0=$(now)
 	read -r code t202 < <(hook "$1")
 	[[ $code == 202 ]] || die "webhook $1 answered $code"
 	wait_for more_runs "$before"
-	t1=$(now)
-	echo "$t202 $(elapsed "$t0" "$t1")"
+	echo "$t202 $(elapsed "$t0" "$(last_finished)")"
 }
 by_hand() {
 	local t0 t1
