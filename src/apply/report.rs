@@ -57,7 +57,8 @@ pub(super) fn outcome_of(err: &NodeError) -> Outcome {
         NodeError::Transport(
             TransportError::Unreachable { .. }
             | TransportError::Auth { .. }
-            | TransportError::Lost { .. },
+            | TransportError::Lost { .. }
+            | TransportError::NotSent { .. },
         ) => Outcome::Unreachable,
         _ => Outcome::Failed,
     }

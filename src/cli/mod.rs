@@ -111,6 +111,7 @@ impl Global {
             history: None,
             started_by: None,
             command: command.join(" "),
+            pool: None,
         })
     }
 }

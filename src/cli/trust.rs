@@ -189,7 +189,8 @@ fn reason(err: &TransportError) -> String {
         TransportError::Unreachable { reason, .. }
         | TransportError::HostKey { reason, .. }
         | TransportError::Auth { reason, .. }
-        | TransportError::Lost { reason, .. } => reason.clone(),
+        | TransportError::Lost { reason, .. }
+        | TransportError::NotSent { reason, .. } => reason.clone(),
         TransportError::Timeout { after, .. } => format!("timed out after {after:?}"),
     }
 }

@@ -130,6 +130,7 @@ fn transport_failure(err: TransportError) -> Read {
         TransportError::Unreachable { .. }
         | TransportError::Auth { .. }
         | TransportError::Lost { .. }
+        | TransportError::NotSent { .. }
         | TransportError::Timeout { .. } => Read::Unreachable(err.to_string()),
         #[allow(unreachable_patterns)]
         _ => Read::NotChecked(err.to_string()),

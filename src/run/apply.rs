@@ -94,7 +94,8 @@ pub async fn apply(
             (jobs, targets.failures, None)
         }
     };
-    let connector = ws.settings.connector()?;
+    // One connection per node for the whole run: settle probe, apply, health checks.
+    let connector = ws.settings.pooled_connector()?;
     let options = ApplyOptions {
         parallel: request.parallel,
         command_timeout: ws.settings.connection.command_timeout,

@@ -23,13 +23,17 @@ use crate::plan::saved::SavedPlanError;
 use crate::secret::{SecretError, SecretStore};
 use crate::selector::{Selector, SelectorError};
 use crate::store::{NewRun, RunKind, Store, StoreError, DEFAULT_PATH};
-use crate::transport::known_hosts::KnownHostsError;
+use crate::transport::known_hosts::{KnownHosts, KnownHostsError};
 use crate::transport::local::LocalConnector;
+use crate::transport::pool::{SessionPool, DEFAULT_MAX_IDLE};
 use crate::transport::ssh::{known_hosts_path, SshConfig, SshConnector};
 use crate::transport::Connector;
 
 pub use apply::{apply, Applied, ApplyRequest};
 pub use plan::{plan, PlanRequest, Planned};
+
+/// A connector just built and the known_hosts it verifies against.
+type Fresh = (Arc<dyn Connector>, Option<Arc<KnownHosts>>);
 
 /// Everything a run needs to know besides what it is asked to do.
 #[derive(Debug, Clone)]
@@ -45,6 +49,9 @@ pub struct Settings {
     pub started_by: Option<String>,
     /// The command line as typed, for the history and the site lock's label.
     pub command: String,
+    /// Sessions kept open across runs (the daemon's): when set, [`Settings::connector`]
+    /// hands out the pool, refreshed for the run.
+    pub pool: Option<SessionPool>,
 }
 
 /// How nodes are reached.
@@ -142,6 +149,7 @@ impl Settings {
             history: None,
             started_by: None,
             command: String::new(),
+            pool: None,
         }
     }
 
@@ -170,16 +178,45 @@ impl Settings {
         config
     }
 
-    /// The connector for a run; the known_hosts file is read here, once.
+    /// The connector for a run; the known_hosts file is read here, once. With a shared
+    /// pool, the pool: its kept sessions whose keys that known_hosts no longer trusts
+    /// are closed, and new connections go through the fresh connector.
     pub fn connector(&self) -> Result<Arc<dyn Connector>, RunError> {
+        let (inner, known_hosts) = self.fresh_connector()?;
+        match &self.pool {
+            Some(pool) => {
+                let closed = pool.refresh(inner, known_hosts.as_deref());
+                if closed > 0 {
+                    eprintln!("tandem: closed {closed} kept connection(s) no longer trusted or idle too long");
+                }
+                Ok(Arc::new(pool.clone()))
+            }
+            None => Ok(inner),
+        }
+    }
+
+    /// [`Settings::connector`] for a run that connects to a node more than once (an
+    /// apply: settle probe, apply, health checks): without a shared pool, a pool for
+    /// this run alone, so each node is connected to once.
+    pub fn pooled_connector(&self) -> Result<Arc<dyn Connector>, RunError> {
+        if self.pool.is_some() {
+            return self.connector();
+        }
+        let (inner, _) = self.fresh_connector()?;
+        Ok(Arc::new(SessionPool::new(inner, DEFAULT_MAX_IDLE)))
+    }
+
+    /// A connector built now, and the known_hosts it read (none for the local transport).
+    fn fresh_connector(&self) -> Result<Fresh, RunError> {
         match self.connection.transport {
-            TransportKind::Local => Ok(Arc::new(LocalConnector)),
+            TransportKind::Local => Ok((Arc::new(LocalConnector), None)),
             TransportKind::Ssh => {
                 let config = self.ssh_config();
                 let path = config.known_hosts.clone();
                 let connector = SshConnector::new(config)
                     .map_err(|source| RunError::KnownHosts { path, source })?;
-                Ok(Arc::new(connector))
+                let known_hosts = connector.known_hosts();
+                Ok((Arc::new(connector), Some(known_hosts)))
             }
         }
     }

@@ -113,6 +113,7 @@ struct RawReceiver {
 struct RawServe {
     body_limit: Option<usize>,
     audit_interval: Option<String>,
+    keep_connections: Option<String>,
     state_dir: Option<PathBuf>,
 }
 
@@ -180,6 +181,8 @@ pub struct Config {
     pub receivers: BTreeMap<&'static str, (Receiver, Secret)>,
     pub body_limit: usize,
     pub audit_interval: Option<Duration>,
+    /// How long an idle connection to a node is kept open between runs (`0s`: none).
+    pub keep_connections: Duration,
     /// Mirror, checkouts and saved plans.
     pub state_dir: PathBuf,
 }
@@ -325,6 +328,11 @@ impl Config {
             receivers,
             body_limit: raw.serve.body_limit.unwrap_or(DEFAULT_BODY_LIMIT),
             audit_interval: audit_interval.filter(|d| !d.is_zero()),
+            keep_connections: duration(
+                "keep_connections",
+                raw.serve.keep_connections.as_ref(),
+                crate::transport::pool::DEFAULT_MAX_IDLE,
+            )?,
             state_dir: site.join(
                 raw.serve
                     .state_dir
@@ -447,6 +455,26 @@ mod tests {
         assert_eq!(config.body_limit, DEFAULT_BODY_LIMIT);
         assert_eq!(config.receivers["github"].1.expose(), b"s3cret");
         assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn kept_connections_idle_ten_minutes_unless_configured() {
+        let github = "[receivers.github]\nsecret_env = \"SET\"\n";
+        let config = parse(&format!("{BASE}{github}")).unwrap();
+        assert_eq!(config.keep_connections, Duration::from_secs(600));
+        let config = parse(&format!(
+            "{BASE}[serve]\nkeep_connections = \"0s\"\n{github}"
+        ))
+        .unwrap();
+        assert_eq!(config.keep_connections, Duration::ZERO);
+        let err = parse(&format!(
+            "{BASE}[serve]\nkeep_connections = \"long\"\n{github}"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("`keep_connections`: `long` is not a duration"),
+            "{err}"
+        );
     }
 
     #[test]

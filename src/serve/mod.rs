@@ -83,8 +83,13 @@ pub async fn run(
     extra: impl FnOnce(pages::Readiness) -> Router,
     observer: Arc<dyn Observer>,
 ) -> Result<(), ServeError> {
-    let settings = options.settings;
+    let mut settings = options.settings;
     let config = Config::load(&settings.site)?;
+    // One pool for every run of the daemon: a push converges over connections kept
+    // open since the last run (`keep_connections` bounds how long one idles).
+    settings.pool = Some(crate::transport::pool::SessionPool::empty(
+        config.keep_connections,
+    ));
     let url = local_url(&settings, &config.url);
     let store = Store::open(&settings.history_path())?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -11,7 +11,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::config::{Config, Policy};
 use super::observe::{Observer, RunFinished};
@@ -58,6 +58,14 @@ impl Worker {
             tick
         });
         let mut stop = self.stop.clone();
+        // Kept connections are kept alive (and dead ones dropped) while the worker idles.
+        let every = self
+            .settings
+            .connection
+            .keepalive
+            .max(Duration::from_secs(1));
+        let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let audit_due = async {
                 match audit.as_mut() {
@@ -68,13 +76,26 @@ impl Worker {
                 }
             };
             let mut due_audit = false;
+            let mut due_keepalive = false;
             tokio::select! {
                 _ = self.queue.woken() => {}
                 _ = audit_due => due_audit = true,
+                _ = keepalive.tick() => due_keepalive = true,
                 _ = stop.wait_for(|stopping| *stopping) => {}
             }
             if *stop.borrow() {
                 return;
+            }
+            if due_keepalive {
+                if let Some(pool) = &self.settings.pool {
+                    let closed = pool.keepalive().await;
+                    if closed > 0 {
+                        self.log(&format!(
+                            "closed {closed} kept connection(s): dead or idle past `keep_connections`"
+                        ));
+                    }
+                }
+                continue;
             }
             if due_audit {
                 if let Err(err) = super::audit::audit(&self).await {
@@ -97,7 +118,9 @@ impl Worker {
     async fn deploy(&self, triggers: &[Trigger]) -> anyhow::Result<()> {
         let mirror = self.mirror.clone();
         let branch = self.config.branch.clone();
+        let woke = Instant::now();
         let fetched = tokio::task::spawn_blocking(move || mirror.fetch(&branch)).await?;
+        let fetch_ms = woke.elapsed().as_millis();
         let head = match fetched {
             Ok(head) => head,
             Err(err) => {
@@ -154,6 +177,12 @@ impl Worker {
             .map(|t| (t.receiver.as_str().to_string(), t.delivery.clone()))
             .collect();
         let started = Instant::now();
+        // Where a push's time goes, for the log (and benches/serve.sh).
+        self.log(&format!(
+            "`{}`: fetched in {fetch_ms} ms, checked out {} ms later",
+            short(&head),
+            woke.elapsed().as_millis() - fetch_ms
+        ));
         let outcome = match self.config.policy {
             Policy::Apply => self.apply(&head, checkout, &served).await,
             Policy::Plan => self.plan(&head, checkout).await,
@@ -381,6 +410,9 @@ impl Worker {
             detail.run.commit.as_deref().map_or("no commit", short),
             detail.run.status
         ));
+        if let Some(pool) = &self.settings.pool {
+            self.log(&pool.summary());
+        }
         self.observer.run_finished(&RunFinished {
             kind,
             result: detail.run.status.as_str().to_string(),

@@ -3,6 +3,7 @@
 
 pub mod known_hosts;
 pub mod local;
+pub mod pool;
 pub mod quote;
 pub mod ssh;
 
@@ -45,6 +46,11 @@ pub enum TransportError {
     },
     #[error("{node}: connection lost: {reason}")]
     Lost { node: NodeName, reason: String },
+    /// The connection was already unusable before the command was handed to the node
+    /// (no channel could be opened on it): certainly nothing ran, so the command may be
+    /// sent again on a fresh connection ([`pool::SessionPool`] does, once).
+    #[error("{node}: connection lost before the command was sent: {reason}")]
+    NotSent { node: NodeName, reason: String },
 }
 
 /// Commands longer than this travel on stdin, ahead of the command's own input, behind a
@@ -82,6 +88,13 @@ pub fn ship_command<'a>(
 #[async_trait]
 pub trait Connector: Send + Sync {
     async fn connect(&self, node: &Node) -> Result<Box<dyn Session>, TransportError>;
+
+    /// What besides the node itself decides where `connect` lands and as whom (the
+    /// default login user, the bastion): part of a [`pool::SessionPool`]'s key, so a
+    /// session is never handed out for a different route.
+    fn route(&self) -> String {
+        String::new()
+    }
 }
 
 /// An open connection to one node.
@@ -104,5 +117,23 @@ pub trait Session: Send {
     /// `None` for transports that have none.
     fn host_key(&self) -> Option<String> {
         None
+    }
+
+    /// `false` once the connection is known to be unusable (lost, or given up after a
+    /// hard timeout): a pool then drops it instead of keeping it.
+    fn is_open(&self) -> bool {
+        true
+    }
+
+    /// Whether the keys verified when this session connected (the node's, and a
+    /// bastion's) are still trusted by `known_hosts`, as on a fresh connect.
+    fn still_trusted(&self, _known_hosts: &known_hosts::KnownHosts) -> bool {
+        true
+    }
+
+    /// Keeps an idle connection alive (an SSH keepalive) and checks that its peer is
+    /// still there; an error means the connection is dead and was closed.
+    async fn keepalive(&mut self) -> Result<(), TransportError> {
+        Ok(())
     }
 }

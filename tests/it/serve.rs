@@ -8,6 +8,7 @@ mod deploys;
 mod receivers;
 mod signed;
 mod ssh;
+mod warm;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

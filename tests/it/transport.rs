@@ -529,8 +529,11 @@ async fn killed_connection_is_lost_and_stays_lost() {
     let mut session = connector(&sshd).connect(&sshd.node("n1")).await.unwrap();
     let pids = connection_pids(&mut session).await;
     signal(&pids, "KILL");
+    // No channel opens on a dead connection: certainly nothing ran (a pool may send the
+    // command again on a fresh connection).
     let err = session.exec("true", b"", 10 * SECOND).await.unwrap_err();
-    assert!(matches!(err, TransportError::Lost { .. }), "{err}");
+    assert!(matches!(err, TransportError::NotSent { .. }), "{err}");
+    assert!(!session.is_open());
     let started = Instant::now();
     let err = session.exec("true", b"", 10 * SECOND).await.unwrap_err();
     assert!(matches!(err, TransportError::Lost { .. }), "{err}");

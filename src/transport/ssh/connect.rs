@@ -47,10 +47,15 @@ pub(super) fn open(
     let (session, fd, key) = handshake(stream, node, config, known_hosts)?;
     verify(node, &key, known_hosts)?;
     authenticate(&session, node, config)?;
+    let mut verified = vec![(node.address.clone(), node.port, key.clone())];
+    if let Some(tunnel) = &tunnel {
+        verified.push(tunnel.bastion_key.clone());
+    }
     Ok(Connection {
         session,
         fd,
         host_key: format!("{} {}", key.kind, key.fingerprint()),
+        verified,
         _tunnel: tunnel,
     })
 }

@@ -48,6 +48,20 @@ fn wrap(command: &str, timeout: Duration) -> String {
     )
 }
 
+/// The connection failed before a channel was open, so before the command was sent.
+fn not_sent(node: &NodeName, err: &ssh2::Error, blocking: Duration) -> TransportError {
+    let reason = match err.code() {
+        ssh2::ErrorCode::Session(TIMED_OUT) => {
+            format!("cannot open a channel: no answer from the node for {blocking:?}")
+        }
+        _ => format!("cannot open a channel: {err}"),
+    };
+    TransportError::NotSent {
+        node: node.clone(),
+        reason,
+    }
+}
+
 /// A short form of the command for error messages (commands carry no secrets).
 fn describe(command: &str) -> String {
     const MAX: usize = 80;
@@ -111,9 +125,10 @@ pub(super) fn run(
             }
         }
     };
+    // No channel means no command: whatever failed here, nothing ran on the node.
     let mut channel = session.channel_session().map_err(|err| match err.code() {
-        ssh2::ErrorCode::Session(TIMED_OUT) => silent("cannot open a channel"),
-        _ => lost("cannot open a channel", &err),
+        ssh2::ErrorCode::Session(TIMED_OUT) if blocking < limits.dead_after => timed_out(),
+        _ => not_sent(node, &err, blocking),
     })?;
     channel
         .exec(&wrap(command, timeout))
@@ -252,6 +267,37 @@ fn check_alive(connection: &Connection, limits: &Limits, stdin_done: bool) -> Re
     }
     match silent_for(connection.fd) {
         Some(silence) if silence >= limits.dead_after => Err(format!(
+            "no answer from the node for {silence:.0?} (keepalives unanswered)"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// An idle connection's keepalive: sends an SSH keepalive when one is due (sshd answers
+/// it, which the kernel sees as traffic) and fails when the node closed the connection
+/// or stayed silent for `dead_after`. Never blocks.
+pub(super) fn keepalive(connection: &Connection, dead_after: Duration) -> Result<(), String> {
+    let session = &connection.session;
+    let _restore = Blocking(session);
+    session.set_blocking(false);
+    if let Err(err) = session.keepalive_send() {
+        if !would_block(&err) {
+            return Err(format!("sending a keepalive: {err}"));
+        }
+    }
+    let mut fd = libc::pollfd {
+        fd: connection.fd,
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call; the fd belongs to the
+    // session, which outlives this function.
+    let rc = unsafe { libc::poll(&mut fd, 1, 0) };
+    if rc > 0 && fd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
+        return Err("the node closed the connection".into());
+    }
+    match silent_for(connection.fd) {
+        Some(silence) if silence >= dead_after => Err(format!(
             "no answer from the node for {silence:.0?} (keepalives unanswered)"
         )),
         _ => Ok(()),

@@ -15,11 +15,13 @@ use std::time::Duration;
 use super::connect::{self, Stream};
 use super::{JumpHost, SshConfig};
 use crate::node::Node;
-use crate::transport::known_hosts::KnownHosts;
+use crate::transport::known_hosts::{HostKey, KnownHosts};
 use crate::transport::TransportError;
 
 /// The pump thread; stopped and joined when dropped (it wakes at least every 100 ms).
 pub(super) struct Tunnel {
+    /// The bastion's verified key, checked again when a kept session is reused.
+    pub(super) bastion_key: (String, u16, HostKey),
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -50,6 +52,10 @@ fn via_bastion(bastion: &JumpHost, err: TransportError) -> TransportError {
             reason: prefix(reason),
         },
         TransportError::Lost { node, reason } => TransportError::Lost {
+            node,
+            reason: prefix(reason),
+        },
+        TransportError::NotSent { node, reason } => TransportError::NotSent {
             node,
             reason: prefix(reason),
         },
@@ -102,6 +108,7 @@ pub(super) fn tunnel(
     Ok((
         ours,
         Tunnel {
+            bastion_key: (bastion.address.clone(), bastion.port, key),
             stop,
             thread: Some(thread),
         },

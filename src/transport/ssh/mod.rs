@@ -115,6 +115,11 @@ impl SshConnector {
         &self.config
     }
 
+    /// The known_hosts this connector verifies against (read when it was built).
+    pub fn known_hosts(&self) -> Arc<KnownHosts> {
+        self.known_hosts.clone()
+    }
+
     /// Connects without authenticating and returns the host key the node presents
     /// (what `tandem trust` shows and pins). Nothing is checked and nothing is sent.
     pub async fn scan(&self, node: &Node) -> Result<HostKey, TransportError> {
@@ -129,6 +134,17 @@ impl SshConnector {
 
 #[async_trait]
 impl Connector for SshConnector {
+    fn route(&self) -> String {
+        let jump = self.config.jump.as_ref().map_or(String::new(), |j| {
+            format!(
+                " via {}@{}",
+                j.user,
+                super::known_hosts::host_name(&j.address, j.port)
+            )
+        });
+        format!("ssh as {}{jump}", self.config.user)
+    }
+
     async fn connect(&self, node: &Node) -> Result<Box<dyn Session>, TransportError> {
         let (config, known_hosts, node) =
             (self.config.clone(), self.known_hosts.clone(), node.clone());
@@ -142,6 +158,7 @@ impl Connector for SshConnector {
         Ok(Box::new(SshSession {
             node: name,
             host_key: connection.host_key.clone(),
+            verified: connection.verified.clone(),
             connection: Some(connection),
             dead_after: self.config.dead_after(),
             round_trips: 0,
@@ -156,6 +173,8 @@ struct Connection {
     fd: RawFd,
     /// The verified host key, `TYPE SHA256:…`.
     host_key: String,
+    /// Every key verified on the way (the node's, then the bastion's), by host and port.
+    verified: Vec<(String, u16, HostKey)>,
     _tunnel: Option<jump::Tunnel>,
 }
 
@@ -176,6 +195,7 @@ pub struct SshSession {
     /// fail fast.
     connection: Option<Connection>,
     host_key: String,
+    verified: Vec<(String, u16, HostKey)>,
     /// Silence after which the connection counts as lost (`SshConfig::dead_after`).
     dead_after: Duration,
     round_trips: u32,
@@ -226,7 +246,7 @@ impl Session for SshSession {
         // not used again: later commands fail fast instead of waiting out their own
         // timeouts on a silent peer.
         let broken = match &result {
-            Err(TransportError::Lost { .. }) => true,
+            Err(TransportError::Lost { .. } | TransportError::NotSent { .. }) => true,
             Err(TransportError::Timeout { after, .. }) => *after >= timeout + exec::GRACE,
             _ => false,
         };
@@ -242,6 +262,37 @@ impl Session for SshSession {
 
     fn host_key(&self) -> Option<String> {
         Some(self.host_key.clone())
+    }
+
+    fn is_open(&self) -> bool {
+        self.connection.is_some()
+    }
+
+    fn still_trusted(&self, known_hosts: &KnownHosts) -> bool {
+        self.verified.iter().all(|(address, port, key)| {
+            known_hosts.check(address, *port, key) == super::known_hosts::Verdict::Trusted
+        })
+    }
+
+    async fn keepalive(&mut self) -> Result<(), TransportError> {
+        let connection = self
+            .connection
+            .take()
+            .ok_or_else(|| lost(&self.node, "the connection was lost earlier".into()))?;
+        let dead_after = self.dead_after;
+        let (connection, result) = tokio::task::spawn_blocking(move || {
+            let result = exec::keepalive(&connection, dead_after);
+            (connection, result)
+        })
+        .await
+        .map_err(|err| lost(&self.node, format!("keepalive thread failed: {err}")))?;
+        match result {
+            Ok(()) => {
+                self.connection = Some(connection);
+                Ok(())
+            }
+            Err(reason) => Err(lost(&self.node, reason)),
+        }
     }
 }
 
