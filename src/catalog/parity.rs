@@ -210,6 +210,19 @@ impl<'c, 's> Streaming<'c, 's> {
         self.subject(rank, Some(catalog), observe);
     }
 
+    /// Combines this check with `other`, the same subjects checked over other nodes (a
+    /// second thread's share): what either did is done, and what either found is kept.
+    /// `finish` orders everything by subject, so the result does not depend on how the
+    /// nodes were shared out.
+    pub fn merge(mut self, other: Streaming<'c, 's>) -> Streaming<'c, 's> {
+        for (mine, theirs) in self.done.iter_mut().zip(other.done) {
+            *mine |= theirs;
+        }
+        self.errors.extend(other.errors);
+        self.failures.extend(other.failures);
+        self
+    }
+
     /// The subjects not done yet, then everything found.
     pub fn finish(mut self, observe: &mut dyn FnMut(&Catalog)) -> Parity {
         for rank in 0..self.subjects.len() {

@@ -144,20 +144,45 @@ pub async fn check(global: &Global, args: &Args) -> Report {
         }
     }
     // Each catalog is counted, compared and dropped as soon as it is compiled (see
-    // `parity::Streaming`): memory stays flat in the number of nodes.
-    let mut errors = Errors::default();
-    let mut overlays = OverlayKeys::new(&site);
-    let mut streaming = parity::Streaming::new(&compiler, &nodes);
-    for node in &nodes {
-        match compiler.compile(node) {
-            Ok(catalog) => {
-                report.resources += catalog.resources.len();
-                overlays.saw(&catalog);
-                // Every role in every datacenter, compared for what the datacenter changes.
-                streaming.own(&catalog, &mut |c| overlays.saw(c));
-            }
-            Err(err) => errors.add(err, node.name.to_string()),
-        }
+    // `parity::Streaming`): memory stays flat in the number of nodes. The nodes are
+    // shared out among one thread per core, each with its own share of the check;
+    // the shares are merged in node order, so the report is the same as one thread's.
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, nodes.len().max(1));
+    let share = nodes.len().div_ceil(workers).max(1);
+    let parts: Vec<Share<'_, '_>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = nodes
+            .chunks(share)
+            .map(|mine| {
+                let (compiler, site, all) = (&compiler, &site, &nodes);
+                scope.spawn(move || check_share(compiler, site, all, mine))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    let mut parts = parts.into_iter();
+    let Some(first) = parts.next() else {
+        return report;
+    };
+    let Share {
+        mut streaming,
+        mut errors,
+        mut overlays,
+        resources,
+    } = first;
+    report.resources = resources;
+    for part in parts {
+        streaming = streaming.merge(part.streaming);
+        errors.merge(part.errors);
+        overlays.merge(&part.overlays);
+        report.resources += part.resources;
     }
     report.nodes = nodes.len();
     let parity = streaming.finish(&mut |c| overlays.saw(c));
@@ -188,6 +213,41 @@ pub async fn check(global: &Global, args: &Args) -> Report {
     }
     report.ok = report.errors.is_empty();
     report
+}
+
+/// One thread's share of `check`: its nodes compiled and compared in every datacenter.
+struct Share<'c, 's> {
+    streaming: parity::Streaming<'c, 's>,
+    errors: Errors,
+    overlays: OverlayKeys,
+    resources: usize,
+}
+
+fn check_share<'c, 's>(
+    compiler: &'c Compiler<'s>,
+    site: &Site,
+    all: &[Node],
+    mine: &[Node],
+) -> Share<'c, 's> {
+    let mut share = Share {
+        streaming: parity::Streaming::new(compiler, all),
+        errors: Errors::default(),
+        overlays: OverlayKeys::new(site),
+        resources: 0,
+    };
+    for node in mine {
+        match compiler.compile(node) {
+            Ok(catalog) => {
+                share.resources += catalog.resources.len();
+                share.overlays.saw(&catalog);
+                // Every role in every datacenter, compared for what the datacenter changes.
+                let overlays = &mut share.overlays;
+                share.streaming.own(&catalog, &mut |c| overlays.saw(c));
+            }
+            Err(err) => share.errors.add(err, node.name.to_string()),
+        }
+    }
+    share
 }
 
 /// The nodes to check: static ones (the `--inventory` file when given, else the site's
@@ -260,6 +320,13 @@ impl OverlayKeys {
         }
     }
 
+    /// What another share saw counts as seen.
+    fn merge(&mut self, other: &OverlayKeys) {
+        for (mine, theirs) in self.keys.iter_mut().zip(&other.keys) {
+            mine.3 |= theirs.3;
+        }
+    }
+
     /// Only meaningful when every catalog compiled: a failed one may be where the
     /// resource lives.
     fn report(&self, report: &mut Report) {
@@ -293,6 +360,26 @@ impl Errors {
             }
             if !entry.contains(&node) {
                 entry.push(node.clone());
+            }
+        }
+    }
+
+    /// Another share's errors, after this one's (shares are in node order).
+    fn merge(&mut self, other: Errors) {
+        let Errors {
+            order,
+            mut affected,
+        } = other;
+        for message in order {
+            let nodes = affected.remove(&message).unwrap_or_default();
+            let entry = self.affected.entry(message.clone()).or_default();
+            if entry.is_empty() {
+                self.order.push(message);
+            }
+            for node in nodes {
+                if !entry.contains(&node) {
+                    entry.push(node);
+                }
             }
         }
     }
