@@ -7,7 +7,10 @@
 # Per size, a fresh tini fleet (scripts/fleet; past 253 hosts it spans several /24s) and
 # a files-only site: one directory, one file from a template naming the node, three
 # files of shared content (1 KiB each). tandem runs with `--parallel SIZE` (every node at
-# once, as the floor does). Cases, each a wall time of the whole command:
+# once, as the floor does), or `--parallel $PARALLEL` with the floor's OpenSSH processes
+# limited to as many at once (PARALLEL=250 for 1,000 hosts on a small machine, where
+# every node at once starves the hosts past the keepalive silence bound). Cases, each a
+# wall time of the whole command:
 #
 #   floor          SIZE parallel `ssh ... sha256sum FILE`, fresh connections
 #   change floor   SIZE parallel `ssh ... sh -s` writing one file atomically (temporary
@@ -146,15 +149,22 @@ outcomes_are() {
 }
 
 ssh_all() {
-	local pids=() addr failed=0
+	local addr failed=0 running=0 limit=${PARALLEL:-${#addrs[@]}}
 	for addr in "${addrs[@]}"; do
+		if ((running >= limit)); then
+			wait -n || failed=1
+			((running--))
+		fi
 		ssh -F none -i "$dir/id_ed25519" -o IdentitiesOnly=yes -o BatchMode=yes \
 			-o UserKnownHostsFile="$dir/known_hosts" -o StrictHostKeyChecking=yes \
 			-o KexAlgorithms=curve25519-sha256 -o ControlMaster=no -o ControlPath=none \
 			-o ConnectTimeout=30 "root@$addr" "$@" <"${FLOOR_STDIN:-/dev/null}" >/dev/null &
-		pids+=($!)
+		((++running))
 	done
-	for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+	while ((running > 0)); do
+		wait -n || failed=1
+		((running--))
+	done
 	((failed == 0)) || die "the ssh floor failed on some host"
 }
 floor() { FLOOR_STDIN=/dev/null ssh_all sha256sum "$FILE"; }
@@ -240,7 +250,7 @@ for n in $SIZES; do
 	export TANDEM_INVENTORY=$dir/inventory.toml TANDEM_KNOWN_HOSTS=$dir/known_hosts TANDEM_IDENTITY=$dir/id_ed25519
 	rm -rf "$site/.tandem"
 
-	timed 0 "$tandem" apply --parallel "$n" --format json && outcomes_are changed && record converge
+	timed 0 "$tandem" apply --parallel "${PARALLEL:-$n}" --format json && outcomes_are changed && record converge
 	# The one-file change floor: the converged file, written atomically.
 	{
 		echo 'set -e'
@@ -252,18 +262,18 @@ for n in $SIZES; do
 		say "$n hosts: repetition $rep/$REPS"
 		timed 0 floor && record floor
 		if ((rep % 2)); then
-			timed 0 "$tandem" plan --parallel "$n" && record plan
-			timed 0 "$tandem" apply --parallel "$n" --format json && outcomes_are unchanged && record noop
+			timed 0 "$tandem" plan --parallel "${PARALLEL:-$n}" && record plan
+			timed 0 "$tandem" apply --parallel "${PARALLEL:-$n}" --format json && outcomes_are unchanged && record noop
 		else
-			timed 0 "$tandem" apply --parallel "$n" --format json && outcomes_are unchanged && record noop
-			timed 0 "$tandem" plan --parallel "$n" && record plan
+			timed 0 "$tandem" apply --parallel "${PARALLEL:-$n}" --format json && outcomes_are unchanged && record noop
+			timed 0 "$tandem" plan --parallel "${PARALLEL:-$n}" && record plan
 		fi
 		drift
-		timed 0 "$tandem" apply --parallel "$n" --format json && outcomes_are changed && record change
+		timed 0 "$tandem" apply --parallel "${PARALLEL:-$n}" --format json && outcomes_are changed && record change
 		timed 0 change_floor && record floor_change
 	done
 	# The floor wrote what tandem converged to: still in sync.
-	timed 0 "$tandem" apply --parallel "$n" --format json && outcomes_are unchanged
+	timed 0 "$tandem" apply --parallel "${PARALLEL:-$n}" --format json && outcomes_are unchanged
 	results+=("$n")
 	scripts/fleet down "$FLEET" >/dev/null
 	report
