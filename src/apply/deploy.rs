@@ -17,7 +17,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::{apply_jobs, ApplyOptions, Job, NodeReport, Outcome, StepStatus};
+use super::held::{release_all, HeldProbe};
+use super::{apply_held, ApplyOptions, Job, NodeReport, Outcome, StepStatus};
 use crate::datacenter::DatacenterSpec;
 use crate::exit::Status;
 use crate::lock::{LockError, SiteLock, Wait};
@@ -172,8 +173,10 @@ pub async fn deploy(
     // one carries a newer failover epoch than this checkout. Nodes in sync are done
     // there; batches, health checks and pauses are for the others.
     let all = jobs.len();
-    let (jobs, settled, seen) = settle(jobs, connector.clone(), options).await;
+    let (jobs, settled, seen, mut held) = settle(jobs, connector.clone(), options).await;
     if let Err(stale) = crate::epoch::check(options.applied.epoch, &seen) {
+        // Every held probe ends unused: nothing is sent to any node.
+        release_all(held.into_values()).await;
         store.finish(run, RunStatus::Error, Some(&stale.to_string()))?;
         return Err(stale.into());
     }
@@ -185,10 +188,12 @@ pub async fn deploy(
         });
     }
     plan = order(&jobs);
-    let jobs = keep_facts_for_first_batch(jobs, plan.as_ref().ok());
+    let (jobs, later) = keep_facts_for_first_batch(jobs, &mut held, plan.as_ref().ok());
+    release_all(later).await;
     let plan = match plan {
         Ok(plan) => plan,
         Err(err) => {
+            release_all(held.into_values()).await;
             store.finish(run, RunStatus::Error, Some(&err.to_string()))?;
             return Err(err.into());
         }
@@ -211,18 +216,23 @@ pub async fn deploy(
         plan,
         &ctx.policy,
         |batch: Vec<Node>| {
-            let batch_jobs: Vec<Job> = batch
+            let batch_jobs: Vec<(Job, Option<HeldProbe>)> = batch
                 .iter()
-                .filter_map(|n| by_node.remove(&n.name))
+                .filter_map(|n| by_node.remove(&n.name).map(|j| (j, held.remove(&n.name))))
                 .collect();
             let connector = connector.clone();
             let (store, reports, record_error) = (&store, &reports, &record_error);
             async move {
                 let started = SystemTime::now();
                 let done = if options.interrupt.is_requested() {
-                    batch_jobs.iter().map(|j| not_started(&j.catalog)).collect()
+                    let done = batch_jobs
+                        .iter()
+                        .map(|(j, _)| not_started(&j.catalog))
+                        .collect();
+                    release_all(batch_jobs.into_iter().filter_map(|(_, h)| h)).await;
+                    done
                 } else {
-                    apply_jobs(batch_jobs, connector, options).await
+                    apply_held(batch_jobs, connector, options).await
                 };
                 for report in &done {
                     if let Err(err) = record(store, run, report, started) {
@@ -324,12 +334,21 @@ async fn settle(
     jobs: Vec<Job>,
     connector: Arc<dyn Connector>,
     options: &ApplyOptions,
-) -> (Vec<Job>, Vec<NodeReport>, Vec<crate::epoch::Seen>) {
-    let results = super::probe_jobs(jobs.clone(), connector, options).await;
+) -> (
+    Vec<Job>,
+    Vec<NodeReport>,
+    Vec<crate::epoch::Seen>,
+    HashMap<NodeName, HeldProbe>,
+) {
+    let results = super::probe_jobs(jobs.clone(), connector, options, true).await;
     let mut settled = Vec::new();
     let mut pending = Vec::new();
     let mut seen = Vec::new();
-    for (mut job, probed) in jobs.into_iter().zip(results) {
+    let mut held = HashMap::new();
+    for (mut job, mut probed) in jobs.into_iter().zip(results) {
+        if let Some(h) = probed.held.take() {
+            held.insert(job.catalog.node.name.clone(), h);
+        }
         // Leftovers of a killed run are worth the apply script, which removes them.
         let clean = probed.seen.as_ref().is_some_and(|s| !s.leftovers);
         seen.extend(probed.seen);
@@ -349,23 +368,30 @@ async fn settle(
             }
         }
     }
-    (pending, settled, seen)
+    (pending, settled, seen, held)
 }
 
-/// Facts from settling are reused by the nodes of the rollout's first batch, which
-/// start at once; later batches follow health checks and pauses, so their nodes are
-/// probed again when their turn comes (and their facts are not held meanwhile).
-fn keep_facts_for_first_batch(mut jobs: Vec<Job>, plan: Option<&rollout::RolloutPlan>) -> Vec<Job> {
+/// Facts from settling, and the held probes, are reused by the nodes of the rollout's
+/// first batch, which start at once; later batches follow health checks and pauses,
+/// so their nodes are probed again when their turn comes (and neither their facts nor
+/// their commands are held meanwhile): their held probes come back, to be released.
+fn keep_facts_for_first_batch(
+    mut jobs: Vec<Job>,
+    held: &mut HashMap<NodeName, HeldProbe>,
+    plan: Option<&rollout::RolloutPlan>,
+) -> (Vec<Job>, Vec<HeldProbe>) {
     let first: std::collections::HashSet<&NodeName> = plan
         .and_then(|p| p.batches.first())
         .map(|b| b.nodes.iter().map(|n| &n.name).collect())
         .unwrap_or_default();
+    let mut later = Vec::new();
     for job in &mut jobs {
         if !first.contains(&job.catalog.node.name) {
             job.probed = None;
+            later.extend(held.remove(&job.catalog.node.name));
         }
     }
-    jobs
+    (jobs, later)
 }
 
 fn not_started(catalog: &crate::catalog::Catalog) -> NodeReport {

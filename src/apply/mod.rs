@@ -10,6 +10,7 @@
 //! first. An apply that is interrupted starts no new node (see [`Interrupt`]).
 
 pub mod deploy;
+pub mod held;
 pub mod interrupt;
 pub mod progress;
 pub mod render;
@@ -30,6 +31,7 @@ use crate::plan::render::NodeResult;
 use crate::plan::{self, NodePlan};
 use crate::secret::SecretStore;
 use crate::transport::{Connector, Session, TransportError};
+pub use held::HeldProbe;
 
 pub use crate::outcome::Outcome;
 pub use crate::plan::stale::{change_summary, Expect, Job, StaleResource};
@@ -131,7 +133,7 @@ pub async fn plan_nodes_seen(
     options: &ApplyOptions,
 ) -> Vec<(NodeResult, Option<crate::epoch::Seen>)> {
     let jobs = catalogs.into_iter().map(Job::new).collect();
-    probe_jobs(jobs, connector, options)
+    probe_jobs(jobs, connector, options, false)
         .await
         .into_iter()
         .map(|p| (p.result, p.seen))
@@ -145,15 +147,21 @@ pub struct Probed {
     pub result: NodeResult,
     pub seen: Option<crate::epoch::Seen>,
     pub facts: Option<NodeFacts>,
+    /// The probe's command, held open on the node for its apply (see [`held`]): only
+    /// when asked to hold, for a node with something to do.
+    pub held: Option<HeldProbe>,
 }
 
 /// Probes and plans every job's node, one connection and one round trip each. A saved
 /// plan's job is probed only on the machine the plan read (address, then host key),
 /// as its apply would be; any other machine is left alone and planned as refused.
+/// With `hold` (an apply's settling), a node with something to do keeps its probe's
+/// command open for the apply script ([`held`]); the others end theirs at once.
 pub async fn probe_jobs(
     jobs: Vec<Job>,
     connector: Arc<dyn Connector>,
     options: &ApplyOptions,
+    hold: bool,
 ) -> Vec<Probed> {
     options.progress.set_total(jobs.len());
     run_all(jobs, options, move |job: Job, options| {
@@ -165,8 +173,19 @@ pub async fn probe_jobs(
             let dc = catalog.node.datacenter.clone();
             let probed = match connect_checked(&*connector, &job).await {
                 Ok(mut session) => {
-                    match probe(&mut *session, catalog, &options, options.command_timeout).await {
-                        Ok(facts) => planned(catalog, facts, &*session, &options),
+                    let timeout = options.command_timeout;
+                    match probe(&mut *session, catalog, &options, timeout, hold).await {
+                        Ok((facts, go)) => {
+                            let mut probed = planned(catalog, facts, &*session, &options);
+                            if let Some((go, ends)) = go {
+                                if has_work(&probed, &job) {
+                                    probed.held = Some(HeldProbe { session, go, ends });
+                                } else {
+                                    held::release(&mut *session).await;
+                                }
+                            }
+                            probed
+                        }
                         Err(err) => unprobed(node_failure(err, node, dc)),
                     }
                 }
@@ -184,7 +203,18 @@ fn unprobed(result: NodeResult) -> Probed {
         result,
         seen: None,
         facts: None,
+        held: None,
     }
+}
+
+/// Whether an apply has something to do on a probed node: changes, the node state file
+/// to rewrite, a killed run's leftovers, or a saved plan's check (the settling's rule).
+fn has_work(probed: &Probed, job: &Job) -> bool {
+    let NodeResult::Planned(p) = &probed.result else {
+        return false;
+    };
+    let clean = probed.seen.as_ref().is_some_and(|s| !s.leftovers);
+    !(p.is_empty() && job.expect.is_none() && !p.record_stale && clean)
 }
 
 /// The plan of a probed node (or why it could not be made).
@@ -216,6 +246,7 @@ fn planned(
                 result: node_failure(err, node, dc),
                 seen,
                 facts: None,
+                held: None,
             };
         }
     };
@@ -223,6 +254,7 @@ fn planned(
         result,
         seen,
         facts: Some(facts),
+        held: None,
     }
 }
 
@@ -279,12 +311,26 @@ pub async fn apply_jobs(
     connector: Arc<dyn Connector>,
     options: &ApplyOptions,
 ) -> Vec<NodeReport> {
-    run_all(jobs, options, move |job: Job, options| {
+    let jobs = jobs.into_iter().map(|job| (job, None)).collect();
+    apply_held(jobs, connector, options).await
+}
+
+/// [`apply_jobs`], where a job may come with its settling probe still held open on the
+/// node ([`held`]): its apply script then goes down that command.
+pub async fn apply_held(
+    jobs: Vec<(Job, Option<HeldProbe>)>,
+    connector: Arc<dyn Connector>,
+    options: &ApplyOptions,
+) -> Vec<NodeReport> {
+    run_all(jobs, options, move |(job, held): (Job, Option<HeldProbe>), options| {
         let connector = connector.clone();
         async move {
             // This body runs once the node's semaphore permit is held: the moment the
             // node would start.
             if options.interrupt.is_requested() {
+                if let Some(held) = held {
+                    drop(held.release().await);
+                }
                 let mut report = empty_report(&job.catalog, Outcome::NotAttempted);
                 report.error = Some("not started: the run was interrupted".into());
                 return report;
@@ -295,7 +341,7 @@ pub async fn apply_jobs(
             // After an interrupt, a node still in flight when the grace period ends is
             // abandoned: dropping its work closes its channel (see the SSH session).
             let report = tokio::select! {
-                report = apply_node(&*connector, &job, &options) => report,
+                report = apply_node(&*connector, &job, held, &options) => report,
                 () = options.interrupt.grace_over() => abandoned(&job.catalog, &options.interrupt),
             };
             options.progress.node_done(report.node.as_str());
@@ -357,59 +403,121 @@ where
     results
 }
 
+/// Probes the node. With `hold`, and a transport that can, the probe's command is held
+/// open afterwards for an apply script ([`held`]): then its `go` token and when the
+/// node's own timeout ends it come back too. A probe that fails ends the held command.
 async fn probe(
     session: &mut dyn Session,
     catalog: &Catalog,
     options: &ApplyOptions,
     timeout: Duration,
-) -> Result<NodeFacts, NodeError> {
+    hold: bool,
+) -> Result<(NodeFacts, Option<(Token, Instant)>), NodeError> {
     let token = Token::random();
     let (mut script, stdin) = plan::probe_script(catalog, token.clone());
     script.push_str(&crate::fact::script::state_leftovers(&options.state_dir));
     script.push_str(&applied::probe_shell(&options.state_dir));
-    let out = session.exec(&script, &stdin, timeout).await?;
+    let mut go = None;
+    let out = if hold {
+        let g = Token::random();
+        let whole = held::whole(options.command_timeout, options.lock_wait);
+        let ends = Instant::now() + whole;
+        let marker = held::marker(&g);
+        let command = format!("{script}{}", held::reader(&g));
+        match session
+            .hold(&command, &stdin, &marker, timeout, whole)
+            .await?
+        {
+            Some(mut out) if session.holding() => {
+                let at = out
+                    .stdout
+                    .windows(marker.len())
+                    .rposition(|w| w == marker.as_slice());
+                out.stdout.truncate(at.unwrap_or(out.stdout.len()));
+                // Still running, but the probe part ended as it does on success.
+                out.status = Some(0);
+                go = Some((g, ends));
+                out
+            }
+            Some(out) => out,
+            None => session.exec(&script, &stdin, timeout).await?,
+        }
+    } else {
+        session.exec(&script, &stdin, timeout).await?
+    };
     let node = catalog.node.name.clone();
     if !out.success() {
+        held::release(session).await;
         return Err(NodeError::Probe {
             node,
             status: out.status,
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         });
     }
-    NodeFacts::parse(&out.stdout, &token).map_err(|error| NodeError::Facts { node, error })
+    match NodeFacts::parse(&out.stdout, &token) {
+        Ok(facts) => Ok((facts, go)),
+        Err(error) => {
+            held::release(session).await;
+            Err(NodeError::Facts { node, error })
+        }
+    }
 }
 
-async fn apply_node(connector: &dyn Connector, job: &Job, options: &ApplyOptions) -> NodeReport {
+async fn apply_node(
+    connector: &dyn Connector,
+    job: &Job,
+    held: Option<HeldProbe>,
+    options: &ApplyOptions,
+) -> NodeReport {
     let started = Instant::now();
     // The node's whole apply (probe, script, verify) fits in the command timeout plus
     // the node-lock wait: each command gets what is left of it.
-    let deadline = started + options.command_timeout + options.lock_wait;
+    let budget = options.command_timeout + options.lock_wait;
+    let deadline = started + budget;
     let catalog = &job.catalog;
     let mut report = empty_report(catalog, Outcome::Failed);
     let result = async {
-        let mut session = connect_checked(connector, job).await?;
+        // A held settling probe (on the machine it checked) carries the script when the
+        // node's command has a whole apply's time left; else it ends, and the script
+        // is a command of its own on the same connection.
+        // The settling probe's round trip is counted on its own session.
+        let from_settle = held.is_some();
+        let (mut session, mut go) = match held {
+            Some(held) if job.probed.is_some() && held.has_left(budget) => {
+                (held.session, Some(held.go))
+            }
+            Some(held) => (held.release().await, None),
+            None => (connect_checked(connector, job).await?, None),
+        };
         // Facts the run's settling read moments ago are planned from as they are: the
-        // script's own verifying probe reads what its steps left.
+        // script's own verifying probe reads what its steps left. A node probed now
+        // (a later batch) holds that probe's command for its script.
         let fresh;
         let facts = match &job.probed {
             Some(facts) => &**facts,
             None => {
-                fresh = probe(&mut *session, catalog, options, options.command_timeout).await?;
+                let timeout = options.command_timeout;
+                let (facts, held) = probe(&mut *session, catalog, options, timeout, true).await?;
+                go = held.map(|(go, _)| go);
+                fresh = facts;
                 &fresh
             }
         };
         let outcome = apply_with(
             &mut *session,
-            catalog,
+            job,
             facts,
-            job.expect.as_deref(),
+            go.as_ref(),
             options,
             deadline,
             &mut report,
         )
         .await;
+        // Not sent (nothing to do, or refused): the held command ends unused.
+        held::release(&mut *session).await;
         // The settling probe was this node's first round trip of the run.
-        report.round_trips = session.round_trips() + u32::from(job.probed.is_some());
+        report.round_trips =
+            session.round_trips() + u32::from(job.probed.is_some() && !from_settle);
         outcome
     }
     .await;
@@ -427,15 +535,18 @@ async fn apply_node(connector: &dyn Connector, job: &Job, options: &ApplyOptions
     report
 }
 
+/// Plans `job` from `facts` and sends the script that converges and verifies: down the
+/// held probe's command when `go` names one, else as a command of its own.
 async fn apply_with(
     session: &mut dyn Session,
-    catalog: &Catalog,
+    job: &Job,
     facts: &NodeFacts,
-    expect: Option<&[Expect]>,
+    go: Option<&Token>,
     options: &ApplyOptions,
     deadline: Instant,
     report: &mut NodeReport,
 ) -> Result<Outcome, NodeError> {
+    let (catalog, expect) = (&job.catalog, job.expect.as_deref());
     let node = catalog.node.name.clone();
     let plan: NodePlan =
         plan::plan_node(catalog, facts, &options.secrets).map_err(|error| NodeError::Facts {
@@ -477,7 +588,14 @@ async fn apply_with(
     };
     let (command, stdin) = script::build(catalog, &plan, facts, params);
     let timeout = deadline.saturating_duration_since(Instant::now());
-    let out = session.exec(&command, &stdin, timeout).await?;
+    let out = match go {
+        Some(go) if session.holding() => {
+            session
+                .resume(&held::go(go, &command, &stdin), timeout)
+                .await?
+        }
+        _ => session.exec(&command, &stdin, timeout).await?,
+    };
     let sections = crate::fact::protocol::split(&out.stdout, &token);
     let mut verify_output: Option<&[u8]> = None;
     for (section, body) in &sections {

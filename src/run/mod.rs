@@ -185,10 +185,8 @@ impl Settings {
         let (inner, known_hosts) = self.fresh_connector()?;
         match &self.pool {
             Some(pool) => {
-                let closed = pool.refresh(inner, known_hosts.as_deref());
-                if closed > 0 {
-                    eprintln!("tandem: closed {closed} kept connection(s) no longer trusted or idle too long");
-                }
+                // Counted in the pool's stats, which the daemon logs after each run.
+                pool.refresh(inner, known_hosts.as_deref());
                 Ok(Arc::new(pool.clone()))
             }
             None => Ok(inner),

@@ -7,8 +7,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::time::Instant;
 
 use crate::node::{Node, NodeName};
 use crate::transport::{Connector, Output, Session, TransportError};
@@ -21,10 +22,7 @@ pub struct LocalConnector;
 #[async_trait]
 impl Connector for LocalConnector {
     async fn connect(&self, node: &Node) -> Result<Box<dyn Session>, TransportError> {
-        Ok(Box::new(LocalSession {
-            node: node.name.clone(),
-            round_trips: 0,
-        }))
+        Ok(Box::new(LocalSession::new(node.name.clone())))
     }
 }
 
@@ -33,6 +31,19 @@ impl Connector for LocalConnector {
 pub struct LocalSession {
     node: NodeName,
     round_trips: u32,
+    held: Option<Held>,
+}
+
+/// A command started by `hold`: its input still open, waiting for `resume`.
+#[derive(Debug)]
+struct Held {
+    child: Child,
+    input: ChildStdin,
+    stdout: ChildStdout,
+    stderr: tokio::task::JoinHandle<Vec<u8>>,
+    /// When the command's own time (`whole`) is up.
+    ends: Instant,
+    what: String,
 }
 
 impl LocalSession {
@@ -40,7 +51,50 @@ impl LocalSession {
         LocalSession {
             node,
             round_trips: 0,
+            held: None,
         }
+    }
+
+    fn timed_out(&self, child: &Child, what: &str, after: Duration) -> TransportError {
+        if let Some(pid) = child.id() {
+            kill_group(pid);
+        }
+        TransportError::Timeout {
+            node: self.node.clone(),
+            what: what.to_string(),
+            after,
+        }
+    }
+
+    /// An earlier held command ends with nothing more to do (its input closed).
+    async fn release(&mut self) {
+        if let Some(held) = self.held.take() {
+            drop(held.input);
+            let _ = self
+                .finish(held.child, held.stdout, Vec::new(), held.stderr)
+                .await;
+        }
+    }
+
+    /// Reads `stdout` to its end, then the exit status and stderr.
+    async fn finish(
+        &self,
+        mut child: Child,
+        mut stdout: ChildStdout,
+        mut out: Vec<u8>,
+        stderr: tokio::task::JoinHandle<Vec<u8>>,
+    ) -> Result<Output, TransportError> {
+        stdout
+            .read_to_end(&mut out)
+            .await
+            .map_err(|err| self.lost(err))?;
+        let status = child.wait().await.map_err(|err| self.lost(err))?;
+        let stderr = stderr.await.unwrap_or_default();
+        Ok(Output {
+            status: status.code(),
+            stdout: out,
+            stderr,
+        })
     }
 
     fn lost(&self, reason: impl std::fmt::Display) -> TransportError {
@@ -59,6 +113,7 @@ impl Session for LocalSession {
         stdin: &[u8],
         timeout: Duration,
     ) -> Result<Output, TransportError> {
+        self.release().await;
         self.round_trips += 1;
         // As over SSH, so that both transports run the same bytes the same way.
         let (command, stdin) = super::ship_command(command, stdin);
@@ -106,6 +161,133 @@ impl Session for LocalSession {
                 })
             }
         }
+    }
+
+    async fn hold(
+        &mut self,
+        command: &str,
+        stdin: &[u8],
+        until: &[u8],
+        timeout: Duration,
+        whole: Duration,
+    ) -> Result<Option<Output>, TransportError> {
+        self.release().await;
+        self.round_trips += 1;
+        let what = summary(command);
+        let (command, stdin) = super::ship_command(command, stdin);
+        let mut child = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(command.as_ref())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|err| self.lost(format_args!("cannot start `/bin/sh`: {err}")))?;
+        let ends = Instant::now() + whole;
+        let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let (Some(mut input), Some(mut stdout), Some(mut err_pipe)) = pipes else {
+            return Err(self.lost("the command's pipes were not set up"));
+        };
+        let stderr = tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let _ = err_pipe.read_to_end(&mut buf).await;
+            buf
+        });
+        // Fed while stdout is read; the pipe comes back for `resume`.
+        let data = stdin.to_vec();
+        let feeder = tokio::spawn(async move {
+            let written = input.write_all(&data).await;
+            (input, written)
+        });
+        let mut out = Vec::new();
+        let marked = tokio::time::timeout(timeout, async {
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                let n = stdout.read(&mut buf).await?;
+                if n == 0 {
+                    return Ok::<bool, std::io::Error>(false);
+                }
+                let from = out.len().saturating_sub(until.len());
+                out.extend_from_slice(&buf[..n]);
+                if out[from..].windows(until.len()).any(|w| w == until) {
+                    return Ok(true);
+                }
+            }
+        })
+        .await;
+        let marked = match marked {
+            Ok(Ok(marked)) => marked,
+            Ok(Err(err)) => return Err(self.lost(err)),
+            Err(_) => return Err(self.timed_out(&child, &what, timeout)),
+        };
+        if !marked {
+            feeder.abort();
+            return self.finish(child, stdout, out, stderr).await.map(Some);
+        }
+        // The marker is out; the command reads on, so the rest of stdin goes in.
+        let (input, _) = match tokio::time::timeout(timeout, feeder).await {
+            Ok(Ok(fed)) => fed,
+            Ok(Err(err)) => return Err(self.lost(err)),
+            Err(_) => return Err(self.timed_out(&child, &what, timeout)),
+        };
+        self.held = Some(Held {
+            child,
+            input,
+            stdout,
+            stderr,
+            ends,
+            what,
+        });
+        Ok(Some(Output {
+            status: None,
+            stdout: out,
+            stderr: Vec::new(),
+        }))
+    }
+
+    async fn resume(&mut self, stdin: &[u8], timeout: Duration) -> Result<Output, TransportError> {
+        let Some(held) = self.held.take() else {
+            return Err(super::not_held(&self.node));
+        };
+        let Held {
+            child,
+            mut input,
+            stdout,
+            stderr,
+            ends,
+            what,
+            ..
+        } = held;
+        let data = stdin.to_vec();
+        let feeder = tokio::spawn(async move {
+            let _ = input.write_all(&data).await;
+            let _ = input.shutdown().await;
+        });
+        let by = ends.min(Instant::now() + timeout);
+        let started = std::time::Instant::now();
+        let pid = child.id();
+        let result =
+            tokio::time::timeout_at(by, self.finish(child, stdout, Vec::new(), stderr)).await;
+        feeder.abort();
+        match result {
+            Ok(result) => result,
+            Err(_) => {
+                if let Some(pid) = pid {
+                    kill_group(pid);
+                }
+                Err(TransportError::Timeout {
+                    node: self.node.clone(),
+                    what,
+                    after: started.elapsed(),
+                })
+            }
+        }
+    }
+
+    fn holding(&self) -> bool {
+        self.held.is_some()
     }
 
     fn round_trips(&self) -> u32 {
@@ -157,6 +339,34 @@ mod tests {
         assert_eq!(out.stderr, b"err\n");
         assert_eq!(out.status, Some(3));
         assert_eq!(s.round_trips(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_held_command_takes_its_second_input_and_ends_when_released() {
+        let mut s = LocalSession::new(NodeName::new("local").unwrap());
+        let t = Duration::from_secs(10);
+        let cmd = "head -c 3; printf '\nHELD\n'; cat; echo err >&2; exit 4";
+        let first = s.hold(cmd, b"abc", b"HELD\n", t, t).await.unwrap().unwrap();
+        assert_eq!(first.stdout, b"abc\nHELD\n");
+        assert!(s.holding());
+        let rest = s.resume(b"def", t).await.unwrap();
+        assert_eq!(
+            (rest.status, rest.stdout.as_slice()),
+            (Some(4), &b"def"[..])
+        );
+        assert_eq!(rest.stderr, b"err\n");
+        assert!(!s.holding());
+        // Released with nothing: the command sees its input end.
+        let cmd = "printf 'HELD\n'; if read -r l; then exit 0; else exit 7; fi";
+        s.hold(cmd, b"", b"HELD\n", t, t).await.unwrap().unwrap();
+        assert_eq!(s.resume(b"", t).await.unwrap().status, Some(7));
+        // An exec while a command is held ends that command first.
+        s.hold("printf 'HELD\n'; cat", b"", b"HELD\n", t, t)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.exec("echo next", b"", t).await.unwrap().stdout, b"next\n");
+        assert_eq!(s.round_trips(), 4);
     }
 
     #[tokio::test]

@@ -84,6 +84,15 @@ pub fn ship_command<'a>(
     (Cow::Owned(bootstrap), Cow::Owned(shipped))
 }
 
+/// What [`Session::resume`] answers when no command is held: a caller's bug, reported
+/// as a lost connection so that nothing more is sent.
+pub fn not_held(node: &NodeName) -> TransportError {
+    TransportError::Lost {
+        node: node.clone(),
+        reason: "no command is held on this session to resume".into(),
+    }
+}
+
 /// Opens sessions; one per node for a whole run.
 #[async_trait]
 pub trait Connector: Send + Sync {
@@ -110,7 +119,40 @@ pub trait Session: Send {
         timeout: Duration,
     ) -> Result<Output, TransportError>;
 
-    /// Commands run on this session so far: one per round trip.
+    /// Starts `command` and holds it open: feeds it `stdin` without closing its input,
+    /// and returns what it printed by the time stdout held `until` (included), within
+    /// `timeout`. The command then waits on the node for [`Session::resume`]; `whole`
+    /// bounds it there, from now, as `timeout` bounds an [`Session::exec`]. When the
+    /// command exits before printing `until`, its whole output is returned and nothing
+    /// is held ([`Session::holding`] says which). One round trip with its resumption.
+    ///
+    /// `Ok(None)`: this transport does not hold commands, and nothing was run; the
+    /// caller runs its two halves as two commands.
+    async fn hold(
+        &mut self,
+        _command: &str,
+        _stdin: &[u8],
+        _until: &[u8],
+        _timeout: Duration,
+        _whole: Duration,
+    ) -> Result<Option<Output>, TransportError> {
+        Ok(None)
+    }
+
+    /// The held command's second half: feeds it `stdin`, closes its input and returns
+    /// the rest of its output (what followed `until`) and its exit status, within
+    /// `timeout` from now (and within the held command's `whole`). An empty `stdin` lets a
+    /// held command end having done nothing more.
+    /// Transports that do not hold commands answer [`not_held`].
+    async fn resume(&mut self, stdin: &[u8], timeout: Duration) -> Result<Output, TransportError>;
+
+    /// A command started by [`Session::hold`] waits for its resumption.
+    fn holding(&self) -> bool {
+        false
+    }
+
+    /// Commands run on this session so far: one per round trip (a held command and its
+    /// resumption are one).
     fn round_trips(&self) -> u32;
 
     /// The host key the node presented and tandem verified (`ssh-ed25519 SHA256:…`);

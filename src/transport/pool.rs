@@ -74,6 +74,9 @@ pub struct Stats {
     pub opened: u64,
     pub reused: u64,
     pub reconnected: u64,
+    /// Kept sessions closed at the start of a run: their host key no longer trusted by
+    /// known_hosts, or idle past the bound.
+    pub dropped: u64,
 }
 
 struct Shared {
@@ -83,6 +86,7 @@ struct Shared {
     opened: AtomicU64,
     reused: AtomicU64,
     reconnected: AtomicU64,
+    dropped: AtomicU64,
 }
 
 fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -184,6 +188,7 @@ impl SessionPool {
                 opened: AtomicU64::new(0),
                 reused: AtomicU64::new(0),
                 reconnected: AtomicU64::new(0),
+                dropped: AtomicU64::new(0),
             }),
         }
     }
@@ -197,8 +202,13 @@ impl SessionPool {
     /// that idled past the bound, are closed. Returns how many were closed.
     pub fn refresh(&self, inner: Arc<dyn Connector>, known_hosts: Option<&KnownHosts>) -> usize {
         self.set_connector(inner);
+        let closed = self
+            .shared
+            .retain(|session| known_hosts.is_none_or(|k| session.still_trusted(k)));
         self.shared
-            .retain(|session| known_hosts.is_none_or(|k| session.still_trusted(k)))
+            .dropped
+            .fetch_add(closed as u64, Ordering::Relaxed);
+        closed
     }
 
     /// Closes idle sessions past the idle bound; returns how many.
@@ -246,10 +256,11 @@ impl SessionPool {
     pub fn summary(&self) -> String {
         let stats = self.stats();
         format!(
-            "connections since start: {} opened, {} reused, {} reconnected; {} kept open",
+            "connections since start: {} opened, {} reused, {} reconnected, {} closed at a run's start (host key no longer trusted, or idle too long); {} kept open",
             stats.opened,
             stats.reused,
             stats.reconnected,
+            stats.dropped,
             self.idle_count()
         )
     }
@@ -259,6 +270,7 @@ impl SessionPool {
             opened: self.shared.opened.load(Ordering::Relaxed),
             reused: self.shared.reused.load(Ordering::Relaxed),
             reconnected: self.shared.reconnected.load(Ordering::Relaxed),
+            dropped: self.shared.dropped.load(Ordering::Relaxed),
         }
     }
 }
@@ -310,6 +322,31 @@ struct Pooled {
     round_trips: u32,
 }
 
+/// After a `NotSent` on a kept connection (nothing ran): a fresh connection (the host
+/// key verified as always), used only when it is to the same machine the hand-out was
+/// verified as (`before`), or nothing is sent. Once per command.
+async fn reconnect(
+    shared: &Shared,
+    node: &Node,
+    before: Option<&str>,
+) -> Result<Box<dyn Session>, TransportError> {
+    let inner = shared.inner(node)?;
+    let fresh = inner.connect(node).await?;
+    shared.opened.fetch_add(1, Ordering::Relaxed);
+    shared.reconnected.fetch_add(1, Ordering::Relaxed);
+    if fresh.host_key().as_deref() != before {
+        return Err(TransportError::HostKey {
+            node: node.name.clone(),
+            reason: format!(
+                "on reconnecting, the node presented {} where this run had verified {}; nothing was sent",
+                fresh.host_key().as_deref().unwrap_or("no key"),
+                before.unwrap_or("no key")
+            ),
+        });
+    }
+    Ok(fresh)
+}
+
 impl Pooled {
     fn session(&mut self) -> Result<&mut Box<dyn Session>, TransportError> {
         self.session.as_mut().ok_or_else(|| TransportError::Lost {
@@ -333,29 +370,49 @@ impl Session for Pooled {
         let before = session.host_key();
         match session.exec(command, stdin, timeout).await {
             Err(TransportError::NotSent { .. }) if used => {
-                // Nothing ran: connect afresh (the host key verified as always) and send
-                // the command there, once. The fresh connection must be to the same
-                // machine this hand-out was verified as, or nothing is sent.
-                let inner = self.shared.inner(&self.node)?;
-                let mut fresh = inner.connect(&self.node).await?;
-                self.shared.opened.fetch_add(1, Ordering::Relaxed);
-                self.shared.reconnected.fetch_add(1, Ordering::Relaxed);
-                if fresh.host_key() != before {
-                    return Err(TransportError::HostKey {
-                        node: self.node.name.clone(),
-                        reason: format!(
-                            "on reconnecting, the node presented {} where this run had verified {}; nothing was sent",
-                            fresh.host_key().as_deref().unwrap_or("no key"),
-                            before.as_deref().unwrap_or("no key")
-                        ),
-                    });
-                }
+                let mut fresh = reconnect(&self.shared, &self.node, before.as_deref()).await?;
                 let result = fresh.exec(command, stdin, timeout).await;
                 self.session = Some(fresh);
                 result
             }
             other => other,
         }
+    }
+
+    async fn hold(
+        &mut self,
+        command: &str,
+        stdin: &[u8],
+        until: &[u8],
+        timeout: Duration,
+        whole: Duration,
+    ) -> Result<Option<Output>, TransportError> {
+        let used = std::mem::replace(&mut self.used, true);
+        let session = self.session()?;
+        let before = session.host_key();
+        let result = match session.hold(command, stdin, until, timeout, whole).await {
+            Err(TransportError::NotSent { .. }) if used => {
+                let mut fresh = reconnect(&self.shared, &self.node, before.as_deref()).await?;
+                let result = fresh.hold(command, stdin, until, timeout, whole).await;
+                self.session = Some(fresh);
+                result
+            }
+            other => other,
+        };
+        match result {
+            // Nothing was run.
+            Ok(None) => self.used = used,
+            _ => self.round_trips += 1,
+        }
+        result
+    }
+
+    async fn resume(&mut self, stdin: &[u8], timeout: Duration) -> Result<Output, TransportError> {
+        self.session()?.resume(stdin, timeout).await
+    }
+
+    fn holding(&self) -> bool {
+        self.session.as_ref().is_some_and(|s| s.holding())
     }
 
     fn round_trips(&self) -> u32 {

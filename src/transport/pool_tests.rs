@@ -71,6 +71,9 @@ impl Session for Flaky {
         }
         self.inner.exec(c, i, t).await
     }
+    async fn resume(&mut self, i: &[u8], t: Duration) -> Result<Output, TransportError> {
+        self.inner.resume(i, t).await
+    }
     fn round_trips(&self) -> u32 {
         self.inner.round_trips()
     }
@@ -137,7 +140,8 @@ async fn a_dropped_session_is_handed_out_again_to_the_same_target_only() {
         Stats {
             opened: 4,
             reused: 1,
-            reconnected: 0
+            reconnected: 0,
+            dropped: 0
         }
     );
 }

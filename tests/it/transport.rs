@@ -5,6 +5,7 @@
 //! process.
 
 mod connecting;
+mod held;
 mod trust;
 
 use std::path::Path;

@@ -77,10 +77,27 @@ fn would_block(err: &ssh2::Error) -> bool {
 
 /// What bounds one command: its own timeout, the silence after which the connection
 /// counts as lost, and the flag that says nobody waits for the result any more.
+#[derive(Clone)]
 pub(super) struct Limits {
     pub timeout: Duration,
     pub dead_after: Duration,
     pub cancel: Arc<AtomicBool>,
+}
+
+/// A command whose channel is open: started, perhaps held waiting for more input.
+pub(super) struct Running {
+    channel: ssh2::Channel,
+    started: Instant,
+    timeout: Duration,
+    what: String,
+}
+
+/// What a held command did by the time [`hold`] returned.
+pub(super) enum Held {
+    /// It printed the marker and waits for more input ([`resume`]).
+    Waiting(Running, Output),
+    /// It exited before printing the marker: its whole output.
+    Exited(Output),
 }
 
 pub(super) fn run(
@@ -90,9 +107,107 @@ pub(super) fn run(
     stdin: &[u8],
     limits: &Limits,
 ) -> Result<Output, TransportError> {
+    let _restore = Blocking(&connection.session);
+    let mut running = start(connection, node, command, limits)?;
+    let mut out = (Vec::new(), Vec::new());
+    pump(
+        connection,
+        node,
+        &mut running,
+        stdin,
+        None,
+        limits,
+        &mut out,
+    )?;
+    finish(connection, node, running, limits, out)
+}
+
+/// Starts `command`, feeds it `stdin` without closing its input, and reads its output
+/// until stdout holds `until` (included in the output returned) or the command exits.
+/// Bounded by `limits.timeout` for this part; the command's own timeout on the node is
+/// `whole`, which [`resume`] then works within.
+pub(super) fn hold(
+    connection: &Connection,
+    node: &NodeName,
+    command: &str,
+    stdin: &[u8],
+    until: &[u8],
+    whole: Duration,
+    limits: &Limits,
+) -> Result<Held, TransportError> {
+    let _restore = Blocking(&connection.session);
+    let mut running = start(
+        connection,
+        node,
+        command,
+        &Limits {
+            timeout: whole,
+            ..limits.clone()
+        },
+    )?;
+    let mut out = (Vec::new(), Vec::new());
+    let first = Instant::now() + limits.timeout;
+    let marked = pump(
+        connection,
+        node,
+        &mut running,
+        stdin,
+        Some((until, first)),
+        limits,
+        &mut out,
+    )?;
+    if marked {
+        let (stdout, stderr) = out;
+        return Ok(Held::Waiting(
+            running,
+            Output {
+                status: None,
+                stdout,
+                stderr,
+            },
+        ));
+    }
+    finish(connection, node, running, limits, out).map(Held::Exited)
+}
+
+/// The held command's second half: feeds it `stdin`, closes its input and reads the
+/// rest of its output (only what follows the marker) to its exit, within `limits.timeout`
+/// from now and the command's own timeout.
+pub(super) fn resume(
+    connection: &Connection,
+    node: &NodeName,
+    mut running: Running,
+    stdin: &[u8],
+    limits: &Limits,
+) -> Result<Output, TransportError> {
+    let _restore = Blocking(&connection.session);
+    let mut out = (Vec::new(), Vec::new());
+    let by = Instant::now() + limits.timeout;
+    pump(
+        connection,
+        node,
+        &mut running,
+        stdin,
+        Some((&[], by)),
+        limits,
+        &mut out,
+    )?;
+    finish(connection, node, running, limits, out)
+}
+
+/// Opens a channel and starts `command` on it (blocking, bounded by the command's time
+/// and by the silence that counts as a dead connection: a live node answers at once).
+/// The caller holds a [`Blocking`] guard declared before the channel, so that it drops
+/// after it: a channel given up on a silent peer is then freed without blocking
+/// (libssh2 would wait for the peer's close, up to the session timeout).
+fn start(
+    connection: &Connection,
+    node: &NodeName,
+    command: &str,
+    limits: &Limits,
+) -> Result<Running, TransportError> {
     let timeout = limits.timeout;
     let started = Instant::now();
-    let deadline = started + timeout + GRACE;
     let session = &connection.session;
     let lost = |what: &str, err: &dyn std::fmt::Display| TransportError::Lost {
         node: node.clone(),
@@ -103,13 +218,6 @@ pub(super) fn run(
         what: describe(command),
         after: started.elapsed(),
     };
-
-    // Declared before the channel so that it drops after it: a channel given up on a
-    // silent peer is then freed without blocking (libssh2 would wait for the peer's
-    // close, up to the session timeout).
-    let _restore = Blocking(session);
-    // Opening the channel and starting the command: blocking, bounded by the deadline
-    // and by the silence that counts as a dead connection (a live node answers at once).
     session.set_blocking(true);
     let blocking = (timeout + GRACE).min(limits.dead_after);
     session.set_timeout(blocking.as_millis().min(u32::MAX as u128) as u32);
@@ -136,11 +244,46 @@ pub(super) fn run(
             ssh2::ErrorCode::Session(TIMED_OUT) => silent("cannot start the command"),
             _ => lost("cannot start the command", &err),
         })?;
+    Ok(Running {
+        channel,
+        started,
+        timeout,
+        what: describe(command),
+    })
+}
 
-    session.set_blocking(false);
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+/// Writes `stdin` while reading stdout and stderr into `out`. With `hold`, `(marker,
+/// by)`: the input is left open, and reading stops once stdout holds the marker (an
+/// empty marker: once `stdin` is written and the input closed, read on to the end);
+/// `by` bounds this part locally. Without it the input is closed after `stdin`.
+/// Returns whether the marker was seen (`false`: the command's output ended).
+fn pump(
+    connection: &Connection,
+    node: &NodeName,
+    running: &mut Running,
+    stdin: &[u8],
+    hold: Option<(&[u8], Instant)>,
+    limits: &Limits,
+    out: &mut (Vec<u8>, Vec<u8>),
+) -> Result<bool, TransportError> {
+    let deadline = running.started + running.timeout + GRACE;
+    let local = hold.map_or(deadline, |(_, by)| by.min(deadline));
+    let marker = hold.map(|(m, _)| m).filter(|m| !m.is_empty());
+    let timed_out = |running: &Running| TransportError::Timeout {
+        node: node.clone(),
+        what: running.what.clone(),
+        after: running.started.elapsed(),
+    };
+    let lost = |what: &str, err: &dyn std::fmt::Display| TransportError::Lost {
+        node: node.clone(),
+        reason: format!("{what}: {err}"),
+    };
+    let channel = &mut running.channel;
+    connection.session.set_blocking(false);
     let mut written = 0;
-    let mut eof_sent = false;
+    let mut eof_sent = marker.is_some();
+    let mut searched = out.0.len();
+    let mut marked = false;
     let mut buf = vec![0u8; 32 * 1024];
     loop {
         let mut progressed = false;
@@ -167,8 +310,8 @@ pub(super) fn run(
             }
         }
         for (stream, sink) in [
-            (channel.stream(0), &mut stdout),
-            (channel.stderr(), &mut stderr),
+            (channel.stream(0), &mut out.0),
+            (channel.stderr(), &mut out.1),
         ] {
             let mut stream = stream;
             loop {
@@ -183,25 +326,54 @@ pub(super) fn run(
                 }
             }
         }
+        if let Some(marker) = marker {
+            let from = searched.saturating_sub(marker.len());
+            marked |= out.0[from..].windows(marker.len()).any(|w| w == marker);
+            searched = out.0.len();
+            // All of stdin goes in first: what follows it belongs to the resumption.
+            if marked && written >= stdin.len() {
+                return Ok(true);
+            }
+        }
         if channel.eof() {
-            break;
+            return Ok(false);
         }
         let stdin_done = written >= stdin.len() && eof_sent;
         check_alive(connection, limits, stdin_done).map_err(|reason| TransportError::Lost {
             node: node.clone(),
             reason,
         })?;
-        if Instant::now() >= deadline {
+        if Instant::now() >= local {
             // The node did not end it in time: give up the channel locally.
             let _ = channel.close();
-            return Err(timed_out());
+            return Err(timed_out(running));
         }
         if !progressed {
-            wait(connection, deadline).map_err(|err| lost("waiting on the socket", &err))?;
+            wait(connection, local).map_err(|err| lost("waiting on the socket", &err))?;
         }
     }
+}
+
+/// Waits for the channel to close and reads the exit status.
+fn finish(
+    connection: &Connection,
+    node: &NodeName,
+    mut running: Running,
+    limits: &Limits,
+    out: (Vec<u8>, Vec<u8>),
+) -> Result<Output, TransportError> {
+    let deadline = running.started + running.timeout + GRACE;
+    let timed_out = |running: &Running| TransportError::Timeout {
+        node: node.clone(),
+        what: running.what.clone(),
+        after: running.started.elapsed(),
+    };
+    let lost = |what: &str, err: &dyn std::fmt::Display| TransportError::Lost {
+        node: node.clone(),
+        reason: format!("{what}: {err}"),
+    };
     loop {
-        match channel.wait_close() {
+        match running.channel.wait_close() {
             Ok(()) => break,
             Err(err) if would_block(&err) => {
                 check_alive(connection, limits, true).map_err(|reason| TransportError::Lost {
@@ -209,13 +381,14 @@ pub(super) fn run(
                     reason,
                 })?;
                 if Instant::now() >= deadline {
-                    return Err(timed_out());
+                    return Err(timed_out(&running));
                 }
                 wait(connection, deadline).map_err(|err| lost("waiting on the socket", &err))?;
             }
             Err(err) => return Err(lost("closing the channel", &err)),
         }
     }
+    let channel = &running.channel;
     let signal = channel.exit_signal().ok().and_then(|s| s.exit_signal);
     let status = match signal {
         Some(_) => None,
@@ -228,9 +401,10 @@ pub(super) fn run(
     // `timeout -s KILL` dies with its group (signal) or reports 137; either way, past
     // the timeout it was the timeout that ended the command.
     let killed = signal.as_deref() == Some("KILL") || status == Some(137) || status == Some(124);
-    if killed && started.elapsed() >= timeout {
-        return Err(timed_out());
+    if killed && running.started.elapsed() >= running.timeout {
+        return Err(timed_out(&running));
     }
+    let (stdout, stderr) = out;
     Ok(Output {
         status,
         stdout,

@@ -159,6 +159,7 @@ impl Connector for SshConnector {
             node: name,
             host_key: connection.host_key.clone(),
             verified: connection.verified.clone(),
+            held: None,
             connection: Some(connection),
             dead_after: self.config.dead_after(),
             round_trips: 0,
@@ -191,6 +192,8 @@ impl Drop for Connection {
 /// One node's open connection.
 pub struct SshSession {
     node: NodeName,
+    /// A command started by `hold`, waiting for `resume`.
+    held: Option<exec::Running>,
     /// `None` once the connection was lost or its peer fell silent: later commands
     /// fail fast.
     connection: Option<Connection>,
@@ -205,6 +208,65 @@ pub struct SshSession {
 /// waiting for the node, after an interrupt's grace period): the blocking thread sees it
 /// within one poll interval, gives up the channel and returns, so no thread outlives the
 /// run waiting on a hung node.
+impl Drop for SshSession {
+    fn drop(&mut self) {
+        // A held channel is freed without waiting for the peer (see `exec::start`).
+        if let (Some(connection), Some(_)) = (&self.connection, &self.held) {
+            connection.session.set_blocking(false);
+        }
+        self.held = None;
+    }
+}
+
+impl SshSession {
+    fn connection(&mut self) -> Result<Connection, TransportError> {
+        self.connection.take().ok_or_else(|| {
+            lost(
+                &self.node,
+                "the connection was lost earlier in this run".into(),
+            )
+        })
+    }
+
+    fn limits(&self, timeout: Duration) -> (CancelOnDrop, exec::Limits) {
+        let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
+        let limits = exec::Limits {
+            timeout,
+            dead_after: self.dead_after,
+            cancel: cancel.0.clone(),
+        };
+        (cancel, limits)
+    }
+
+    /// Keeps the connection after a command unless its end showed it broken: a lost
+    /// connection, or a node that did not even report the kill in time, is not used
+    /// again, so later commands fail fast instead of waiting out their own timeouts on a
+    /// silent peer.
+    fn keep(
+        &mut self,
+        connection: Connection,
+        result: Result<(), &TransportError>,
+        timeout: Duration,
+    ) {
+        let broken = match result {
+            Err(TransportError::Lost { .. } | TransportError::NotSent { .. }) => true,
+            Err(TransportError::Timeout { after, .. }) => *after >= timeout + exec::GRACE,
+            _ => false,
+        };
+        if !broken {
+            self.connection = Some(connection);
+        }
+    }
+
+    /// Lets a held command end having done nothing more, so the session can run another.
+    async fn release(&mut self) -> Result<(), TransportError> {
+        if self.held.is_some() {
+            self.resume(b"", exec::GRACE).await?;
+        }
+        Ok(())
+    }
+}
+
 struct CancelOnDrop(Arc<AtomicBool>);
 
 impl Drop for CancelOnDrop {
@@ -221,39 +283,73 @@ impl Session for SshSession {
         stdin: &[u8],
         timeout: Duration,
     ) -> Result<Output, TransportError> {
-        let connection = self.connection.take().ok_or_else(|| {
-            lost(
-                &self.node,
-                "the connection was lost earlier in this run".into(),
-            )
-        })?;
+        self.release().await?;
+        let connection = self.connection()?;
         self.round_trips += 1;
         let (command, stdin) = super::ship_command(command, stdin);
         let (node, command, stdin) = (self.node.clone(), command.into_owned(), stdin.into_owned());
-        let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
-        let limits = exec::Limits {
-            timeout,
-            dead_after: self.dead_after,
-            cancel: cancel.0.clone(),
-        };
+        let (_cancel, limits) = self.limits(timeout);
         let (connection, result) = tokio::task::spawn_blocking(move || {
             let result = exec::run(&connection, &node, &command, &stdin, &limits);
             (connection, result)
         })
         .await
         .map_err(|err| lost(&self.node, format!("command thread failed: {err}")))?;
-        // A lost connection, or a node that did not even report the kill in time, is
-        // not used again: later commands fail fast instead of waiting out their own
-        // timeouts on a silent peer.
-        let broken = match &result {
-            Err(TransportError::Lost { .. } | TransportError::NotSent { .. }) => true,
-            Err(TransportError::Timeout { after, .. }) => *after >= timeout + exec::GRACE,
-            _ => false,
-        };
-        if !broken {
-            self.connection = Some(connection);
-        }
+        self.keep(connection, result.as_ref().map(|_| ()), timeout);
         result
+    }
+
+    async fn hold(
+        &mut self,
+        command: &str,
+        stdin: &[u8],
+        until: &[u8],
+        timeout: Duration,
+        whole: Duration,
+    ) -> Result<Option<Output>, TransportError> {
+        self.release().await?;
+        let connection = self.connection()?;
+        self.round_trips += 1;
+        let (command, stdin) = super::ship_command(command, stdin);
+        let (node, command, stdin) = (self.node.clone(), command.into_owned(), stdin.into_owned());
+        let until = until.to_vec();
+        let (_cancel, limits) = self.limits(timeout);
+        let (connection, result) = tokio::task::spawn_blocking(move || {
+            let result = exec::hold(&connection, &node, &command, &stdin, &until, whole, &limits);
+            (connection, result)
+        })
+        .await
+        .map_err(|err| lost(&self.node, format!("command thread failed: {err}")))?;
+        self.keep(connection, result.as_ref().map(|_| ()), timeout);
+        match result? {
+            exec::Held::Waiting(running, output) => {
+                self.held = Some(running);
+                Ok(Some(output))
+            }
+            exec::Held::Exited(output) => Ok(Some(output)),
+        }
+    }
+
+    async fn resume(&mut self, stdin: &[u8], timeout: Duration) -> Result<Output, TransportError> {
+        let running = self
+            .held
+            .take()
+            .ok_or_else(|| super::not_held(&self.node))?;
+        let connection = self.connection()?;
+        let (node, stdin) = (self.node.clone(), stdin.to_vec());
+        let (_cancel, limits) = self.limits(timeout);
+        let (connection, result) = tokio::task::spawn_blocking(move || {
+            let result = exec::resume(&connection, &node, running, &stdin, &limits);
+            (connection, result)
+        })
+        .await
+        .map_err(|err| lost(&self.node, format!("command thread failed: {err}")))?;
+        self.keep(connection, result.as_ref().map(|_| ()), timeout);
+        result
+    }
+
+    fn holding(&self) -> bool {
+        self.held.is_some()
     }
 
     fn round_trips(&self) -> u32 {
@@ -264,8 +360,10 @@ impl Session for SshSession {
         Some(self.host_key.clone())
     }
 
+    /// A session whose command is held is not handed to anyone else: a pool drops it
+    /// (closing the connection ends the held command on the node).
     fn is_open(&self) -> bool {
-        self.connection.is_some()
+        self.connection.is_some() && self.held.is_none()
     }
 
     fn still_trusted(&self, known_hosts: &KnownHosts) -> bool {

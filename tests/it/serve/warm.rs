@@ -79,6 +79,7 @@ fn an_apply_with_changes_opens_one_connection_per_node() {
         write(&site.path().join(rel), &text);
     }
     let before = accepted_all(&fleet);
+    let commands_before = commands_all(&fleet);
     let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
         .args(["apply"])
         .env("TANDEM_SITE", site.path())
@@ -103,6 +104,50 @@ fn an_apply_with_changes_opens_one_connection_per_node() {
     let after = accepted_all(&fleet);
     let opened: Vec<usize> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
     assert_eq!(opened, vec![1; fleet.nodes().len()], "{text}");
+    // Commands (sshd logs each one it starts). One node per batch: the first batch's
+    // node runs its script down its held settling probe, then the health check (2);
+    // the second ends its settling probe unused, runs a fresh probe at its turn that
+    // carries its script, then the health check (3); the last batch is the same but
+    // has no health check after it (2). Before probes were held: 3, 4 and 3.
+    let mut ran: Vec<usize> = commands_all(&fleet)
+        .iter()
+        .zip(&commands_before)
+        .map(|(a, b)| a - b)
+        .collect();
+    ran.sort_unstable();
+    assert_eq!(ran, vec![2, 2, 3], "{text}");
+    // No held shell is left waiting on any host.
+    for node in fleet.nodes() {
+        let left = fleet.exec_ok(
+            node.name.as_str(),
+            "ps -eo args | grep -c '[t]andem_go' || true",
+        );
+        assert_eq!(
+            left.trim(),
+            "0",
+            "a held probe outlived the run on {}",
+            node.name
+        );
+    }
+}
+
+/// Commands the host's sshd started so far (`LogLevel VERBOSE`, see `scripts/fleet`).
+fn commands_all(fleet: &Fleet) -> Vec<usize> {
+    fleet
+        .nodes()
+        .iter()
+        .map(|n| {
+            let log = fleet
+                .dir()
+                .join("hosts.d")
+                .join(n.name.as_str())
+                .join("console.log");
+            std::fs::read_to_string(&log)
+                .unwrap_or_else(|err| panic!("cannot read `{}`: {err}", log.display()))
+                .matches("Starting session: command for root")
+                .count()
+        })
+        .collect()
 }
 
 /// The daemon with SSH to `fleet`, `keepalive` apart; the operator site at `site`.
@@ -261,6 +306,13 @@ fn a_killed_connection_is_reconnected_and_a_changed_key_refused() {
         b_run.outcome,
         Outcome::HostKey,
         "{b_run:?}\n{}",
+        daemon.log()
+    );
+    assert!(
+        daemon
+            .log()
+            .contains("1 closed at a run's start (host key no longer trusted"),
+        "the daemon's log names the kept connection it closed\n{}",
         daemon.log()
     );
     assert_eq!(conf(&fleet, &b), "second\n", "nothing was sent to `{b}`");
