@@ -185,7 +185,10 @@ async fn first_apply_creates_then_plan_is_empty_then_a_change_is_exactly_that() 
 
     let reports = apply::apply_nodes(vec![catalog.clone()], connector(), &opts).await;
     assert_eq!(reports[0].outcome, Outcome::Changed, "{:?}", reports[0]);
-    assert_eq!(reports[0].round_trips, 2, "probe, then apply with verify");
+    assert_eq!(
+        reports[0].round_trips, 1,
+        "one command: the probe, held, carries the script that applies and verifies"
+    );
     assert_eq!(mode_of(&conf), 0o750);
     assert_eq!(mode_of(&conf.join("app.conf")), 0o640);
     assert_eq!(

@@ -254,8 +254,8 @@ fn symlinked_parent(c: &Control, host: &str) {
 }
 
 /// What a run killed mid-way leaves (a staged file, a staged tree copy, a work
-/// directory) is removed by the next apply, even one with nothing to change; then a
-/// no-op apply is one round trip again.
+/// directory) is removed by the next apply, even one with nothing to change, in the
+/// probe's own command; then a no-op apply is one round trip again.
 fn leftovers_of_a_killed_run(c: &Control, host: &str) {
     let tree = "/srv/faults/tree";
     c.sh(host, &format!("mkdir -p {tree}"));
@@ -280,7 +280,10 @@ fn leftovers_of_a_killed_run(c: &Control, host: &str) {
     let (report, _) = c.apply(host, catalog.clone());
     let node = only(&report);
     assert_eq!(node.outcome, Outcome::Unchanged, "{node:#?}");
-    assert_eq!(node.round_trips, 2, "probe, then the cleaning script");
+    assert_eq!(
+        node.round_trips, 1,
+        "one command: the probe, held, carries the cleaning script"
+    );
     for path in leftovers {
         assert!(!exists(c, host, path), "`{path}` was left");
     }
@@ -290,7 +293,7 @@ fn leftovers_of_a_killed_run(c: &Control, host: &str) {
         "mkdir -p /var/lib/tandem/run.Lone12 && echo blob > /var/lib/tandem/run.Lone12/b0",
     );
     let (report, _) = c.apply(host, catalog.clone());
-    assert_eq!(only(&report).round_trips, 2);
+    assert_eq!(only(&report).round_trips, 1);
     assert!(!exists(c, host, "/var/lib/tandem/run.Lone12"));
     let (report, _) = c.apply(host, catalog);
     let node = only(&report);
