@@ -289,7 +289,8 @@ timed 0 "$tandem" apply --format json
 outcomes_are unchanged
 
 say "counting connections and commands of one no-op and one 8-file apply on the hosts"
-on_all "echo 'LogLevel DEBUG1' >> /etc/ssh/sshd_config && systemctl reload ssh"
+# sshd takes a keyword's first value: the fleet's own `LogLevel VERBOSE` goes first.
+on_all "sed -i '/^LogLevel /d' /etc/ssh/sshd_config && echo 'LogLevel DEBUG1' >> /etc/ssh/sshd_config && systemctl reload ssh"
 sleep 1
 # Per host, what sshd logged since the mark: connections, exec requests, key exchanges.
 count_since_mark() {

@@ -479,8 +479,8 @@ async fn apply_node(
     let result = async {
         // A held settling probe (on the machine it checked) carries the script when the
         // node's command has a whole apply's time left; else it ends, and the script
-        // is a command of its own on the same connection.
-        // The settling probe's round trip is counted on its own session.
+        // is a command of its own on the same connection. Either way the settling
+        // probe's round trip is already counted on that session.
         let from_settle = held.is_some();
         let (mut session, mut go) = match held {
             Some(held) if job.probed.is_some() && held.has_left(budget) => {

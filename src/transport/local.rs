@@ -66,6 +66,21 @@ impl LocalSession {
         }
     }
 
+    /// `command` under `sh -c`, its three streams piped, in its own process group so
+    /// that a timeout can kill everything it started.
+    fn spawn(&self, command: &str) -> Result<Child, TransportError> {
+        Command::new("/bin/sh")
+            .arg("-c")
+            .arg(command)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|err| self.lost(format_args!("cannot start `/bin/sh`: {err}")))
+    }
+
     /// An earlier held command ends with nothing more to do (its input closed).
     async fn release(&mut self) {
         if let Some(held) = self.held.take() {
@@ -118,17 +133,7 @@ impl Session for LocalSession {
         // As over SSH, so that both transports run the same bytes the same way.
         let (command, stdin) = super::ship_command(command, stdin);
         let (command, stdin) = (command.as_ref(), stdin.as_ref());
-        let mut child = Command::new("/bin/sh")
-            .arg("-c")
-            .arg(command)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group, so a timeout can kill everything it started.
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|err| self.lost(format_args!("cannot start `/bin/sh`: {err}")))?;
+        let mut child = self.spawn(command)?;
         let pid = child.id();
         let mut input = child.stdin.take();
         let data = stdin.to_vec();
@@ -175,16 +180,7 @@ impl Session for LocalSession {
         self.round_trips += 1;
         let what = summary(command);
         let (command, stdin) = super::ship_command(command, stdin);
-        let mut child = Command::new("/bin/sh")
-            .arg("-c")
-            .arg(command.as_ref())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|err| self.lost(format_args!("cannot start `/bin/sh`: {err}")))?;
+        let mut child = self.spawn(&command)?;
         let ends = Instant::now() + whole;
         let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
         let (Some(mut input), Some(mut stdout), Some(mut err_pipe)) = pipes else {

@@ -92,6 +92,29 @@ pub(super) struct Running {
     what: String,
 }
 
+impl Running {
+    /// When the command's time is up locally: its timeout on the node, and the grace
+    /// for the node to report the kill.
+    fn deadline(&self) -> Instant {
+        self.started + self.timeout + GRACE
+    }
+
+    fn timed_out(&self, node: &NodeName) -> TransportError {
+        TransportError::Timeout {
+            node: node.clone(),
+            what: self.what.clone(),
+            after: self.started.elapsed(),
+        }
+    }
+}
+
+fn lost(node: &NodeName, what: &str, err: &dyn std::fmt::Display) -> TransportError {
+    TransportError::Lost {
+        node: node.clone(),
+        reason: format!("{what}: {err}"),
+    }
+}
+
 /// What a held command did by the time [`hold`] returned.
 pub(super) enum Held {
     /// It printed the marker and waits for more input ([`resume`]).
@@ -209,10 +232,7 @@ fn start(
     let timeout = limits.timeout;
     let started = Instant::now();
     let session = &connection.session;
-    let lost = |what: &str, err: &dyn std::fmt::Display| TransportError::Lost {
-        node: node.clone(),
-        reason: format!("{what}: {err}"),
-    };
+    let lost = |what: &str, err: &dyn std::fmt::Display| lost(node, what, err);
     let timed_out = || TransportError::Timeout {
         node: node.clone(),
         what: describe(command),
@@ -266,18 +286,10 @@ fn pump(
     limits: &Limits,
     out: &mut (Vec<u8>, Vec<u8>),
 ) -> Result<bool, TransportError> {
-    let deadline = running.started + running.timeout + GRACE;
+    let deadline = running.deadline();
     let local = hold.map_or(deadline, |(_, by)| by.min(deadline));
     let marker = hold.map(|(m, _)| m).filter(|m| !m.is_empty());
-    let timed_out = |running: &Running| TransportError::Timeout {
-        node: node.clone(),
-        what: running.what.clone(),
-        after: running.started.elapsed(),
-    };
-    let lost = |what: &str, err: &dyn std::fmt::Display| TransportError::Lost {
-        node: node.clone(),
-        reason: format!("{what}: {err}"),
-    };
+    let lost = |what: &str, err: &dyn std::fmt::Display| lost(node, what, err);
     let channel = &mut running.channel;
     connection.session.set_blocking(false);
     let mut written = 0;
@@ -346,7 +358,7 @@ fn pump(
         if Instant::now() >= local {
             // The node did not end it in time: give up the channel locally.
             let _ = channel.close();
-            return Err(timed_out(running));
+            return Err(running.timed_out(node));
         }
         if !progressed {
             wait(connection, local).map_err(|err| lost("waiting on the socket", &err))?;
@@ -362,16 +374,8 @@ fn finish(
     limits: &Limits,
     out: (Vec<u8>, Vec<u8>),
 ) -> Result<Output, TransportError> {
-    let deadline = running.started + running.timeout + GRACE;
-    let timed_out = |running: &Running| TransportError::Timeout {
-        node: node.clone(),
-        what: running.what.clone(),
-        after: running.started.elapsed(),
-    };
-    let lost = |what: &str, err: &dyn std::fmt::Display| TransportError::Lost {
-        node: node.clone(),
-        reason: format!("{what}: {err}"),
-    };
+    let deadline = running.deadline();
+    let lost = |what: &str, err: &dyn std::fmt::Display| lost(node, what, err);
     loop {
         match running.channel.wait_close() {
             Ok(()) => break,
@@ -381,7 +385,7 @@ fn finish(
                     reason,
                 })?;
                 if Instant::now() >= deadline {
-                    return Err(timed_out(&running));
+                    return Err(running.timed_out(node));
                 }
                 wait(connection, deadline).map_err(|err| lost("waiting on the socket", &err))?;
             }
@@ -402,7 +406,7 @@ fn finish(
     // the timeout it was the timeout that ended the command.
     let killed = signal.as_deref() == Some("KILL") || status == Some(137) || status == Some(124);
     if killed && running.started.elapsed() >= running.timeout {
-        return Err(timed_out(&running));
+        return Err(running.timed_out(node));
     }
     let (stdout, stderr) = out;
     Ok(Output {
