@@ -228,14 +228,33 @@ impl SshSession {
         })
     }
 
-    fn limits(&self, timeout: Duration) -> (CancelOnDrop, exec::Limits) {
+    /// Runs `work` on the connection on a blocking thread, within `timeout`'s limits
+    /// (abandoned when this future is dropped), and keeps the connection afterwards
+    /// unless the result showed it broken.
+    async fn blocking<T: Send + 'static>(
+        &mut self,
+        timeout: Duration,
+        work: impl FnOnce(&Connection, &NodeName, &exec::Limits) -> Result<T, TransportError>
+            + Send
+            + 'static,
+    ) -> Result<T, TransportError> {
+        let connection = self.connection()?;
         let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
         let limits = exec::Limits {
             timeout,
             dead_after: self.dead_after,
             cancel: cancel.0.clone(),
         };
-        (cancel, limits)
+        let node = self.node.clone();
+        let (connection, result) = tokio::task::spawn_blocking(move || {
+            let result = work(&connection, &node, &limits);
+            (connection, result)
+        })
+        .await
+        .map_err(|err| lost(&self.node, format!("command thread failed: {err}")))?;
+        drop(cancel);
+        self.keep(connection, result.as_ref().map(|_| ()), timeout);
+        result
     }
 
     /// Keeps the connection after a command unless its end showed it broken: a lost
@@ -284,19 +303,13 @@ impl Session for SshSession {
         timeout: Duration,
     ) -> Result<Output, TransportError> {
         self.release().await?;
-        let connection = self.connection()?;
         self.round_trips += 1;
         let (command, stdin) = super::ship_command(command, stdin);
-        let (node, command, stdin) = (self.node.clone(), command.into_owned(), stdin.into_owned());
-        let (_cancel, limits) = self.limits(timeout);
-        let (connection, result) = tokio::task::spawn_blocking(move || {
-            let result = exec::run(&connection, &node, &command, &stdin, &limits);
-            (connection, result)
+        let (command, stdin) = (command.into_owned(), stdin.into_owned());
+        self.blocking(timeout, move |connection, node, limits| {
+            exec::run(connection, node, &command, &stdin, limits)
         })
         .await
-        .map_err(|err| lost(&self.node, format!("command thread failed: {err}")))?;
-        self.keep(connection, result.as_ref().map(|_| ()), timeout);
-        result
     }
 
     async fn hold(
@@ -308,20 +321,15 @@ impl Session for SshSession {
         whole: Duration,
     ) -> Result<Option<Output>, TransportError> {
         self.release().await?;
-        let connection = self.connection()?;
         self.round_trips += 1;
         let (command, stdin) = super::ship_command(command, stdin);
-        let (node, command, stdin) = (self.node.clone(), command.into_owned(), stdin.into_owned());
-        let until = until.to_vec();
-        let (_cancel, limits) = self.limits(timeout);
-        let (connection, result) = tokio::task::spawn_blocking(move || {
-            let result = exec::hold(&connection, &node, &command, &stdin, &until, whole, &limits);
-            (connection, result)
-        })
-        .await
-        .map_err(|err| lost(&self.node, format!("command thread failed: {err}")))?;
-        self.keep(connection, result.as_ref().map(|_| ()), timeout);
-        match result? {
+        let (command, stdin, until) = (command.into_owned(), stdin.into_owned(), until.to_vec());
+        let held = self
+            .blocking(timeout, move |connection, node, limits| {
+                exec::hold(connection, node, &command, &stdin, &until, whole, limits)
+            })
+            .await?;
+        match held {
             exec::Held::Waiting(running, output) => {
                 self.held = Some(running);
                 Ok(Some(output))
@@ -335,17 +343,11 @@ impl Session for SshSession {
             .held
             .take()
             .ok_or_else(|| super::not_held(&self.node))?;
-        let connection = self.connection()?;
-        let (node, stdin) = (self.node.clone(), stdin.to_vec());
-        let (_cancel, limits) = self.limits(timeout);
-        let (connection, result) = tokio::task::spawn_blocking(move || {
-            let result = exec::resume(&connection, &node, running, &stdin, &limits);
-            (connection, result)
+        let stdin = stdin.to_vec();
+        self.blocking(timeout, move |connection, node, limits| {
+            exec::resume(connection, node, running, &stdin, limits)
         })
         .await
-        .map_err(|err| lost(&self.node, format!("command thread failed: {err}")))?;
-        self.keep(connection, result.as_ref().map(|_| ()), timeout);
-        result
     }
 
     fn holding(&self) -> bool {

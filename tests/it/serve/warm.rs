@@ -12,13 +12,18 @@ use super::*;
 use crate::support::fleet::{Fleet, Mode};
 use tandem::outcome::Outcome;
 
-/// Connections the host's sshd accepted so far.
-fn accepted(fleet: &Fleet, host: &str) -> usize {
+/// Lines of the host's console (its sshd's log) that hold `what`.
+fn logged(fleet: &Fleet, host: &str, what: &str) -> usize {
     let log = fleet.dir().join("hosts.d").join(host).join("console.log");
     std::fs::read_to_string(&log)
         .unwrap_or_else(|err| panic!("cannot read `{}`: {err}", log.display()))
-        .matches("Accepted publickey for root")
+        .matches(what)
         .count()
+}
+
+/// Connections the host's sshd accepted so far.
+fn accepted(fleet: &Fleet, host: &str) -> usize {
+    logged(fleet, host, "Accepted publickey for root")
 }
 
 fn accepted_all(fleet: &Fleet) -> Vec<usize> {
@@ -136,17 +141,7 @@ fn commands_all(fleet: &Fleet) -> Vec<usize> {
     fleet
         .nodes()
         .iter()
-        .map(|n| {
-            let log = fleet
-                .dir()
-                .join("hosts.d")
-                .join(n.name.as_str())
-                .join("console.log");
-            std::fs::read_to_string(&log)
-                .unwrap_or_else(|err| panic!("cannot read `{}`: {err}", log.display()))
-                .matches("Starting session: command for root")
-                .count()
-        })
+        .map(|n| logged(fleet, n.name.as_str(), "Starting session: command for root"))
         .collect()
 }
 
