@@ -7,19 +7,13 @@ use clap::Parser;
 use tandem::cli::Cli;
 use tandem::exit::Status;
 
-/// Threads tokio may start for blocking work. Every node in flight holds one while it
-/// connects and while its command runs (libssh2 is blocking), so tokio's default of 512
-/// would silently cap a run at 512 nodes at once whatever `--parallel` says. Threads are
-/// started only when needed; this only lifts the cap.
-const MAX_BLOCKING_THREADS: usize = 4096;
-
 fn main() -> ExitCode {
     quiet_broken_pipe();
     raise_open_file_limit();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .max_blocking_threads(cli.blocking_threads())
         .build()
     {
         Ok(runtime) => runtime,

@@ -154,6 +154,40 @@ pub enum Command {
     Status(status::Args),
 }
 
+/// Most threads the runtime may start for blocking work: libssh2 is blocking, so every
+/// node in flight holds one while it connects and while its command runs.
+pub const MAX_BLOCKING_THREADS: usize = 4096;
+
+/// Blocking threads beyond `--parallel` and `--max-connecting`: the site lock's wait, a
+/// git fetch, a store read, and a node thread that is still seeing its cancellation.
+const SPARE_BLOCKING_THREADS: usize = 64;
+
+impl Cli {
+    /// Threads the runtime may start for blocking work. A command that takes
+    /// `--parallel` never has more than that many nodes in flight, so it gets that many
+    /// plus spares: tokio starts a new thread whenever no idle one is counted, and on a
+    /// loaded control node a woken thread is late to count itself, so without a bound a
+    /// 1,000-node run at `--parallel 250` started 1,420. At the bound a task waits in
+    /// tokio's queue for the next free thread instead; no blocking task here waits on
+    /// another one, so that only delays it. Other commands (`serve`, `trust`) keep the
+    /// ceiling.
+    pub fn blocking_threads(&self) -> usize {
+        let parallel = match &self.command {
+            Command::Plan(args) => args.parallel,
+            Command::Apply(args) => args.parallel,
+            Command::Drift(args) => args.parallel,
+            Command::Promote(args) => args.parallel,
+            Command::Status(args) => args.parallel,
+            _ => return MAX_BLOCKING_THREADS,
+        };
+        parallel
+            .max(1)
+            .saturating_add(self.global.max_connecting as usize)
+            .saturating_add(SPARE_BLOCKING_THREADS)
+            .min(MAX_BLOCKING_THREADS)
+    }
+}
+
 pub async fn run(mut cli: Cli) -> anyhow::Result<Status> {
     cli.global.format = match (cli.global.format_name.as_str(), &cli.command) {
         ("json", _) => Format::Json,
@@ -176,5 +210,30 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<Status> {
         Command::Drift(args) => drift::run(global, args).await,
         Command::Promote(args) => promote::run(global, args).await,
         Command::Status(args) => status::run(global, args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn threads(args: &[&str]) -> usize {
+        let argv = std::iter::once("tandem").chain(args.iter().copied());
+        Cli::try_parse_from(argv).unwrap().blocking_threads()
+    }
+
+    #[test]
+    fn blocking_threads_follow_parallel_and_max_connecting() {
+        assert_eq!(threads(&["apply", "--parallel", "250"]), 250 + 64 + 64);
+        assert_eq!(
+            threads(&["--max-connecting", "8", "plan", "--parallel", "1"]),
+            1 + 8 + 64
+        );
+        assert_eq!(threads(&["drift"]), 50 + 64 + 64);
+        assert_eq!(
+            threads(&["apply", "--parallel", "100000"]),
+            MAX_BLOCKING_THREADS
+        );
+        assert_eq!(threads(&["serve"]), MAX_BLOCKING_THREADS);
     }
 }
