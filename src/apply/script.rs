@@ -48,13 +48,20 @@ pub fn build(
     // The lock holder's label carries the time the control side sent the script: a
     // `date` on the node would be one more process on every apply.
     let since = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+    // The same time names the backups of this run (`20261201T200452Z`, in UTC).
+    let stamp: String = since
+        .to_string()
+        .chars()
+        .filter(|c| !matches!(c, '-' | ':'))
+        .collect();
     s.push_str(&format!(
-        "STATE={}\numask 077\n\
+        "STATE={}\nts={}\numask 077\n\
          [ -d \"$STATE\" ] || mkdir -p -- \"$STATE\" || {}\n\
          exec 9>>\"$STATE/lock\"\n\
          if ! flock -w {} 9; then {}; cat -- \"$STATE/lock.owner\" 2>/dev/null; exit 0; fi\n\
          printf 'pid %s since %s\\n' \"$$\" {} > \"$STATE/lock.owner\"\n",
         quote_str(params.state_dir.as_str()),
+        quote_str(&stamp),
         fatal("cannot create the state directory"),
         params.lock_wait.as_secs().max(1),
         Section::Locked.emit(),
@@ -170,7 +177,7 @@ pub fn build(
         if out.unit_file {
             on_ok.push_str(" dr=1;");
         }
-        if out.systemd_service {
+        if out.systemd_service || out.reloads_units {
             on_ok.push_str(" dr=0;");
         }
         steps.push_str(&format!(
@@ -296,8 +303,9 @@ fn tree_groups(
         let rel_dir = rel.rsplit_once('/').map_or("", |(d, _)| d);
         let mut write = String::new();
         if !rel_dir.is_empty() {
+            // The tree is a copy of the live one: the directory is usually there.
             write.push_str(&format!(
-                "mkdir -p -- \"$t\"/{} || fail {}\n",
+                "[ -d \"$t\"/{0} ] || mkdir -p -- \"$t\"/{0} || fail {1}\n",
                 quote_str(rel_dir),
                 quote_str(&format!(
                     "cannot create `{rel_dir}` in the staged tree `{tree}`"

@@ -71,6 +71,11 @@ impl Operations for ExecSpec {
     }
 
     fn apply(&self, _change: &Change, _facts: &NodeFacts, out: &mut StepOut) {
+        // Modules declare the reload their unit files need as this very command (see
+        // modules/app-service); run as root, it is the reload a service step would
+        // otherwise run again before its restart.
+        let words: Vec<&str> = self.command.split_whitespace().collect();
+        out.reloads_units = self.user.is_none() && words == ["systemctl", "daemon-reload"];
         out.run(
             wrap_command(&self.command, self.user.as_ref(), self.cwd.as_ref()),
             format!("the command `{}` failed", self.command),

@@ -177,7 +177,7 @@ impl Operations for FileSpec {
                 ),
                 format!("a staged file for `{path}` is in the way"),
             );
-            out.trap("rm -f -- \"$st\"");
+            out.trap(REMOVE_STAGED);
             out.run(
                 format!(
                     "install -T -m {} -o {} -g {} -- {blob} \"$st\"",
@@ -243,6 +243,11 @@ impl Operations for FileSpec {
     }
 }
 
+/// A step's exit removes its staged file when it is still there (a step that failed
+/// before the rename); after the rename the shell's own test finds nothing, and no `rm`
+/// runs.
+const REMOVE_STAGED: &str = "if [ -e \"$st\" ] || [ -L \"$st\" ]; then rm -f -- \"$st\"; fi";
+
 impl FileSpec {
     /// Stages the content in `"$st"` with mktemp's private mode, then gives it the
     /// declared metadata; what is not declared is kept from the file being replaced, or
@@ -261,7 +266,7 @@ impl FileSpec {
             format!("st=$(mktemp -- {})", quote_str(&format!("{prefix}XXXXXX"))),
             format!("cannot create a staged file next to `{path}`"),
         );
-        out.trap("rm -f -- \"$st\"");
+        out.trap(REMOVE_STAGED);
         out.run(
             format!("cat -- {blob} > \"$st\""),
             format!("cannot write the staged file for `{path}`"),
@@ -333,18 +338,21 @@ impl FileSpec {
         }
     }
 
-    /// Keeps the current file under the state directory, timestamped.
+    /// Keeps the current file under the state directory, named with the time the
+    /// control side sent the script (`$ts`, set by the script's preamble: a `date` per
+    /// file was one more process each). The backup's directory is created only the
+    /// first time.
     fn backup(&self, out: &mut StepOut, p: &str) {
         if !self.backup {
             return;
         }
         let dest = format!(
-            "\"$STATE/backup\"{}\".$(date -u +%Y%m%dT%H%M%SZ)\"",
+            "\"$STATE/backup\"{}\".$ts\"",
             quote_str(self.path.as_str())
         );
         out.run(
             format!(
-                "if [ -f {p} ] && [ ! -L {p} ]; then b={dest} && mkdir -p -- \"${{b%/*}}\" && cp -p -- {p} \"$b\"; fi"
+                "if [ -f {p} ] && [ ! -L {p} ]; then b={dest} && {{ [ -d \"${{b%/*}}\" ] || mkdir -p -- \"${{b%/*}}\"; }} && cp -p -- {p} \"$b\"; fi"
             ),
             format!("cannot back up `{}`", self.path),
         );

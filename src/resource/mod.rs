@@ -64,6 +64,8 @@ pub struct StepOut {
     pub unit_file: bool,
     /// The step manages a systemd service: a due daemon-reload runs before it.
     pub systemd_service: bool,
+    /// The step is `systemctl daemon-reload` itself: once it succeeds none is due.
+    pub reloads_units: bool,
 }
 
 impl StepOut {

@@ -132,6 +132,81 @@ fn example_site_converges_on_both_datacenters_and_then_plans_no_changes() {
             .contains("site: 4 nodes: 4 in sync, 0 with changes (0 changes)"),
         "the second plan should show no changes\n{again}"
     );
+
+    // A drifted unit file and app config: the node reloads systemd once (the module's
+    // own `exec:systemd-daemon-reload`; the restart that follows needs no second one),
+    // and the backups are named by the run, not by a `date` per file. Traced on the host.
+    let host = FRONTENDS[0];
+    fleet.exec_ok(
+        host,
+        "echo '# drift' >> /etc/systemd/system/dashboard.service && \
+         echo '# drift' >> /etc/dashboard/dashboard.toml",
+    );
+    let programs = traced(fleet, host, || {
+        sf.tandem(&["apply", "--on", host]).expect_code(0);
+    });
+    let reloads = programs
+        .iter()
+        .filter(|p| p.as_str() == "systemctl daemon-reload")
+        .count();
+    assert_eq!(reloads, 1, "daemon-reloads on {host}:\n{programs:#?}");
+    assert!(
+        programs
+            .iter()
+            .any(|p| p == "systemctl restart -- dashboard"),
+        "the dashboard was not restarted:\n{programs:#?}"
+    );
+    assert!(
+        !programs.iter().any(|p| p.starts_with("date ")),
+        "a `date` ran on {host}:\n{programs:#?}"
+    );
+    let backups = fleet.exec_ok(host, "ls /var/lib/tandem/backup/etc/dashboard/");
+    assert!(
+        backups
+            .lines()
+            .any(|b| b.starts_with("dashboard.toml.") && b.ends_with('Z') && b.len() == 31),
+        "no backup of dashboard.toml named by the run's time:\n{backups}"
+    );
+}
+
+/// The programs (each as its arguments joined by spaces) that `sshd` and everything it
+/// starts ran on `host` while `during` ran: `strace -f` attached to the listening sshd.
+fn traced(fleet: &crate::support::fleet::Fleet, host: &str, during: impl FnOnce()) -> Vec<String> {
+    let tracer = fleet.exec_ok(
+        host,
+        "sshd=$(pgrep -o -x sshd) && setsid strace -f -qq -e trace=execve -e signal=none \
+         -o /tmp/apply.trace -p \"$sshd\" </dev/null >/dev/null 2>&1 & echo $!",
+    );
+    let tracer = tracer.trim();
+    // Bounded: strace attaches within milliseconds; the kernel shows it as the tracer.
+    fleet.exec_ok(
+        host,
+        "for i in $(seq 100); do grep -q '^TracerPid:[[:space:]]*[1-9]' \
+         /proc/$(pgrep -o -x sshd)/status && exit 0; sleep 0.1; done; exit 1",
+    );
+    during();
+    // SIGINT detaches strace, which writes out what it traced and exits.
+    fleet.exec_ok(
+        host,
+        &format!(
+            "kill -INT {tracer}; for i in $(seq 100); do kill -0 {tracer} 2>/dev/null || exit 0; \
+             sleep 0.1; done; exit 1"
+        ),
+    );
+    fleet
+        .exec_ok(host, "grep -v ENOENT /tmp/apply.trace")
+        .lines()
+        .filter_map(|line| {
+            let args = line.split_once("execve(")?.1.split_once(", [")?.1;
+            let args = args.split_once("], ")?.0;
+            Some(
+                args.split("\", \"")
+                    .map(|a| a.trim_matches('"'))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )
+        })
+        .collect()
 }
 
 #[test]
