@@ -12,6 +12,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
+use sha2::{Digest as _, Sha256};
+
 use crate::catalog::Catalog;
 use crate::fact::protocol::{preamble, Mark, Section, Token};
 use crate::fact::script::staged_glob;
@@ -86,6 +88,7 @@ pub fn build(
     // the first file of its tree) knows the blob of every file in the tree.
     let mut stdin = Vec::new();
     let mut blob_count = 0;
+    let mut sums = Vec::new();
     let mut index_of = HashMap::new();
     let mut planned: Vec<(usize, &Resource, StepOut)> = Vec::new();
     for (index, r) in catalog.resources.iter().enumerate() {
@@ -106,6 +109,10 @@ pub fn build(
                 fatal("cannot store the data for the steps in the state directory")
             ));
             stdin.extend_from_slice(blob);
+            sums.push(format!(
+                " {} \"$W/b{blob_count}\"",
+                hex::encode(Sha256::digest(blob))
+            ));
             blob_count += 1;
         }
         planned.push((index, r, out));
@@ -195,6 +202,15 @@ pub fn build(
         Section::Frame.emit()
     ));
     stdin.extend_from_slice(trailer.as_bytes());
+    // Every file's data is checked on the node, in one process, before anything
+    // changes: a step copies a blob already known to hold what was sent.
+    if !sums.is_empty() {
+        s.push_str(&format!(
+            "printf '%s  %s\\n'{} | sha256sum -c --status --strict || {}\n",
+            sums.concat(),
+            fatal("`sha256sum -c` of the data for the steps failed: it arrived altered, or `sha256sum` does not work; nothing was changed")
+        ));
+    }
     s.push_str(&steps);
     s.push_str(&Section::Applied.emit());
     s.push('\n');

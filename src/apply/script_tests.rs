@@ -201,13 +201,13 @@ fn every_command_of_every_step_is_checked() {
         assert!(!in_group, "unclosed group in:\n{body}");
     }
     assert!(!script.contains("set -e"), "{script}");
-    // The staged file: written with its declared owner and mode (one `install`),
-    // fsynced and its digest verified before the rename.
+    // The data's digests are checked before the first step; the staged file is written
+    // with its declared owner and mode (one `install`) and fsynced before the rename.
     let order = [
+        "| sha256sum -c --status --strict || {",
         "st='/etc/app/.app.conf.tandem-'\"${W##*.}\"0; [ ! -e \"$st\" ] && [ ! -L \"$st\" ] || fail",
         "install -T -m '0640' -o 'app' -g 'app' -- \"$W/b0\" \"$st\" || fail",
         "sync -- \"$st\"",
-        "h=$(sha256sum < \"$st\")",
         "app --check \"$st\"",
         "mv -Tf -- \"$st\" '/etc/app/app.conf'",
     ];

@@ -1,9 +1,10 @@
 //! `file`: content, owner, group and mode of a regular file. Facts: the batched `stat`
 //! and `sha256sum`, plus the current content (or, for secret-bearing content, only the
 //! changed line numbers) when it differs. Writes are atomic: staged next to the target
-//! with a private mode, given its owner, group and mode, fsynced, its sha256 checked on
-//! the node, validated, backed up, renamed, directory fsynced; each command checked, so
-//! any failure before the rename leaves the old file as it was.
+//! with a private mode from data whose sha256 the script checked on the node before any
+//! step, given its owner, group and mode, fsynced, validated, backed up, renamed,
+//! directory fsynced; each command checked, so any failure before the rename leaves the
+//! old file as it was.
 
 use serde::Serialize;
 use crate::path::RemotePath;
@@ -195,18 +196,6 @@ impl Operations for FileSpec {
         out.run(
             "sync -- \"$st\"",
             format!("cannot fsync the staged file for `{path}`"),
-        );
-        // What is on the node's disk is what was sent, checked on the node.
-        out.run(
-            "h=$(sha256sum < \"$st\")",
-            format!("cannot checksum the staged file for `{path}`"),
-        );
-        out.run(
-            format!(
-                "[ \"$h\" = {} ]",
-                quote_str(&format!("{}  -", content.sha256()))
-            ),
-            format!("the staged file for `{path}` does not hold the content sent (sha256 differs)"),
         );
         // A tree is validated as a whole before this step (see `apply::script`).
         let in_tree = |v: &&Validate| v.tree.as_ref().is_some_and(|t| self.path.starts_with(t));

@@ -123,6 +123,56 @@ async fn cut_short_stdin_changes_nothing() {
 }
 
 #[tokio::test]
+async fn altered_data_is_refused_before_any_step() {
+    use tandem::transport::{local::LocalSession, Session};
+    let s = site();
+    let (first, second) = (s.root.join("a.conf"), s.root.join("b.conf"));
+    std::fs::write(&first, "old a\n").unwrap();
+    std::fs::write(&second, "old b\n").unwrap();
+    let catalog = Catalog {
+        node: node("fe-8"),
+        resources: vec![
+            file(&first, "new a\n", 0o644, &[]),
+            file(&second, "new b\n", 0o644, &[]),
+        ],
+    };
+    let opts = options(&s.state);
+    let plan = plan_one(&catalog, &opts).await;
+    let token = tandem::fact::Token::random();
+    let params = tandem::apply::script::ScriptParams {
+        token: &token,
+        state_dir: &rp(&s.state),
+        lock_wait: std::time::Duration::from_secs(1),
+        verify: (String::new(), Vec::new()),
+    };
+    let facts = tandem::fact::NodeFacts::default();
+    let (command, mut stdin) = tandem::apply::script::build(&catalog, &plan, &facts, params);
+    // The second file's data, same length, one byte changed: the framing holds, the
+    // content does not. The first file, whose data is intact, must not change either.
+    let at = stdin
+        .windows(6)
+        .position(|w| w == b"new b\n")
+        .expect("the second file's data on stdin");
+    stdin[at] = b'N';
+    let mut session = LocalSession::new(NodeName::new("fe-8").unwrap());
+    let out = session
+        .exec(&command, &stdin, std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "{} {}",
+            token.as_str(),
+            tandem::fact::Section::Fatal
+        )) && stdout.contains("of the data for the steps failed: it arrived altered"),
+        "{stdout}"
+    );
+    assert_eq!(std::fs::read_to_string(&first).unwrap(), "old a\n");
+    assert_eq!(std::fs::read_to_string(&second).unwrap(), "old b\n");
+}
+
+#[tokio::test]
 async fn a_changed_unit_file_reloads_systemd_before_its_service() {
     let s = site();
     let unit = RemotePath::parse("/etc/systemd/system/app.service").unwrap();

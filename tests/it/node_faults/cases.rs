@@ -39,19 +39,44 @@ fn every_injected_failure_fails_its_resource_keeps_the_old_file_and_skips_depend
     c.sh(host, "mkdir -p /srv/faults");
     no_space_left(&c, host);
     owner_that_does_not_exist(&c, host);
-    for command in [
-        "install",
-        "chown",
-        "mv",
-        "sync",
-        "sha256sum",
-        "useradd",
-        "systemctl",
-    ] {
+    for command in ["install", "chown", "mv", "sync", "useradd", "systemctl"] {
         shimmed(&c, host, command);
     }
+    checksum_fails(&c, host);
     symlinked_parent(&c, host);
     leftovers_of_a_killed_run(&c, host);
+}
+
+/// A failing `sha256sum`: the data sent cannot be checked, so the script refuses before
+/// its first step and no file changes, not even one that comes before the others.
+fn checksum_fails(c: &Control, host: &str) {
+    let (first_path, second_path) = ("/srv/faults/sum-first.conf", "/srv/faults/sum-second.conf");
+    let first_before = existing(c, host, first_path, "old first\n");
+    let second_before = existing(c, host, second_path, "old second\n");
+    let first = file(first_path, b"new first\n", &[]);
+    let second = file(second_path, b"new second\n", &[]);
+    install_shim(c, host, "sha256sum");
+    let (report, detail) = c.apply(host, vec![first, second]);
+    remove_shim(c, host, "sha256sum");
+    let node = only(&report);
+    assert_eq!(node.outcome, Outcome::Failed, "{node:#?}");
+    assert!(node.resources.is_empty(), "a step ran: {node:#?}");
+    let error = node.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("`sha256sum -c` of the data for the steps failed"),
+        "{error}"
+    );
+    assert_eq!(detail.run.status, RunStatus::Failed, "{:?}", detail.run);
+    assert_eq!(
+        c.digest(host, first_path),
+        first_before,
+        "the first file changed"
+    );
+    assert_eq!(
+        c.digest(host, second_path),
+        second_before,
+        "the second file changed"
+    );
 }
 
 /// A 1 MiB tmpfs, a 17-byte file on it, then 2 MB of content: the write fails with
@@ -170,7 +195,6 @@ fn shimmed(c: &Control, host: &str, command: &str) {
                 "install" => "cannot write the staged file",
                 "mv" => "cannot rename the staged file into place",
                 "sync" => "cannot fsync the staged file",
-                "sha256sum" => "cannot checksum the staged file",
                 other => panic!("no case for `{other}`"),
             };
             (file(&watched, b"new content\n", &[]), what.to_string())
