@@ -5,7 +5,6 @@ use std::path::Path;
 
 use tandem::apply::{self, Outcome};
 use tandem::catalog::Catalog;
-use tandem::node::NodeName;
 use tandem::path::RemotePath;
 use tandem::plan::Action;
 use tandem::resource::*;
@@ -84,9 +83,34 @@ async fn a_tree_is_validated_as_a_whole() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+/// Runs the apply script of `catalog` (as planned now, with no verifying probe) on this
+/// machine, its stdin first passed through `feed`; its token and what it printed.
+async fn run_script(
+    catalog: &Catalog,
+    state: &Path,
+    feed: impl FnOnce(Vec<u8>) -> Vec<u8>,
+) -> (tandem::fact::Token, String) {
+    use tandem::transport::{local::LocalSession, Session};
+    let plan = plan_one(catalog, &options(state)).await;
+    let token = tandem::fact::Token::random();
+    let params = tandem::apply::script::ScriptParams {
+        token: &token,
+        state_dir: &rp(state),
+        lock_wait: std::time::Duration::from_secs(1),
+        verify: (String::new(), Vec::new()),
+    };
+    let facts = tandem::fact::NodeFacts::default();
+    let (command, stdin) = tandem::apply::script::build(catalog, &plan, &facts, params);
+    let mut session = LocalSession::new(catalog.node.name.clone());
+    let out = session
+        .exec(&command, &feed(stdin), std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    (token, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 #[tokio::test]
 async fn cut_short_stdin_changes_nothing() {
-    use tandem::transport::{local::LocalSession, Session};
     let s = site();
     let target = s.root.join("a.conf");
     std::fs::write(&target, "old\n").unwrap();
@@ -94,23 +118,7 @@ async fn cut_short_stdin_changes_nothing() {
         node: node("fe-7"),
         resources: vec![file(&target, "a much longer new content\n", 0o644, &[])],
     };
-    let opts = options(&s.state);
-    let plan = plan_one(&catalog, &opts).await;
-    let token = tandem::fact::Token::random();
-    let params = tandem::apply::script::ScriptParams {
-        token: &token,
-        state_dir: &rp(&s.state),
-        lock_wait: std::time::Duration::from_secs(1),
-        verify: (String::new(), Vec::new()),
-    };
-    let facts = tandem::fact::NodeFacts::default();
-    let (command, stdin) = tandem::apply::script::build(&catalog, &plan, &facts, params);
-    let mut session = LocalSession::new(NodeName::new("fe-7").unwrap());
-    let out = session
-        .exec(&command, &stdin[..10], std::time::Duration::from_secs(10))
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (token, stdout) = run_script(&catalog, &s.state, |stdin| stdin[..10].to_vec()).await;
     assert!(
         stdout.contains(&format!(
             "{} {}",
@@ -124,7 +132,6 @@ async fn cut_short_stdin_changes_nothing() {
 
 #[tokio::test]
 async fn altered_data_is_refused_before_any_step() {
-    use tandem::transport::{local::LocalSession, Session};
     let s = site();
     let (first, second) = (s.root.join("a.conf"), s.root.join("b.conf"));
     std::fs::write(&first, "old a\n").unwrap();
@@ -136,30 +143,17 @@ async fn altered_data_is_refused_before_any_step() {
             file(&second, "new b\n", 0o644, &[]),
         ],
     };
-    let opts = options(&s.state);
-    let plan = plan_one(&catalog, &opts).await;
-    let token = tandem::fact::Token::random();
-    let params = tandem::apply::script::ScriptParams {
-        token: &token,
-        state_dir: &rp(&s.state),
-        lock_wait: std::time::Duration::from_secs(1),
-        verify: (String::new(), Vec::new()),
-    };
-    let facts = tandem::fact::NodeFacts::default();
-    let (command, mut stdin) = tandem::apply::script::build(&catalog, &plan, &facts, params);
     // The second file's data, same length, one byte changed: the framing holds, the
     // content does not. The first file, whose data is intact, must not change either.
-    let at = stdin
-        .windows(6)
-        .position(|w| w == b"new b\n")
-        .expect("the second file's data on stdin");
-    stdin[at] = b'N';
-    let mut session = LocalSession::new(NodeName::new("fe-8").unwrap());
-    let out = session
-        .exec(&command, &stdin, std::time::Duration::from_secs(10))
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (token, stdout) = run_script(&catalog, &s.state, |mut stdin| {
+        let at = stdin
+            .windows(6)
+            .position(|w| w == b"new b\n")
+            .expect("the second file's data on stdin");
+        stdin[at] = b'N';
+        stdin
+    })
+    .await;
     assert!(
         stdout.contains(&format!(
             "{} {}",
