@@ -24,6 +24,7 @@ use tokio::sync::Semaphore;
 
 use crate::catalog::Catalog;
 use crate::fact::applied::{self, AppliedContext};
+use crate::fact::script::PackageCache;
 use crate::fact::{FactError, Mark, NodeFacts, Section, Token};
 use crate::node::NodeName;
 use crate::path::RemotePath;
@@ -414,7 +415,13 @@ async fn probe(
     hold: bool,
 ) -> Result<(NodeFacts, Option<(Token, Instant)>), NodeError> {
     let token = Token::random();
-    let (mut script, stdin) = plan::probe_script(catalog, token.clone());
+    // Only an apply's probe may refresh the node's package cache; a plan's reads it.
+    let cache = if hold {
+        PackageCache::Write(&options.state_dir)
+    } else {
+        PackageCache::Read(&options.state_dir)
+    };
+    let (mut script, stdin) = plan::probe_script_with(catalog, token.clone(), cache);
     script.push_str(&crate::fact::script::state_leftovers(&options.state_dir));
     script.push_str(&applied::probe_shell(&options.state_dir));
     let mut go = None;
@@ -570,7 +577,11 @@ async fn apply_with(
     let verify_token = Token::random();
     // The node state file is written after the steps, before the verifying probe, in
     // the same script (it prints nothing, so the `applied` section is the probe's).
-    let (verify, verify_stdin) = plan::probe_script(catalog, verify_token.clone());
+    let (verify, verify_stdin) = plan::probe_script_with(
+        catalog,
+        verify_token.clone(),
+        PackageCache::Write(&options.state_dir),
+    );
     let stepped = catalog
         .resources
         .iter()

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::catalog::Catalog;
+use crate::fact::script::PackageCache;
 use crate::fact::{FactError, NodeFacts, ProbeBuilder, Token};
 use crate::node::{DatacenterName, NodeName};
 use crate::resource::{self, ResourceId};
@@ -56,9 +57,21 @@ impl NodePlan {
     }
 }
 
-/// The probe script for a catalog and its stdin, for output parsed with `token`.
+/// The probe script for a catalog and its stdin, for output parsed with `token`; its
+/// package query never uses the node's package cache.
 pub fn probe_script(catalog: &Catalog, token: Token) -> (String, Vec<u8>) {
+    probe_script_with(catalog, token, PackageCache::Off)
+}
+
+/// [`probe_script`], with the package query answered from the node's package cache as
+/// `cache` says.
+pub fn probe_script_with(
+    catalog: &Catalog,
+    token: Token,
+    cache: PackageCache<'_>,
+) -> (String, Vec<u8>) {
     let mut builder = ProbeBuilder::new(token);
+    builder.package_cache(cache);
     for (index, r) in catalog.resources.iter().enumerate() {
         resource::operations(&r.spec).probe(index, &mut builder);
     }

@@ -13,6 +13,7 @@ mod inventory;
 mod layering;
 mod names;
 mod node_faults;
+mod packages;
 mod pipeline;
 mod promote;
 mod rollout;
