@@ -36,9 +36,10 @@ pub enum PackageCache<'a> {
     Off,
     /// Read the cache, never write it: `plan` and `drift` change nothing on a node.
     Read(&'a RemotePath),
-    /// Read it, and refresh it after a miss when the state directory exists: an apply's
-    /// probes (the settling probe, and the verifying probe after the steps). The file is
-    /// written to a temporary name and renamed, so a reader sees a whole cache or none.
+    /// Read it, and refresh it after a miss when the state directory exists and is
+    /// writable: an apply's probes (the settling probe, and the verifying probe after the
+    /// steps). The file is written to a temporary name and renamed, so a reader sees a
+    /// whole cache or none.
     Write(&'a RemotePath),
 }
 
@@ -265,7 +266,7 @@ fn cached_query(dpkg: &str, packages: &BTreeSet<String>, dir: &RemotePath, write
     let mut s = format!(
         "G=$(stat -L --printf '%d:%i:%s:%z;' -- /var/lib/dpkg/status /var/lib/dpkg/updates 2>/dev/null) || G=\n\
          K=\"$G \"{asked}; Z=1\n\
-         if [ -n \"$G\" ] && [ -f {file} ]; then H=; V=; E=\n\
+         if [ -n \"$G\" ] && [ -f {file} ] && [ -r {file} ]; then H=; V=; E=\n\
          {{ IFS= read -r H; if [ \"$H\" = \"$K\" ]; then while IFS= read -r l; do if [ \"$l\" = .end ]; then E=1; break; fi; V=\"$V$l\n\"; done; fi; }} < {file}\n\
          if [ -n \"$E\" ]; then printf '%s' \"$V\"; Z=; fi\n\
          fi\n"
@@ -275,7 +276,7 @@ fn cached_query(dpkg: &str, packages: &BTreeSet<String>, dir: &RemotePath, write
         let temp = format!("{}$$", quote_str(&temp));
         s.push_str(&format!(
             "if [ -n \"$Z\" ]; then Q=$({dpkg}); [ -z \"$Q\" ] || printf '%s\\n' \"$Q\"\n\
-             if [ -n \"$G\" ] && [ -d {d} ]; then {{ printf '%s\\n' \"$K\"; [ -z \"$Q\" ] || printf '%s\\n' \"$Q\"; echo .end; }} > {temp} && mv -f -- {temp} {file} || rm -f -- {temp}; fi\n\
+             if [ -n \"$G\" ] && [ -d {d} ] && [ -w {d} ]; then {{ {{ printf '%s\\n' \"$K\"; [ -z \"$Q\" ] || printf '%s\\n' \"$Q\"; echo .end; }} > {temp} && mv -f -- {temp} {file} || rm -f -- {temp}; }} 2>/dev/null; fi\n\
              fi",
             d = quote_str(dir),
         ));
