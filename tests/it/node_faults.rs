@@ -27,6 +27,7 @@ use tandem::transport::ssh::{SshConfig, SshConnector};
 use tandem::transport::Connector;
 
 use crate::support::fleet::Fleet;
+use crate::support::resources::{resource, root_file};
 
 const DC: &str = "azure-westus";
 
@@ -135,37 +136,11 @@ fn rp(p: &str) -> RemotePath {
 }
 
 fn res(spec: Spec, name: &str, after: &[&Resource]) -> Resource {
-    Resource {
-        id: ResourceId::new(spec.kind(), name),
-        spec,
-        origin: Origin {
-            file: "modules/faults/module.toml".into(),
-            line: 1,
-        },
-        after: after.iter().map(|r| r.id.clone()).collect(),
-        notify: Vec::new(),
-    }
-}
-
-fn file_spec(path: &str, bytes: &[u8]) -> FileSpec {
-    FileSpec {
-        path: rp(path),
-        ensure: Presence::Present,
-        content: Some(Content {
-            bytes: bytes.to_vec(),
-            secrets: Vec::new(),
-            keyed_digest: None,
-        }),
-        owner: Some("root".into()),
-        group: Some("root".into()),
-        mode: Some(Mode(0o644)),
-        validate: None,
-        backup: false,
-    }
+    resource(spec, name, "modules/faults/module.toml", after)
 }
 
 fn file(path: &str, bytes: &[u8], after: &[&Resource]) -> Resource {
-    res(Spec::File(file_spec(path, bytes)), path, after)
+    res(Spec::File(root_file(path, bytes)), path, after)
 }
 
 /// The one node of a single-host apply.

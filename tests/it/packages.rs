@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use tandem::apply::{self, ApplyOptions, Job, Outcome};
 use tandem::catalog::Catalog;
-use tandem::path::RemotePath;
 use tandem::plan::render::NodeResult;
 use tandem::plan::NodePlan;
 use tandem::resource::*;
@@ -21,6 +20,7 @@ use tandem::transport::ssh::{SshConfig, SshConnector};
 use tandem::transport::Connector;
 
 use crate::support::fleet::{Fleet, Mode as FleetMode};
+use crate::support::resources::{resource, root_file};
 
 const HOST: &str = "frontend-azure-1";
 const CACHE: &str = "/var/lib/tandem/packages";
@@ -28,48 +28,24 @@ const LOG: &str = "/root/dpkg-query.log";
 /// A package built on the host and installed by `dpkg -i` outside tandem.
 const EXTRA: &str = "tandem-cache-probe";
 
+const MODULE: &str = "modules/packages/module.toml";
+
 fn package(name: &str, state: PackageState) -> Resource {
     let spec = Spec::Package(PackageSpec {
         name: name.into(),
         state,
     });
-    Resource {
-        id: ResourceId::new(spec.kind(), name),
-        spec,
-        origin: Origin {
-            file: "modules/packages/module.toml".into(),
-            line: 1,
-        },
-        after: Vec::new(),
-        notify: Vec::new(),
-    }
+    resource(spec, name, MODULE, &[])
 }
 
 fn marker_file() -> Resource {
-    let spec = Spec::File(FileSpec {
-        path: RemotePath::parse("/etc/package-cache-test.conf").unwrap(),
-        ensure: Presence::Present,
-        content: Some(Content {
-            bytes: b"converged\n".to_vec(),
-            secrets: Vec::new(),
-            keyed_digest: None,
-        }),
-        owner: Some("root".into()),
-        group: Some("root".into()),
-        mode: Some(Mode(0o644)),
-        validate: None,
-        backup: false,
-    });
-    Resource {
-        id: ResourceId::new(spec.kind(), "/etc/package-cache-test.conf"),
-        spec,
-        origin: Origin {
-            file: "modules/packages/module.toml".into(),
-            line: 2,
-        },
-        after: Vec::new(),
-        notify: Vec::new(),
-    }
+    let path = "/etc/package-cache-test.conf";
+    resource(
+        Spec::File(root_file(path, b"converged\n")),
+        path,
+        MODULE,
+        &[],
+    )
 }
 
 struct Host {

@@ -111,7 +111,7 @@ fn no_space_left(c: &Control, host: &str) {
 fn owner_that_does_not_exist(c: &Control, host: &str) {
     let path = "/srv/faults/owned.conf";
     let before = existing(c, host, path, "old owned\n");
-    let mut spec = file_spec(path, b"new owned\n");
+    let mut spec = root_file(path, b"new owned\n");
     spec.owner = Some("nosuchuser".into());
     let f = res(Spec::File(spec), path, &[]);
     let dep_path = "/srv/faults/after-owned.conf";
@@ -182,7 +182,7 @@ fn shimmed(c: &Control, host: &str, command: &str) {
                 Spec::File(FileSpec {
                     owner: None,
                     group: None,
-                    ..file_spec(&watched, b"new content\n")
+                    ..root_file(&watched, b"new content\n")
                 }),
                 &watched,
                 &[],
@@ -283,7 +283,7 @@ fn symlinked_parent(c: &Control, host: &str) {
 fn leftovers_of_a_killed_run(c: &Control, host: &str) {
     let tree = "/srv/faults/tree";
     c.sh(host, &format!("mkdir -p {tree}"));
-    let mut spec = file_spec("/srv/faults/tree/main.conf", b"tree\n");
+    let mut spec = root_file("/srv/faults/tree/main.conf", b"tree\n");
     spec.validate = Some(Validate {
         command: "test -s {staged}".into(),
         tree: Some(rp(tree)),

@@ -6,6 +6,7 @@ pub mod arm;
 pub mod fleet;
 #[cfg(feature = "aws")]
 pub mod moto;
+pub mod resources;
 pub mod site;
 pub mod sshd;
 pub mod wait;
