@@ -417,9 +417,9 @@ async fn probe(
     let token = Token::random();
     // Only an apply's probe may refresh the node's package cache; a plan's reads it.
     let cache = if hold {
-        PackageCache::Write(&options.state_dir)
+        PackageCache::Write(options.state_dir.clone())
     } else {
-        PackageCache::Read(&options.state_dir)
+        PackageCache::Read(options.state_dir.clone())
     };
     let (mut script, stdin) = plan::probe_script_with(catalog, token.clone(), cache);
     script.push_str(&crate::fact::script::state_leftovers(&options.state_dir));
@@ -580,7 +580,7 @@ async fn apply_with(
     let (verify, verify_stdin) = plan::probe_script_with(
         catalog,
         verify_token.clone(),
-        PackageCache::Write(&options.state_dir),
+        PackageCache::Write(options.state_dir.clone()),
     );
     let stepped = catalog
         .resources

@@ -45,7 +45,7 @@ pub struct ReadOptions {
 
 /// The probe script of a drift read and its stdin.
 pub fn script(catalog: &Catalog, token: Token, state_dir: &RemotePath) -> (String, Vec<u8>) {
-    let cache = crate::fact::script::PackageCache::Read(state_dir);
+    let cache = crate::fact::script::PackageCache::Read(state_dir.clone());
     let (mut script, stdin) = plan::probe_script_with(catalog, token, cache);
     // The probe ends with its `end` section: what is added goes before it.
     let end = crate::fact::Section::End.emit();

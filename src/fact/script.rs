@@ -30,17 +30,18 @@ pub const PACKAGE_CACHE: &str = "packages";
 /// Debian host with about 1,800 packages it is the probe's most expensive program (about
 /// 12 ms of CPU, half of a no-op probe's). A cache that is missing, truncated (no `.end`
 /// line), or for other names is a miss. rpm nodes always query.
-#[derive(Debug, Clone, Copy)]
-pub enum PackageCache<'a> {
+#[derive(Debug, Clone)]
+pub enum PackageCache {
     /// Always query (the fixtures, tests).
     Off,
-    /// Read the cache, never write it: `plan` and `drift` change nothing on a node.
-    Read(&'a RemotePath),
+    /// Read the cache in this state directory, never write it: `plan` and `drift`
+    /// change nothing on a node.
+    Read(RemotePath),
     /// Read it, and refresh it after a miss when the state directory exists and is
     /// writable: an apply's probes (the settling probe, and the verifying probe after the
     /// steps). The file is written to a temporary name and renamed, so a reader sees a
     /// whole cache or none.
-    Write(&'a RemotePath),
+    Write(RemotePath),
 }
 
 /// Collects what resources want read and produces the script.
@@ -61,8 +62,7 @@ pub struct ProbeBuilder {
     leftovers: BTreeSet<String>,
     sections: String,
     stdin: Vec<u8>,
-    /// `(state directory, write)`, see [`PackageCache`].
-    package_cache: Option<(RemotePath, bool)>,
+    package_cache: PackageCache,
 }
 
 impl ProbeBuilder {
@@ -79,17 +79,13 @@ impl ProbeBuilder {
             leftovers: BTreeSet::new(),
             sections: String::new(),
             stdin: Vec::new(),
-            package_cache: None,
+            package_cache: PackageCache::Off,
         }
     }
 
     /// How the package query uses the node's package cache ([`PackageCache`]).
-    pub fn package_cache(&mut self, cache: PackageCache<'_>) {
-        self.package_cache = match cache {
-            PackageCache::Off => None,
-            PackageCache::Read(dir) => Some((dir.clone(), false)),
-            PackageCache::Write(dir) => Some((dir.clone(), true)),
-        };
+    pub fn package_cache(&mut self, cache: PackageCache) {
+        self.package_cache = cache;
     }
 
     pub fn token(&self) -> &Token {
@@ -211,8 +207,9 @@ impl ProbeBuilder {
                 "dpkg-query -W -f='${{Package}}\\t${{db:Status-Abbrev}}\\t${{Version}}\\n' -- {names} 2>/dev/null"
             );
             let apt = match &self.package_cache {
-                None => dpkg,
-                Some((dir, write)) => cached_query(&dpkg, &self.packages, dir, *write),
+                PackageCache::Off => dpkg,
+                PackageCache::Read(dir) => cached_query(&dpkg, &self.packages, dir, false),
+                PackageCache::Write(dir) => cached_query(&dpkg, &self.packages, dir, true),
             };
             s.push_str(&format!(
                 "{}\ncase $P in\n\

@@ -142,17 +142,17 @@ fn secret_bytes_are_read_from_stdin_only_when_a_secret_file_differs() {
 }
 
 /// The package cache run by a real `sh` against this machine's own dpkg database (the
-/// test machines are Debian, as nodes are), in a
-/// state directory whose name needs quoting: a read-only probe writes nothing, an
-/// apply's probe stores the answer, and every probe reads the same packages as one that
-/// always queries. (The fleet test `packages` checks hits, misses and dpkg's changes.)
+/// test machines are Debian, as nodes are), in a state directory whose name needs
+/// quoting: a read-only probe writes nothing, an apply's probe stores the answer, and
+/// every probe reads the same packages as one that always queries. (The fleet test
+/// `packages` checks hits, misses and dpkg's changes.)
 #[test]
 fn package_cache_reads_what_dpkg_query_reads_and_only_writes_when_asked() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state 'dir' $x");
     std::fs::create_dir(&state).unwrap();
     let state = RemotePath::parse(state.to_str().unwrap()).unwrap();
-    let cached = |cache: PackageCache<'_>| {
+    let cached = |cache: PackageCache| {
         let mut b = ProbeBuilder::new(Token::fixed("TOK"));
         b.package_cache(cache);
         for name in ["dpkg", "tandem-no-such-package"] {
@@ -163,9 +163,9 @@ fn package_cache_reads_what_dpkg_query_reads_and_only_writes_when_asked() {
     let file = std::path::Path::new(state.as_str()).join(PACKAGE_CACHE);
     let always = cached(PackageCache::Off);
     assert!(always.contains_key("dpkg"), "{always:?}");
-    assert_eq!(cached(PackageCache::Read(&state)), always);
+    assert_eq!(cached(PackageCache::Read(state.clone())), always);
     assert!(!file.exists(), "a read-only probe wrote the cache");
-    assert_eq!(cached(PackageCache::Write(&state)), always);
+    assert_eq!(cached(PackageCache::Write(state.clone())), always);
     let stored = std::fs::read_to_string(&file).unwrap();
     assert!(stored.ends_with("\n.end\n"), "{stored}");
     assert!(
@@ -176,8 +176,8 @@ fn package_cache_reads_what_dpkg_query_reads_and_only_writes_when_asked() {
             .ends_with(" dpkg tandem-no-such-package"),
         "{stored}"
     );
-    assert_eq!(cached(PackageCache::Read(&state)), always);
-    assert_eq!(cached(PackageCache::Write(&state)), always);
+    assert_eq!(cached(PackageCache::Read(state.clone())), always);
+    assert_eq!(cached(PackageCache::Write(state.clone())), always);
     assert_eq!(std::fs::read_to_string(&file).unwrap(), stored);
     // Nothing else was left in the directory (the temporary file was renamed).
     assert_eq!(std::fs::read_dir(state.as_str()).unwrap().count(), 1);

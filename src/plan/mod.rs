@@ -68,7 +68,7 @@ pub fn probe_script(catalog: &Catalog, token: Token) -> (String, Vec<u8>) {
 pub fn probe_script_with(
     catalog: &Catalog,
     token: Token,
-    cache: PackageCache<'_>,
+    cache: PackageCache,
 ) -> (String, Vec<u8>) {
     let mut builder = ProbeBuilder::new(token);
     builder.package_cache(cache);
