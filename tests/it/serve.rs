@@ -89,13 +89,11 @@ impl GitServer {
         git(&work, &["commit", "-qm", "the site"]);
         git(&work, &["push", "-q", "origin", "master"]);
         let port = free_port();
-        let child = Command::new("git")
-            .args([
-                "daemon",
-                "--reuseaddr",
-                "--export-all",
-                "--listen=127.0.0.1",
-            ])
+        // `git daemon` runs `git-daemon` as a child of `git`, so killing what was spawned
+        // would leave the daemon running: the daemon's own binary is started instead.
+        let exec_path = git(base.path(), &["--exec-path"]);
+        let child = Command::new(Path::new(&exec_path).join("git-daemon"))
+            .args(["--reuseaddr", "--export-all", "--listen=127.0.0.1"])
             .arg(format!("--base-path={}", base.path().display()))
             .arg(format!("--port={port}"))
             .arg(base.path())
