@@ -23,7 +23,6 @@ use tandem::path::RemotePath;
 use tandem::resource::*;
 use tandem::rollout::RolloutPolicy;
 use tandem::store::{NewRun, RunDetail, RunKind, RunStatus, Store};
-use tandem::transport::ssh::{SshConfig, SshConnector};
 use tandem::transport::Connector;
 
 use crate::support::fleet::Fleet;
@@ -40,10 +39,7 @@ struct Control {
 
 impl Control {
     fn new(fleet: Fleet) -> Control {
-        let mut config = SshConfig::new(fleet.known_hosts_path());
-        config.identity = Some(fleet.key_path());
-        config.connect_timeout = Duration::from_secs(5);
-        let connector: Arc<dyn Connector> = Arc::new(SshConnector::new(config).unwrap());
+        let connector = fleet.connector();
         Control {
             fleet,
             site: tempfile::tempdir().unwrap(),

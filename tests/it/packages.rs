@@ -16,7 +16,6 @@ use tandem::catalog::Catalog;
 use tandem::plan::render::NodeResult;
 use tandem::plan::NodePlan;
 use tandem::resource::*;
-use tandem::transport::ssh::{SshConfig, SshConnector};
 use tandem::transport::Connector;
 
 use crate::support::fleet::{Fleet, Mode as FleetMode};
@@ -116,11 +115,8 @@ fn changes(plan: &NodePlan) -> Vec<String> {
 #[test]
 fn dpkg_query_runs_only_when_dpkg_database_changed_and_plans_still_see_every_change() {
     let fleet = Fleet::up("pkg-cache", "azure-westus:frontend:1", FleetMode::Tini);
-    let mut config = SshConfig::new(fleet.known_hosts_path());
-    config.identity = Some(fleet.key_path());
-    config.connect_timeout = Duration::from_secs(5);
     let host = Host {
-        connector: Arc::new(SshConnector::new(config).unwrap()),
+        connector: fleet.connector(),
         fleet,
         runtime: tokio::runtime::Runtime::new().unwrap(),
         options: ApplyOptions {

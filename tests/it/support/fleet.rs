@@ -12,6 +12,8 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tandem::node::Node;
+use tandem::transport::ssh::{SshConfig, SshConnector};
+use tandem::transport::Connector;
 
 /// What runs as PID 1 in every host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +153,15 @@ impl Fleet {
     /// The private key (ed25519) authorized for root on every host.
     pub fn key_path(&self) -> PathBuf {
         self.dir.join("id_ed25519")
+    }
+
+    /// tandem's SSH transport for root on every host: the fleet's key and known_hosts,
+    /// a 5 s connect timeout.
+    pub fn connector(&self) -> std::sync::Arc<dyn Connector> {
+        let mut config = SshConfig::new(self.known_hosts_path());
+        config.identity = Some(self.key_path());
+        config.connect_timeout = std::time::Duration::from_secs(5);
+        std::sync::Arc::new(SshConnector::new(config).unwrap())
     }
 
     /// An OpenSSH client config naming every host (`ssh -F this HOST`).
