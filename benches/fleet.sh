@@ -21,6 +21,13 @@
 #
 #   ssh floor       N parallel `ssh -o KexAlgorithms=curve25519-sha256 -o ControlMaster=no
 #                   root@node sha256sum /etc/nginx/nginx.conf`, all fresh connections
+#   read floor      the reads a no-op of the role needs, by plain parallel OpenSSH (one
+#                   fresh connection per node, one command line run by the login shell):
+#                   `stat` of the role's paths, `sha256sum` of its 8 files, `dpkg-query`
+#                   of nginx, one `systemctl show` of the 4 units, `getent passwd` and
+#                   `getent group` of the 3 app accounts. What a hand-written check of
+#                   the role reads; the no-op target stays against the ssh floor, this
+#                   one shows what of the gap is the reads themselves.
 #   change floors   the node work a change needs, by plain parallel OpenSSH (one fresh
 #                   connection per node, one `sh -s` fed a script on stdin): the files
 #                   written atomically with their owner and mode (temporary file, then
@@ -158,6 +165,22 @@ floor() {
 	((failed == 0)) || die "the ssh floor failed on some host"
 }
 
+# The read floor: the role's reads (see the header), one command line per node.
+READS="stat -c '%n %a %U %G %s %F' -- /etc/dashboard /etc/txserver /etc/docs ${MANAGED[*]}"
+READS+="; sha256sum -- ${MANAGED[*]}"
+READS+="; dpkg-query -W -f='\${Package} \${db:Status-Abbrev} \${Version}\n' -- nginx"
+READS+="; systemctl show --property=Id,ActiveState,UnitFileState -- nginx dashboard txserver docs"
+READS+="; getent passwd -- dashboard txserver docs; getent group -- dashboard txserver docs"
+read_floor() {
+	local pids=() addr failed=0
+	for addr in "${addrs[@]}"; do
+		ssh "${SSH_OPTS[@]}" "root@$addr" "$READS" >/dev/null &
+		pids+=($!)
+	done
+	for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+	((failed == 0)) || die "the read floor failed on some host"
+}
+
 # A change floor: every node fed its own script ($dir/floor/HOST.$1.sh) on stdin, by
 # plain OpenSSH over fresh connections, in parallel.
 change_floor() {
@@ -268,6 +291,7 @@ for rep in $(seq "$REPS"); do
 	say "repetition $rep/$REPS"
 	settle_apps
 	timed 0 floor && record floor
+	timed 0 read_floor && record floor_reads
 	timed 0 "$tandem" check && record check
 	# The no-op plan and apply take turns going first, so that neither always runs
 	# right after the same thing.
@@ -335,14 +359,18 @@ for arg in rest[sep + 1:]:
     rss[key] = [int(v) for v in kb.split()]
     cpu[key] = [int(v) for v in cpu_ms.split()]
 med = {k: statistics.median(v) for k, v in samples.items()}
-# label, key, the change floor it is compared with, target against that floor.
+# label, key, the second floor it is compared with (for a change, its change floor; for
+# a no-op, the read floor), target against that floor (None: the target, if any, is
+# against the ssh floor). In fleet.json that comparison is `x_change_floor` and the floor
+# `change_floor`, the names earlier runs used.
 rows = [
     ("ssh floor (parallel ssh + sha256sum)", "floor", None, None),
+    ("read floor, the role's reads (ssh)", "floor_reads", None, None),
     ("change floor, 8 files (parallel ssh)", "floor_changes", None, None),
     ("change floor, 2 nginx (parallel ssh)", "floor_nginx", None, None),
     ("tandem check (compile + parity only)", "check", None, None),
-    ("tandem plan, no-op", "plan", None, None),
-    ("tandem apply, no-op", "noop", None, None),
+    ("tandem plan, no-op", "plan", "floor_reads", None),
+    ("tandem apply, no-op", "noop", "floor_reads", None),
     ("tandem apply, first converge (fresh)", "converge", None, None),
     ("tandem apply, 2 drifted nginx files", "nginx", "floor_nginx", 1.5),
     ("tandem apply, 8 drifted files/node", "changes", "floor_changes", 1.3),
@@ -360,7 +388,7 @@ now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"
 print(f"\ntandem speed benchmark: {n} systemd hosts, {profile} build, commit {commit}, load average {load}")
 if prev:
     print(f"previous run (x prev): {prev.get('date')} commit {prev.get('commit')}, {prev.get('hosts')} hosts, {prev.get('profile')} build")
-print(f"{'measure':<38} {'runs':>4} {'best ms':>8} {'median ms':>10} {'x floor':>8} {'x change':>9} {'target':>11} {'peak MiB':>9} {'cpu ms':>7} {'x prev':>7}")
+print(f"{'measure':<38} {'runs':>4} {'best ms':>8} {'median ms':>10} {'x floor':>8} {'x 2nd flr':>9} {'target':>11} {'peak MiB':>9} {'cpu ms':>7} {'x prev':>7}")
 for label, key, change, target in rows:
     if key not in samples:
         continue
@@ -386,8 +414,8 @@ for label, key, change, target in rows:
     prev_ratio = None
     if prev and key in prev.get("cases", {}):
         p = prev["cases"][key]
-        prev_ratio = p.get("x_change_floor") if change else p.get("x_floor")
-    now_ratio = x_change if change else ratio
+        prev_ratio = p.get("x_change_floor") if target else p.get("x_floor")
+    now_ratio = x_change if target else ratio
     x_prev = "" if not prev_ratio else f"{now_ratio / prev_ratio:.2f}"
     print(f"{label:<38} {len(xs):>4} {min(xs):>8} {med[key]:>10.0f} {ratio:>8.2f} "
           f"{'' if x_change is None else f'{x_change:.2f}':>9} {verdict:>11} "
