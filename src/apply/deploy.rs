@@ -360,10 +360,12 @@ async fn settle(
                 report.outcome = Outcome::Unchanged;
                 report.error = None;
                 report.round_trips = 1;
+                report.elapsed_ms = probed.took.as_millis();
                 settled.push(report);
             }
             _ => {
                 job.probed = probed.facts.map(Arc::new);
+                job.probe_took = probed.took;
                 pending.push(job);
             }
         }
@@ -388,6 +390,7 @@ fn keep_facts_for_first_batch(
     for job in &mut jobs {
         if !first.contains(&job.catalog.node.name) {
             job.probed = None;
+            job.probe_took = Duration::ZERO;
             later.extend(held.remove(&job.catalog.node.name));
         }
     }

@@ -151,6 +151,8 @@ pub struct Probed {
     /// The probe's command, held open on the node for its apply (see [`held`]): only
     /// when asked to hold, for a node with something to do.
     pub held: Option<HeldProbe>,
+    /// From connecting to the plan made (or the failure): the node's own time.
+    pub took: Duration,
 }
 
 /// Probes and plans every job's node, one connection and one round trip each. A saved
@@ -171,8 +173,9 @@ pub async fn probe_jobs(
             let catalog = &job.catalog;
             let node = catalog.node.name.clone();
             options.progress.node_started(node.as_str());
+            let started = Instant::now();
             let dc = catalog.node.datacenter.clone();
-            let probed = match connect_checked(&*connector, &job).await {
+            let mut probed = match connect_checked(&*connector, &job).await {
                 Ok(mut session) => {
                     let timeout = options.command_timeout;
                     match probe(&mut *session, catalog, &options, timeout, hold).await {
@@ -192,6 +195,7 @@ pub async fn probe_jobs(
                 }
                 Err(err) => unprobed(node_failure(err, node, dc)),
             };
+            probed.took = started.elapsed();
             options.progress.node_done(probed.result.node().as_str());
             probed
         }
@@ -205,6 +209,7 @@ fn unprobed(result: NodeResult) -> Probed {
         seen: None,
         facts: None,
         held: None,
+        took: Duration::ZERO,
     }
 }
 
@@ -248,6 +253,7 @@ fn planned(
                 seen,
                 facts: None,
                 held: None,
+                took: Duration::ZERO,
             };
         }
     };
@@ -256,6 +262,7 @@ fn planned(
         seen,
         facts: Some(facts),
         held: None,
+        took: Duration::ZERO,
     }
 }
 
@@ -538,7 +545,14 @@ async fn apply_node(
             report.error = Some(err.to_string());
         }
     }
-    report.elapsed_ms = started.elapsed().as_millis();
+    // The settling probe whose facts the apply planned from is this node's time too
+    // (not the wait for the other nodes' probes in between).
+    let settled = if job.probed.is_some() {
+        job.probe_took
+    } else {
+        Duration::ZERO
+    };
+    report.elapsed_ms = (settled + started.elapsed()).as_millis();
     report
 }
 

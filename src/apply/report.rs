@@ -46,6 +46,8 @@ pub struct NodeReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub round_trips: u32,
+    /// The node's own time: its commands (the settling probe whose facts its apply used,
+    /// and the apply), not the wait for other nodes in between.
     pub elapsed_ms: u128,
 }
 

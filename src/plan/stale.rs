@@ -4,6 +4,7 @@
 //! name, with what changed, before its apply script is built, so the node is untouched.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -23,6 +24,9 @@ pub struct Job {
     /// follows at once (the rollout's first batch): the apply plans from it instead of
     /// probing again, and its script's verifying probe reads what the steps left.
     pub probed: Option<Arc<NodeFacts>>,
+    /// How long that probe took (connecting, probing, planning): part of the node's
+    /// own time in its report, with its apply. Zero without `probed`.
+    pub probe_took: Duration,
 }
 
 impl Job {
@@ -33,6 +37,7 @@ impl Job {
             expect: None,
             identity: None,
             probed: None,
+            probe_took: Duration::ZERO,
         }
     }
 }

@@ -13,13 +13,20 @@ use tandem::transport::{Output, Session, TransportError};
 
 use super::*;
 
-/// The local transport, counting each node's commands over all its sessions.
+/// The local transport, counting each node's commands over all its sessions; with a
+/// lag set, every command (and a held one's resumption) starts that much later, as over
+/// a slow link.
 #[derive(Default)]
 struct Counting {
     commands: Arc<Mutex<HashMap<String, u32>>>,
+    lag: Arc<Mutex<Duration>>,
 }
 
 impl Counting {
+    fn set_lag(&self, lag: Duration) {
+        *self.lag.lock().unwrap() = lag;
+    }
+
     fn commands(&self, node: &str) -> u32 {
         self.commands
             .lock()
@@ -37,6 +44,7 @@ impl Connector for Counting {
             inner: LocalConnector.connect(node).await?,
             node: node.name.to_string(),
             commands: self.commands.clone(),
+            lag: self.lag.clone(),
         }))
     }
 }
@@ -45,6 +53,13 @@ struct CountingSession {
     inner: Box<dyn Session>,
     node: String,
     commands: Arc<Mutex<HashMap<String, u32>>>,
+    lag: Arc<Mutex<Duration>>,
+}
+
+impl CountingSession {
+    fn lag(&self) -> tokio::time::Sleep {
+        tokio::time::sleep(*self.lag.lock().unwrap())
+    }
 }
 
 #[async_trait]
@@ -61,6 +76,7 @@ impl Session for CountingSession {
             .unwrap()
             .entry(self.node.clone())
             .or_default() += 1;
+        self.lag().await;
         self.inner.exec(command, stdin, timeout).await
     }
 
@@ -73,6 +89,7 @@ impl Session for CountingSession {
         timeout: Duration,
         whole: Duration,
     ) -> Result<Option<Output>, TransportError> {
+        self.lag().await;
         let held = self.inner.hold(command, stdin, until, timeout, whole).await;
         if !matches!(held, Ok(None)) {
             *self
@@ -86,6 +103,7 @@ impl Session for CountingSession {
     }
 
     async fn resume(&mut self, stdin: &[u8], timeout: Duration) -> Result<Output, TransportError> {
+        self.lag().await;
         self.inner.resume(stdin, timeout).await
     }
 
@@ -174,6 +192,69 @@ async fn a_change_in_a_single_batch_costs_one_command() {
         .find(|n| n.node.as_str() == "n2")
         .unwrap();
     assert_eq!(n2.round_trips, 1, "the report counts the one command");
+}
+
+/// A node's reported time is its own: for a node in sync, its settling probe (not 0
+/// because it was done before the rollout); for a changed one, that probe and its
+/// script; never the run's whole time. In the report and in the run history
+/// (`tandem runs show`).
+#[tokio::test]
+async fn each_node_reports_the_time_its_own_commands_took() {
+    const LAG: Duration = Duration::from_millis(300);
+    let (site, counting) = counted_site();
+    let first = site
+        .deploy(
+            files(&site, &["n1", "n2"], "a\n"),
+            &site.options(),
+            RolloutPolicy::default(),
+            "tandem apply",
+            Wait::FailFast,
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.exit_status(), Status::Ok);
+
+    // Behind a slow link: n1 in sync, n2 changes.
+    counting.set_lag(LAG);
+    let mut jobs = files(&site, &["n1"], "a\n");
+    jobs.extend(files(&site, &["n2"], "b\n"));
+    let started = std::time::Instant::now();
+    let report = site
+        .deploy(
+            jobs,
+            &site.options(),
+            RolloutPolicy::default(),
+            "tandem apply",
+            Wait::FailFast,
+        )
+        .await
+        .unwrap();
+    let wall = started.elapsed();
+    assert_eq!(report.exit_status(), Status::Ok);
+    let took = |name: &str| {
+        let n = report
+            .nodes
+            .iter()
+            .find(|n| n.node.as_str() == name)
+            .unwrap();
+        (n.outcome, Duration::from_millis(n.elapsed_ms as u64))
+    };
+    let (n1, n2) = (took("n1"), took("n2"));
+    assert_eq!((n1.0, n2.0), (Outcome::Unchanged, Outcome::Changed));
+    assert!(
+        n1.1 >= LAG && n1.1 <= wall,
+        "in sync: its probe, {n1:?} of {wall:?}"
+    );
+    assert!(
+        n2.1 >= 2 * LAG && n2.1 <= wall,
+        "changed: its probe and its script, {n2:?} of {wall:?}"
+    );
+    let store = Store::open(&site.history()).unwrap();
+    let detail = store.run(report.run).unwrap();
+    for n in &detail.nodes {
+        let want = report.nodes.iter().find(|r| r.node == n.node).unwrap();
+        assert_eq!(n.duration_ms as u128, want.elapsed_ms, "{}", n.node);
+    }
 }
 
 #[tokio::test]
