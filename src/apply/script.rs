@@ -212,11 +212,51 @@ pub fn build(
         ));
     }
     s.push_str(&steps);
+    s.push_str(&dir_syncs(&planned));
     s.push_str(&Section::Applied.emit());
     s.push('\n');
     s.push_str(&params.verify.0);
     stdin.extend_from_slice(&params.verify.1);
     (s, stdin)
+}
+
+/// One `sync` of every directory whose entries a succeeded step renamed or removed
+/// (`StepOut::sync_dir`), each named once, after the last step: a directory fsync per
+/// changed file was a process per file. A crash before it may undo a rename, never
+/// tear a file (each file's content was fsynced before its rename), and then no node
+/// state file names the change: the next probe reads the old file and plans it again.
+/// A failed fsync fails the node, saying so, before the node state file is written.
+fn dir_syncs(planned: &[(usize, &Resource, StepOut)]) -> String {
+    let mut dirs: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (index, _, out) in planned {
+        for dir in &out.synced_dirs {
+            match dirs.iter_mut().find(|(d, _)| d == dir) {
+                Some((_, steps)) => steps.push(*index),
+                None => dirs.push((dir, vec![*index])),
+            }
+        }
+    }
+    if dirs.is_empty() {
+        return String::new();
+    }
+    // In a function: `set --` builds the list in its own positional parameters.
+    let mut s = String::from("sd() { set --\n");
+    for (dir, steps) in &dirs {
+        let any: Vec<String> = steps
+            .iter()
+            .map(|i| format!("[ \"$s{i}\" = ok ]"))
+            .collect();
+        s.push_str(&format!(
+            "if {}; then set -- \"$@\" {dir}; fi\n",
+            any.join(" || ")
+        ));
+    }
+    s.push_str(&format!(
+        "[ $# -eq 0 ] || sync -- \"$@\"; }}\n\
+         if ! sd 2>\"$W/e\"; then {}; echo 'cannot fsync the directories of the changed files (the changes are in place, not known to be on disk):'; head -c 2000 -- \"$W/e\"; exit 0; fi\n",
+        Section::Fatal.emit()
+    ));
+    s
 }
 
 /// What an apply stages next to each path of the catalog (see `staged_glob`).

@@ -126,10 +126,7 @@ impl Operations for FileSpec {
         if change.action == Action::Remove {
             self.backup(out, &p);
             out.run(format!("rm -f -- {p}"), format!("cannot remove `{path}`"));
-            out.run(
-                format!("sync -- {parent}"),
-                format!("cannot fsync the directory of `{path}`"),
-            );
+            out.sync_dir(parent);
             return;
         }
         let content = match &self.content {
@@ -225,10 +222,7 @@ impl Operations for FileSpec {
             format!("mv -Tf -- \"$st\" {p}"),
             format!("cannot rename the staged file into place as `{path}`"),
         );
-        out.run(
-            format!("sync -- {parent}"),
-            format!("cannot fsync the directory of `{path}`"),
-        );
+        out.sync_dir(parent);
     }
 }
 

@@ -66,6 +66,9 @@ pub struct StepOut {
     pub systemd_service: bool,
     /// The step is `systemctl daemon-reload` itself: once it succeeds none is due.
     pub reloads_units: bool,
+    /// Directories (shell words) whose entries the step renamed or removed: fsynced
+    /// after the last step, each once, for the steps that succeeded (`apply::script`).
+    pub synced_dirs: Vec<String>,
 }
 
 impl StepOut {
@@ -87,6 +90,15 @@ impl StepOut {
         let what = quote_str(what.as_ref());
         self.shell
             .push_str(&format!("{{ {command}\n}}{redirect} || fail {what}\n"));
+    }
+
+    /// `dir` (a shell word) had an entry renamed or removed: its fsync is due, once,
+    /// after every step (one `sync` for all of them), so that the change survives a
+    /// crash. The content a rename puts in place was fsynced before the rename.
+    pub fn sync_dir(&mut self, dir: String) {
+        if !self.synced_dirs.contains(&dir) {
+            self.synced_dirs.push(dir);
+        }
     }
 
     /// Ends the step as failed with `message`, running nothing.

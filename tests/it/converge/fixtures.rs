@@ -9,8 +9,9 @@
 //!
 //! Each case also holds the commands: `probe.sh`, the probe script generated for the
 //! resource, and `step.sh`, the shell of the step its change generates (empty when in
-//! sync). Both are compared byte for byte; a reviewed change to the generated shell is
-//! written back with `TANDEM_BLESS=1`, and the diff then shows in review.
+//! sync), with a comment line per directory fsynced after the last step. Both are
+//! compared byte for byte; a reviewed change to the generated shell is written back
+//! with `TANDEM_BLESS=1`, and the diff then shows in review.
 
 use std::path::{Path, PathBuf};
 
@@ -237,7 +238,13 @@ fn every_fixture_plans_as_expected() {
             Some(change) => {
                 let mut out = StepOut::default();
                 operations(&catalog.resources[0].spec).apply(change, &facts, &mut out);
-                out.shell
+                // The directories fsynced after the last step (`StepOut::sync_dir`).
+                let dirs: String = out
+                    .synced_dirs
+                    .iter()
+                    .map(|d| format!("# then fsynced: {d}\n"))
+                    .collect();
+                out.shell + &dirs
             }
             None => String::new(),
         };

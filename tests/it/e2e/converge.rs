@@ -160,6 +160,28 @@ fn example_site_converges_on_both_datacenters_and_then_plans_no_changes() {
         !programs.iter().any(|p| p.starts_with("date ")),
         "a `date` ran on {host}:\n{programs:#?}"
     );
+    // The two renamed files' directories are fsynced by one `sync`, after the steps.
+    let dir_syncs: Vec<&String> = programs
+        .iter()
+        .filter(|p| p.starts_with("sync -- "))
+        .filter(|p| {
+            p.split(' ')
+                .any(|a| a == "/etc/systemd/system" || a == "/etc/dashboard")
+        })
+        .collect();
+    assert_eq!(dir_syncs.len(), 1, "on {host}:\n{programs:#?}");
+    let mut named: Vec<&str> = dir_syncs[0].split(' ').skip(2).collect();
+    named.sort_unstable();
+    assert_eq!(
+        named,
+        ["/etc/dashboard", "/etc/systemd/system"],
+        "{dir_syncs:?}"
+    );
+    let at = |want: &dyn Fn(&String) -> bool| programs.iter().rposition(want).unwrap();
+    assert!(
+        at(&|p| p == dir_syncs[0]) > at(&|p| p.starts_with("mv -Tf -- ")),
+        "the directories were fsynced before the last rename:\n{programs:#?}"
+    );
     let backups = fleet.exec_ok(host, "ls /var/lib/tandem/backup/etc/dashboard/");
     assert!(
         backups

@@ -43,6 +43,7 @@ fn every_injected_failure_fails_its_resource_keeps_the_old_file_and_skips_depend
         shimmed(&c, host, command);
     }
     checksum_fails(&c, host);
+    directory_fsync_fails(&c, host);
     symlinked_parent(&c, host);
     leftovers_of_a_killed_run(&c, host);
 }
@@ -241,6 +242,55 @@ fn shimmed(c: &Control, host: &str, command: &str) {
     if command == "systemctl" {
         c.sh(host, "systemctl stop fault-app");
     }
+}
+
+/// A directory fsync that fails (an I/O error on the disk; here a `sync` that refuses
+/// directories), after the steps renamed two files in two directories: the files read
+/// new, since the renames happened, but the node fails naming the directories, and its
+/// state file does not record the run. Once `sync` works, the next apply finds the
+/// files in sync.
+fn directory_fsync_fails(c: &Control, host: &str) {
+    let (a, b) = (
+        "/srv/faults/dirsync-a.conf",
+        "/srv/faults/sub/dirsync-b.conf",
+    );
+    c.sh(host, "mkdir -p /srv/faults/sub");
+    existing(c, host, a, "old a\n");
+    existing(c, host, b, "old b\n");
+    let state = || c.sh(host, "cat /var/lib/tandem/applied 2>/dev/null; true");
+    let before = state();
+    c.sh(
+        host,
+        "cat > /usr/local/sbin/sync <<'EOF'\n#!/bin/sh\n\
+         for a; do if [ -d \"$a\" ]; then echo \"injected failure: $0 $*\" >&2; exit 1; fi; done\n\
+         exec /usr/bin/sync \"$@\"\nEOF\n\
+         chmod 755 /usr/local/sbin/sync",
+    );
+    let catalog = vec![file(a, b"new a\n", &[]), file(b, b"new b\n", &[])];
+    let (report, detail) = c.apply(host, catalog.clone());
+    remove_shim(c, host, "sync");
+    let node = only(&report);
+    assert_eq!(node.outcome, Outcome::Failed, "{node:#?}");
+    assert_eq!(statuses(node), [Applied, Applied], "{node:#?}");
+    let error = node.error.as_deref().unwrap_or_default();
+    for want in [
+        "cannot fsync the directories of the changed files",
+        "injected failure",
+        "/srv/faults /srv/faults/sub",
+    ] {
+        assert!(error.contains(want), "`{want}` not in `{error}`");
+    }
+    assert_eq!(detail.run.status, RunStatus::Failed, "{:?}", detail.run);
+    assert_eq!(c.sh(host, &format!("cat {a} {b}")), "new a\nnew b\n");
+    assert_eq!(
+        state(),
+        before,
+        "the node state file recorded a run that failed"
+    );
+    assert_no_leftovers(c, host, "/srv/faults");
+    let (report, _) = c.apply(host, catalog);
+    let node = only(&report);
+    assert_eq!(node.outcome, Outcome::Unchanged, "{node:#?}");
 }
 
 /// `/tmp/x -> /etc/cron.d`: managing `/tmp/x/evil` is refused on the node, naming the
