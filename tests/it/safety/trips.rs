@@ -123,6 +123,19 @@ fn counted_site() -> (Site, Arc<Counting>) {
     (site, counting)
 }
 
+/// `tandem apply` of `jobs` with the default rollout (every node in one batch).
+async fn in_one_batch(site: &Site, jobs: Vec<Job>) -> DeployReport {
+    site.deploy(
+        jobs,
+        &site.options(),
+        RolloutPolicy::default(),
+        "tandem apply",
+        Wait::FailFast,
+    )
+    .await
+    .unwrap()
+}
+
 fn files(site: &Site, names: &[&str], text: &str) -> Vec<Job> {
     jobs(
         names
@@ -135,33 +148,14 @@ fn files(site: &Site, names: &[&str], text: &str) -> Vec<Job> {
 #[tokio::test]
 async fn a_change_in_a_single_batch_costs_one_command() {
     let (site, counting) = counted_site();
-    let flat = RolloutPolicy::default;
-    let first = site
-        .deploy(
-            files(&site, &["n1", "n2"], "a\n"),
-            &site.options(),
-            flat(),
-            "tandem apply",
-            Wait::FailFast,
-        )
-        .await
-        .unwrap();
+    let first = in_one_batch(&site, files(&site, &["n1", "n2"], "a\n")).await;
     assert_eq!(first.exit_status(), Status::Ok);
     let before = (counting.commands("n1"), counting.commands("n2"));
 
     // n2 changes; n1 stays in sync.
     let mut jobs = files(&site, &["n1"], "a\n");
     jobs.extend(files(&site, &["n2"], "b\n"));
-    let report = site
-        .deploy(
-            jobs,
-            &site.options(),
-            flat(),
-            "tandem apply",
-            Wait::FailFast,
-        )
-        .await
-        .unwrap();
+    let report = in_one_batch(&site, jobs).await;
     assert_eq!(report.exit_status(), Status::Ok);
     let mut got = outcomes(&report);
     got.sort();
@@ -202,16 +196,7 @@ async fn a_change_in_a_single_batch_costs_one_command() {
 async fn each_node_reports_the_time_its_own_commands_took() {
     const LAG: Duration = Duration::from_millis(300);
     let (site, counting) = counted_site();
-    let first = site
-        .deploy(
-            files(&site, &["n1", "n2"], "a\n"),
-            &site.options(),
-            RolloutPolicy::default(),
-            "tandem apply",
-            Wait::FailFast,
-        )
-        .await
-        .unwrap();
+    let first = in_one_batch(&site, files(&site, &["n1", "n2"], "a\n")).await;
     assert_eq!(first.exit_status(), Status::Ok);
 
     // Behind a slow link: n1 in sync, n2 changes.
@@ -219,16 +204,7 @@ async fn each_node_reports_the_time_its_own_commands_took() {
     let mut jobs = files(&site, &["n1"], "a\n");
     jobs.extend(files(&site, &["n2"], "b\n"));
     let started = std::time::Instant::now();
-    let report = site
-        .deploy(
-            jobs,
-            &site.options(),
-            RolloutPolicy::default(),
-            "tandem apply",
-            Wait::FailFast,
-        )
-        .await
-        .unwrap();
+    let report = in_one_batch(&site, jobs).await;
     let wall = started.elapsed();
     assert_eq!(report.exit_status(), Status::Ok);
     let took = |name: &str| {
