@@ -226,6 +226,8 @@ pub fn build(
 /// tear a file (each file's content was fsynced before its rename), and then no node
 /// state file names the change: the next probe reads the old file and plans it again.
 /// A failed fsync fails the node, saying so, before the node state file is written.
+/// A directory a later step removed (a file, then its directory, decommissioned) is
+/// not there to fsync, and is left out.
 fn dir_syncs(planned: &[(usize, &Resource, StepOut)]) -> String {
     let mut dirs: Vec<(&str, Vec<usize>)> = Vec::new();
     for (index, _, out) in planned {
@@ -247,7 +249,7 @@ fn dir_syncs(planned: &[(usize, &Resource, StepOut)]) -> String {
             .map(|i| format!("[ \"$s{i}\" = ok ]"))
             .collect();
         s.push_str(&format!(
-            "if {}; then set -- \"$@\" {dir}; fi\n",
+            "if {{ {}; }} && [ -d {dir} ]; then set -- \"$@\" {dir}; fi\n",
             any.join(" || ")
         ));
     }

@@ -254,6 +254,44 @@ async fn first_apply_creates_then_plan_is_empty_then_a_change_is_exactly_that() 
     assert_eq!(apply::exit_status(&reports), Status::Ok);
 }
 
+/// Decommissioning: a file removed, then its directory (`rmdir`, after the file). The
+/// directory fsync that follows the steps names only directories still there: the
+/// removed one is not an error.
+#[tokio::test]
+async fn a_file_and_then_its_directory_removed_converge() {
+    let s = site();
+    let conf = s.root.join("app");
+    let d = dir(&conf, 0o755);
+    let f = file(&conf.join("app.conf"), "a=1\n", 0o644, &[&d]);
+    let opts = options(&s.state);
+    let catalog = Catalog {
+        node: node("fe-12"),
+        resources: vec![d.clone(), f.clone()],
+    };
+    let reports = apply::apply_nodes(vec![catalog], connector(), &opts).await;
+    assert_eq!(reports[0].outcome, Outcome::Changed, "{:?}", reports[0]);
+    let absent = |r: &Resource| {
+        let mut r = r.clone();
+        match &mut r.spec {
+            Spec::File(f) => f.ensure = Presence::Absent,
+            Spec::Directory(d) => d.ensure = Presence::Absent,
+            _ => unreachable!(),
+        }
+        r.after.clear();
+        r
+    };
+    let gone_file = absent(&f);
+    let mut gone_dir = absent(&d);
+    gone_dir.after = vec![gone_file.id.clone()];
+    let catalog = Catalog {
+        node: node("fe-12"),
+        resources: vec![gone_file, gone_dir],
+    };
+    let reports = apply::apply_nodes(vec![catalog], connector(), &opts).await;
+    assert_eq!(reports[0].outcome, Outcome::Changed, "{:?}", reports[0]);
+    assert!(!conf.exists());
+}
+
 #[tokio::test]
 async fn failing_validate_keeps_the_old_file_and_skips_its_dependent() {
     let s = site();
