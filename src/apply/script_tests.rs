@@ -1,5 +1,6 @@
 //! The apply script's shape: every command of every step checked, symlinked parents
-//! refused, validate output of secret-bearing files withheld, leftovers removed.
+//! refused, validate output of secret-bearing files withheld, leftovers removed, the
+//! directories of renamed files fsynced once after the steps.
 
 use super::*;
 use crate::node::{DatacenterName, Node, NodeName, RoleName};
@@ -275,4 +276,80 @@ fn leftovers_of_killed_runs_are_removed_under_the_lock() {
         .unwrap_or_else(|| panic!("{script}"));
     let work = script.find("W=$(mktemp -d").unwrap();
     assert!(lock < clean && clean < work, "{script}");
+}
+
+/// The one `sync` after the steps, run by `sh` with `sync` replaced by a logger: each
+/// directory named once, only for steps that succeeded, only while it exists, names
+/// that need quoting intact; a failing `sync` ends the script in `fatal` with its error.
+#[test]
+fn directories_are_fsynced_once_for_the_steps_that_succeeded() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = |name: &str| {
+        let d = root.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        d.to_str().unwrap().to_string()
+    };
+    let (spaced, quoted, failed) = (dir("a b"), dir("it's $x"), dir("failed"));
+    let removed = root.path().join("removed").to_str().unwrap().to_string();
+    let shims = dir("shims");
+    let log = root.path().join("log");
+    std::fs::write(
+        format!("{shims}/sync"),
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" >> '{}'\n[ -z \"$FAIL\" ] || {{ echo \"sync: error syncing '$2': Input/output error\" >&2; exit 1; }}\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        format!("{shims}/sync"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let some = file("/etc/x", "x", false, None);
+    let step = |dirs: &[&str]| {
+        let mut out = StepOut::default();
+        for d in dirs {
+            out.sync_dir(quote_str(d));
+        }
+        out
+    };
+    let planned = vec![
+        (0, &some, step(&[&spaced, &quoted])),
+        (1, &some, step(&[&failed])),
+        (2, &some, step(&[&spaced])),
+        (3, &some, step(&[&removed])),
+    ];
+    let token = Token::fixed("TOK");
+    let run = |fail: bool| {
+        let _ = std::fs::remove_file(&log);
+        let script = format!(
+            "{}W={}\ns0=ok; s1=fail; s2=skip; s3=ok\n{}echo after\n",
+            preamble(&token),
+            quote_str(root.path().to_str().unwrap()),
+            dir_syncs(&planned)
+        );
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .env("PATH", format!("{shims}:/usr/bin:/bin"))
+            .env("FAIL", if fail { "1" } else { "" })
+            .output()
+            .unwrap();
+        let logged = std::fs::read_to_string(&log).unwrap_or_default();
+        (String::from_utf8_lossy(&out.stdout).into_owned(), logged)
+    };
+    let (stdout, logged) = run(false);
+    assert_eq!(logged, format!("--\n{spaced}\n{quoted}\n"), "{stdout}");
+    assert_eq!(stdout, "after\n");
+    let (stdout, _) = run(true);
+    let sections = crate::fact::protocol::split(stdout.as_bytes(), &token);
+    assert_eq!(sections.len(), 1, "{stdout}");
+    assert_eq!(sections[0].0, Section::Fatal);
+    let reason = String::from_utf8_lossy(sections[0].1);
+    assert!(
+        reason.contains("cannot fsync the directories of the changed files")
+            && reason.contains("Input/output error"),
+        "{reason}"
+    );
+    assert!(!stdout.contains("after"), "the script went on: {stdout}");
 }
