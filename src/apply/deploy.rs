@@ -24,6 +24,7 @@ use crate::exit::Status;
 use crate::lock::{LockError, SiteLock, Wait};
 use crate::node::{Node, NodeName};
 use crate::plan::render::NodeResult;
+use crate::plan::stale::Settled;
 use crate::rollout::{self, RolloutError, RolloutPolicy, RolloutReport};
 use crate::store::{
     ChangeAction, NewRun, NodeRun, ResourceChange, RunId, RunStatus, Store, StoreError,
@@ -364,8 +365,11 @@ async fn settle(
                 settled.push(report);
             }
             _ => {
-                job.probed = probed.facts.map(Arc::new);
-                job.probe_took = probed.took;
+                let took = probed.took;
+                job.probed = probed.facts.map(|facts| Settled {
+                    facts: Arc::new(facts),
+                    took,
+                });
                 pending.push(job);
             }
         }
@@ -390,7 +394,6 @@ fn keep_facts_for_first_batch(
     for job in &mut jobs {
         if !first.contains(&job.catalog.node.name) {
             job.probed = None;
-            job.probe_took = Duration::ZERO;
             later.extend(held.remove(&job.catalog.node.name));
         }
     }

@@ -508,7 +508,7 @@ async fn apply_node(
         // (a later batch) holds that probe's command for its script.
         let fresh;
         let facts = match &job.probed {
-            Some(facts) => &**facts,
+            Some(settled) => &*settled.facts,
             None => {
                 let timeout = options.command_timeout;
                 let (facts, held) = probe(&mut *session, catalog, options, timeout, true).await?;
@@ -547,11 +547,7 @@ async fn apply_node(
     }
     // The settling probe whose facts the apply planned from is this node's time too
     // (not the wait for the other nodes' probes in between).
-    let settled = if job.probed.is_some() {
-        job.probe_took
-    } else {
-        Duration::ZERO
-    };
+    let settled = job.probed.as_ref().map_or(Duration::ZERO, |s| s.took);
     report.elapsed_ms = (settled + started.elapsed()).as_millis();
     report
 }

@@ -376,7 +376,6 @@ impl SavedPlan {
                     host_key: saved.host_key.clone(),
                 }),
                 probed: None,
-                probe_took: std::time::Duration::ZERO,
             });
         }
         Ok(jobs)

@@ -23,10 +23,16 @@ pub struct Job {
     /// What the run's settling probe read of the node moments ago, when its apply
     /// follows at once (the rollout's first batch): the apply plans from it instead of
     /// probing again, and its script's verifying probe reads what the steps left.
-    pub probed: Option<Arc<NodeFacts>>,
-    /// How long that probe took (connecting, probing, planning): part of the node's
-    /// own time in its report, with its apply. Zero without `probed`.
-    pub probe_took: Duration,
+    pub probed: Option<Settled>,
+}
+
+/// What a run's settling probe read of a node, and how long it took.
+#[derive(Debug, Clone)]
+pub struct Settled {
+    pub facts: Arc<NodeFacts>,
+    /// Connecting, probing, planning: part of the node's own time in its report, with
+    /// its apply.
+    pub took: Duration,
 }
 
 impl Job {
@@ -37,7 +43,6 @@ impl Job {
             expect: None,
             identity: None,
             probed: None,
-            probe_took: Duration::ZERO,
         }
     }
 }
